@@ -1,0 +1,29 @@
+# Everything a fresh machine needs: `make demo` (set up + run the main job) and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+WDSR   := $(BIN)/wdsr
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# A normal (non-editable) install, so tests and the demo exercise what users get from pip.
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check ".[dev,onnx]"
+
+demo: install
+	bash scripts/demo.sh $(WDSR)
+
+test: install
+	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider ..
+
+lint: install
+	$(BIN)/ruff check wdsr_cli tests scripts
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo runs

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from wdsr_cli.core import config as C
+from wdsr_cli.core.errors import WdsrError
+
+
+def test_builtin_recipes_load_by_name_from_the_installed_package():
+    names = C.builtin_config_names()
+    for expected in ("demo", "wdsr-a-x2", "wdsr-b-x2", "wdsr-b-x3", "wdsr-b-x4",
+                     "modelzoo-wdsr-b-x2"):
+        assert expected in names
+    # `make test` installs non-editable: recipes must come from site-packages, not the checkout.
+    assert "site-packages" in str(C.builtin_config_dir())
+    for name in names:
+        cfg = C.load_config(name)
+        assert cfg.name == name
+
+
+@pytest.mark.parametrize("scale,patch", [(2, 48), (3, 32), (4, 24)])
+def test_paper_recipes_use_hr_patch_96(scale, patch):
+    cfg = C.load_config(f"wdsr-b-x{scale}")
+    assert cfg.model.scale == scale and cfg.data.patch_size == patch
+    assert cfg.data.patch_size * scale == 96
+    assert cfg.train.lr == pytest.approx(1e-3) and cfg.data.batch_size == 16
+
+
+def test_load_by_path_and_overrides(tmp_path):
+    p = tmp_path / "mine.yml"
+    p.write_text("model:\n  n_resblocks: 4\ntrain:\n  milestones: [10, 20]\n")
+    cfg = C.load_config(str(p), ["train.lr=5e-4", "model.variant=a", "data.augment=false",
+                                 "train.schedule=multistep"])
+    assert cfg.name == "mine"
+    assert cfg.model.n_resblocks == 4 and cfg.model.variant == "a"
+    assert cfg.train.lr == pytest.approx(5e-4) and isinstance(cfg.train.lr, float)
+    assert cfg.train.milestones == [10, 20]
+    assert cfg.data.augment is False
+
+
+def test_int_accepted_for_float_but_not_bool_for_int():
+    cfg = C.load_config(None, ["train.lr=1"])
+    assert cfg.train.lr == 1.0
+    with pytest.raises(WdsrError, match="must be int"):
+        C.load_config(None, ["model.n_feats=true"])
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model.scale=5", "model.scale"),
+    ("model.variant=c", "model.variant"),
+    ("train.schedule=linear", "train.schedule"),
+    ("eval.protocol=ycbcr", "eval.protocol"),
+    ("train.steps=0", "train.steps"),
+    ("nosection.key=1", "must be section.key"),
+    ("train.lr", "section.key=value"),
+    ("model.rgb_mean=[1, 2]", "model.rgb_mean"),
+])
+def test_bad_overrides_name_the_key(override, needle):
+    with pytest.raises(WdsrError) as exc:
+        C.load_config(None, [override])
+    assert needle in str(exc.value)
+
+
+def test_unknown_section_and_key_in_yaml(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("modle:\n  n_feats: 3\n")
+    with pytest.raises(WdsrError, match="unknown section 'modle'"):
+        C.load_config(str(p))
+    p.write_text("model:\n  nfeats: 3\n")
+    with pytest.raises(WdsrError, match="valid keys in 'model'.*n_feats"):
+        C.load_config(str(p))
+
+
+def test_missing_config_path():
+    with pytest.raises(WdsrError, match="does not exist"):
+        C.load_config("nowhere/x.yaml")
+
+
+def test_model_config_round_trip_through_dict():
+    cfg = C.load_config("wdsr-a-x3")
+    again = C.model_config_from_dict(cfg.to_dict()["model"])
+    assert again == cfg.model
+    assert Path(C.builtin_config_dir()).is_dir()

@@ -1,0 +1,58 @@
+"""Facts about a WDSR configuration that need no network (and no mindspore import):
+parameter count, receptive field, the summary table shown by `wdsr train --print-config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    variant: str
+    scale: int
+    n_resblocks: int
+    n_feats: int
+    block_feats: int  # A: block_feats; B: expansion * n_feats
+    parameters: int
+    receptive_radius: int  # LR pixels an output pixel depends on, on each side
+
+    def rows(self) -> list[tuple[str, str]]:
+        side = 2 * self.receptive_radius + 1
+        return [
+            ("variant", f"WDSR-{self.variant.upper()}"),
+            ("scale", f"x{self.scale}"),
+            ("residual blocks", str(self.n_resblocks)),
+            ("features", str(self.n_feats)),
+            ("block width", str(self.block_feats)),
+            ("parameters", f"{self.parameters:,}"),
+            ("receptive field", f"{side}x{side} LR px"),
+        ]
+
+
+def receptive_radius(cfg: ModelConfig) -> int:
+    """Each 3x3 conv adds one LR pixel of context on each side, the 5x5 skip two."""
+    per_block = 2 if cfg.variant == "a" else 1
+    return max(1 + per_block * cfg.n_resblocks + 1, 2)
+
+
+def count_parameters(cfg: ModelConfig, weight_norm: bool = True) -> int:
+    """Closed form (no network built): kernels, biases and, with weight norm, one g per output."""
+
+    def conv(cin: int, cout: int, k: int) -> int:
+        return cin * cout * k * k + cout + (cout if weight_norm else 0)
+
+    c, f, out = cfg.n_colors, cfg.n_feats, cfg.n_colors * cfg.scale**2
+    if cfg.variant == "a":
+        block = conv(f, cfg.block_feats, 3) + conv(cfg.block_feats, f, 3)
+    else:
+        wide, low = f * cfg.expansion, int(f * cfg.low_rank_ratio)
+        block = conv(f, wide, 1) + conv(wide, low, 1) + conv(low, f, 3)
+    return conv(c, f, 3) + cfg.n_resblocks * block + conv(f, out, 3) + conv(c, out, 5)
+
+
+def summarize(cfg: ModelConfig) -> ModelSummary:
+    width = cfg.block_feats if cfg.variant == "a" else cfg.n_feats * cfg.expansion
+    return ModelSummary(cfg.variant, cfg.scale, cfg.n_resblocks, cfg.n_feats, width,
+                        count_parameters(cfg), receptive_radius(cfg))
