@@ -1,0 +1,145 @@
+"""Checkpoints that know their model.
+
+A wdsr checkpoint is a MindSpore ``.ckpt`` file (written with a CRC, so a truncated or
+corrupted file is detected on load) with one extra entry, ``wdsr_meta``: a JSON string holding
+the model config, the scale, the step, metrics, the dataset id and (for training checkpoints)
+the whole run config. Evaluate, export and upscale rebuild the network from it, so no flag can
+build a network that does not match the weights.
+
+Writes are atomic: a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig, model_config_from_dict
+from .errors import WdsrError
+
+META_KEY = "wdsr_meta"  # prefixed: a metadata key equal to a parameter name breaks loading
+FORMAT_VERSION = 1
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "weights"
+
+
+@contextmanager
+def _quiet_mindspore_logger():
+    """MindSpore logs an [ERROR] line before raising on a bad file; we raise our own message."""
+    logger = logging.getLogger("mindspore")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Save a Cell (or a list of {"name", "data"} dicts) with metadata, atomically."""
+    import mindspore as ms
+
+    path = Path(path)
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        ms.save_checkpoint(obj, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)},
+                           crc_check=True)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise WdsrError(f"cannot write checkpoint '{path}': {exc.strerror or exc}",
+                        "check that the folder exists and is writable") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(parameters by name, metadata); missing, truncated, corrupt or foreign file -> WdsrError."""
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.is_file():
+        raise WdsrError(f"checkpoint '{path}' does not exist",
+                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    try:
+        with _quiet_mindspore_logger():
+            params = ms.load_checkpoint(str(path), crc_check=True)
+    except (ValueError, RuntimeError, OSError):
+        raise WdsrError(f"checkpoint '{path}' is truncated or corrupted",
+                        "use another checkpoint (e.g. the previous periodic one)") from None
+    raw = params.pop(META_KEY, None)
+    if raw is None:
+        raise WdsrError(f"'{path}' is not a wdsr checkpoint (no model metadata)",
+                        "use a checkpoint written by wdsr train")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError:
+        raise WdsrError(f"checkpoint '{path}' has unreadable metadata") from None
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise WdsrError(f"checkpoint '{path}' was written by a newer wdsr",
+                        "upgrade wdsr-cli to read it")
+    return params, meta
+
+
+def model_config_of(meta: dict[str, Any]) -> ModelConfig:
+    try:
+        return model_config_from_dict(meta["model"])
+    except KeyError:
+        raise WdsrError("checkpoint metadata has no model config") from None
+
+
+def network_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Only the network's own weights (drop optimizer moments, step counters, ...)."""
+    skip = ("moment1.", "moment2.", "vhat.", "beta1_power", "beta2_power", "global_step",
+            "learning_rate", "scale_sense", "current_step")
+    return {k: v for k, v in params.items() if not k.startswith(skip)}
+
+
+def load_network(path: str | os.PathLike, weight_norm: bool = True):
+    """Rebuild the network a checkpoint describes and load its weights: (net, meta)."""
+    from .model import build_model, fold_weight_norm
+
+    params, meta = read_checkpoint(path)
+    cfg = model_config_of(meta)
+    net = build_model(cfg)
+    assign_parameters(net, network_parameters(params), path)
+    net.set_train(False)
+    return (net if weight_norm else fold_weight_norm(net)), meta
+
+
+def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: bool = True) -> list:
+    """Copy matching parameters into ``net``; strict: names and shapes must match exactly.
+    Returns the names that were loaded."""
+    from mindspore import Tensor
+
+    own = dict(net.parameters_and_names())
+    loaded = []
+    for name, param in own.items():
+        if name not in params:
+            if strict:
+                raise WdsrError(f"checkpoint '{source}' has no parameter '{name}'",
+                                "the checkpoint does not match its recorded model config")
+            continue
+        value = params[name]
+        data = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        if tuple(data.shape) != tuple(param.shape):
+            if strict:
+                raise WdsrError(f"checkpoint '{source}': '{name}' has shape {tuple(data.shape)}, "
+                                f"the model expects {tuple(param.shape)}")
+            continue
+        param.set_data(Tensor(data.astype(np.float32)))
+        loaded.append(name)
+    return loaded
+
+
+def bundled_checkpoint(scale: int) -> Path | None:
+    """The weights shipped with the package for this scale, if any."""
+    path = BUNDLED_DIR / f"wdsr_x{scale}.ckpt"
+    return path if path.is_file() else None
