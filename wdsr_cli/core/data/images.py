@@ -1,0 +1,844 @@
+"""Reading and writing the images users have.
+
+Everything goes through imageio's v3 API with its Pillow plugin, except 16-bit
+colour PNGs (RGB, RGBA and gray+alpha at 16 bits per sample): Pillow reads those
+as 8-bit (it keeps only the high byte) and cannot write them, so this module has
+a small PNG codec of its own (``_png_decode`` / ``_png_encode``, zlib + numpy,
+following the public PNG specification) for exactly those cases.
+
+What :func:`read_image` does with each kind of file:
+
+* gray ``L`` and ``1`` (1-bit) -> gray 8-bit; ``I;16`` -> gray 16-bit;
+  32-bit integer ``I`` -> gray 16-bit (clipped to 0..65535).
+* ``LA`` -> gray + alpha; ``RGBA`` -> RGB + alpha; ``PA``/``RGBa``/``La`` likewise.
+* palette ``P`` -> RGB, or RGB + alpha when it has transparency; a palette made
+  only of grays becomes gray.
+* a single transparent colour (PNG ``tRNS`` on gray or RGB) -> an alpha channel.
+* ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``RGBX`` -> RGB (Pillow's conversion).
+* 16-bit colour PNGs keep all 16 bits (own decoder, interlaced files too).
+* 32-bit float images (``F``) are refused with a hint.
+* Multi-frame files (GIF, multi-page TIFF) give their first frame.
+* The EXIF orientation tag (JPEG, PNG ``eXIf``, TIFF, WebP) is applied, so the
+  pixels come out upright as image viewers show them; the tag is not written back.
+* A truncated or damaged file raises :class:`WdsrError` naming the file. Pillow's
+  ``ImageFile.LOAD_TRUNCATED_IMAGES`` is forced off while decoding, and PNGs are
+  additionally checked for their closing ``IEND`` chunk (Pillow accepts a PNG
+  whose last bytes are missing).
+
+What :func:`write_image` does: the format comes from the suffix; the file is
+written to a temporary file in the same folder and moved over the target with
+``os.replace``, so a reader never sees a half-written file and an existing file
+survives a failed write. Formats that cannot hold 16 bits (JPEG, BMP, WebP, and
+TIFF for colour) get 8-bit data (``round(x / 257)``); formats that cannot hold
+transparency (JPEG, BMP) raise :class:`WdsrError` instead of silently dropping it.
+JPEG is written at quality 95 with 4:4:4 chroma, WebP lossy at quality 95 unless
+``quality=100`` (lossless), PNG at zlib level 6.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from wdsr_cli.core.errors import WdsrError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Image",
+    "from_rgb_float",
+    "is_image_file",
+    "read_image",
+    "read_rgb_uint8",
+    "to_rgb_float",
+    "write_image",
+    "write_rgb_uint8",
+]
+
+
+def _webp_available() -> bool:
+    try:
+        from PIL import features
+
+        return bool(features.check("webp"))
+    except Exception:  # pragma: no cover - a broken Pillow build
+        return False
+
+
+_WEBP = _webp_available()
+
+#: Suffixes (lower case) that :func:`read_image` and :func:`write_image` handle.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") + (
+    (".webp",) if _WEBP else ()
+)
+
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+
+# BT.601 luma weights, used to turn a 3-channel network output back into gray.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class Image:
+    """An image as read from disk.
+
+    ``pixels`` is HxWxC with C 1 (gray) or 3 (RGB), uint8 or uint16; the alpha
+    channel, if any, is kept apart in ``alpha`` (HxW, same dtype). ``bit_depth``
+    is 8 or 16 and matches the dtype. ``source_mode`` is what the file held
+    (Pillow's mode name, or e.g. ``"RGB;16"`` for a 16-bit colour PNG), for messages.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    source_mode: str = ""
+
+    def __post_init__(self) -> None:
+        p = self.pixels
+        if not isinstance(p, np.ndarray) or p.ndim != 3 or p.shape[2] not in (1, 3):
+            shape = getattr(p, "shape", None)
+            raise ValueError(f"Image.pixels must be HxWx1 or HxWx3, got shape {shape}")
+        if p.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"Image.pixels must be uint8 or uint16, got {p.dtype}")
+        expected = 8 if p.dtype == np.uint8 else 16
+        if self.bit_depth != expected:
+            raise ValueError(f"Image.bit_depth {self.bit_depth} does not match dtype {p.dtype}")
+        if self.alpha is not None:
+            a = self.alpha
+            if not isinstance(a, np.ndarray) or a.shape != p.shape[:2] or a.dtype != p.dtype:
+                raise ValueError(
+                    f"Image.alpha must be {p.shape[:2]} {p.dtype}, got "
+                    f"{getattr(a, 'shape', None)} {getattr(a, 'dtype', None)}"
+                )
+        if not self.source_mode:
+            self.source_mode = _describe(self)
+
+    @property
+    def gray(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def max_value(self) -> int:
+        return 255 if self.bit_depth == 8 else 65535
+
+
+def _describe(img: Image) -> str:
+    base = ("L" if img.gray else "RGB") + ("A" if img.alpha is not None else "")
+    return base if img.bit_depth == 8 else base + ";16"
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when the name has one of :data:`IMAGE_SUFFIXES` (any case) and is not
+    hidden (names starting with ``.``, e.g. macOS ``._x.png`` files or this
+    module's temporary files, are skipped). The file is not opened."""
+    name = os.path.basename(os.fspath(path))
+    if not name or name.startswith("."):
+        return False
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _to8(a: np.ndarray) -> np.ndarray:
+    """16-bit -> 8-bit as round(x / 257) (exact inverse of x * 257)."""
+    if a.dtype == np.uint8:
+        return a
+    return ((a.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
+
+
+_ORIENT = {
+    # EXIF orientation -> how to make the stored pixels upright (numpy, HxW[xC]).
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _apply_orientation(a: np.ndarray, orientation: object) -> np.ndarray:
+    try:
+        fn = _ORIENT.get(int(orientation))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return a
+    return a if fn is None else np.ascontiguousarray(fn(a))
+
+
+# ---------------------------------------------------------------------------
+# reading
+
+_TRUNC_LOCK = threading.Lock()
+_TRUNC_STATE = {"active": 0, "saved": False}
+
+
+class _NoTruncatedLoading:
+    """Keep Pillow's global LOAD_TRUNCATED_IMAGES off while any read is decoding
+    (another library or the user may have turned it on). Reads are counted so
+    that concurrent reads don't serialise; the old value comes back after the
+    last one."""
+
+    def __enter__(self) -> None:
+        from PIL import ImageFile
+
+        with _TRUNC_LOCK:
+            if _TRUNC_STATE["active"] == 0:
+                _TRUNC_STATE["saved"] = ImageFile.LOAD_TRUNCATED_IMAGES
+            _TRUNC_STATE["active"] += 1
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+    def __exit__(self, *exc: object) -> None:
+        from PIL import ImageFile
+
+        with _TRUNC_LOCK:
+            _TRUNC_STATE["active"] -= 1
+            if _TRUNC_STATE["active"] == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _TRUNC_STATE["saved"]
+
+
+def _cannot_read(path: str | os.PathLike, reason: str, hint: str | None = None) -> WdsrError:
+    return WdsrError(f"cannot read image '{os.fspath(path)}': {reason}", hint)
+
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_has_iend(path: str | os.PathLike) -> bool:
+    """Walk the PNG chunk headers; False if the file ends before IEND."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 8
+        f.seek(pos)
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            length, ctype = struct.unpack(">I4s", head)
+            end = pos + 8 + length + 4
+            if end > size:
+                return False
+            if ctype == b"IEND":
+                return True
+            pos = end
+            f.seek(pos)
+
+
+def read_image(path: str | os.PathLike) -> Image:
+    """Read an image file fully; raise :class:`WdsrError` naming it if it can't be read."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(33)
+    except FileNotFoundError:
+        raise _cannot_read(p, "no such file", "check the path") from None
+    except IsADirectoryError:
+        raise _cannot_read(p, "it is a folder") from None
+    except PermissionError:
+        raise _cannot_read(p, "permission denied") from None
+    except OSError as e:
+        raise _cannot_read(p, e.strerror or str(e)) from None
+    if not head:
+        raise _cannot_read(p, "the file is empty")
+
+    is_png = head.startswith(_PNG_SIG)
+    if is_png:
+        if not _png_has_iend(p):
+            raise _cannot_read(
+                p, "file is truncated", "the file is incomplete: copy or export it again"
+            )
+        if len(head) >= 33 and head[12:16] == b"IHDR":
+            depth, ctype = head[24], head[25]
+            if depth == 16 and ctype in (2, 4, 6):
+                with open(p, "rb") as f:
+                    data = f.read()
+                return _read_png16(p, data)
+    return _read_with_pillow(p)
+
+
+def _read_with_pillow(p: str) -> Image:
+    import imageio.v3 as iio
+    from PIL import Image as PILImage
+
+    try:
+        with _NoTruncatedLoading(), iio.imopen(p, "r", plugin="pillow") as f:
+            meta = f.metadata(index=0, exclude_applied=False)
+            mode = meta.get("mode", "")
+            return _convert_pillow(f, meta, mode, p)
+    except WdsrError:
+        raise
+    except PILImage.DecompressionBombError as e:
+        raise _cannot_read(p, f"image is too large ({e})") from None
+    except MemoryError:
+        raise _cannot_read(p, "not enough memory to decode it") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
+        raise _classify(p, e) from None
+
+
+def _classify(p: str, e: Exception) -> WdsrError:
+    text = str(e)
+    low = text.lower()
+    name = type(e).__name__
+    if name == "InitializationError" or any(
+        s in low for s in ("cannot identify", "can not read", "can not handle")
+    ):
+        return _cannot_read(
+            p,
+            "not an image file, or a format Pillow cannot read",
+            "supported: " + ", ".join(IMAGE_SUFFIXES),
+        )
+    if "truncated" in low or isinstance(e, EOFError):
+        return _cannot_read(
+            p, "file is truncated", "the file is incomplete: copy or export it again"
+        )
+    return _cannot_read(
+        p, f"file is damaged ({name}: {text})" if text else f"file is damaged ({name})"
+    )
+
+
+def _convert_pillow(f, meta: dict, mode: str, p: str) -> Image:
+    """Turn what Pillow decodes into an :class:`Image` (see the module docstring)."""
+    orientation = meta.get("Orientation")
+    transparency = meta.get("transparency")
+    src = mode
+    alpha = None
+
+    def read(m: str | None) -> np.ndarray:
+        return np.asarray(f.read(index=0, mode=m, rotate=False))
+
+    if mode == "F":
+        raise _cannot_read(
+            p,
+            "32-bit floating-point images are not supported",
+            "convert it to a 16-bit or 8-bit PNG first",
+        )
+    if mode in ("P", "PA"):
+        palette = meta.get("palette")
+        has_alpha = mode == "PA" or transparency is not None
+        gray = False
+        if palette is not None:
+            pal = np.asarray(palette)
+            if pal.ndim == 2 and pal.shape[1] >= 3 and pal.shape[0] > 0:
+                gray = bool(np.all(pal[:, 0] == pal[:, 1]) and np.all(pal[:, 1] == pal[:, 2]))
+                if pal.shape[1] == 4:
+                    has_alpha = has_alpha or bool(np.any(pal[:, 3] != 255))
+        a = read(("LA" if gray else "RGBA") if has_alpha else ("L" if gray else "RGB"))
+        if has_alpha:
+            a, alpha = a[..., :-1], a[..., -1]
+    elif mode in ("1", "L"):
+        a = read("L")
+    elif mode in ("LA", "La"):
+        a = read("LA")
+        a, alpha = a[..., :1], a[..., 1]
+    elif mode in ("RGBA", "RGBa"):
+        a = read("RGBA")
+        a, alpha = a[..., :3], a[..., 3]
+    elif mode == "RGB":
+        a = read(None)
+    elif mode.startswith("I;16"):
+        a = read(None).astype(np.uint16)
+    elif mode == "I":
+        a = np.clip(read(None), 0, 65535).astype(np.uint16)
+    else:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        a = read("RGB")
+
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype not in (np.uint8, np.uint16):  # pragma: no cover - unexpected decoder output
+        raise _cannot_read(p, f"unsupported pixel format ({mode}, {a.dtype})")
+    a = np.ascontiguousarray(a)
+
+    # A single transparent colour (tRNS on gray/RGB) becomes an alpha channel.
+    if alpha is None and transparency is not None and mode in ("L", "RGB", "I;16", "I"):
+        key = np.asarray(transparency).reshape(-1)
+        if key.size == a.shape[2]:
+            hit = np.all(a == key.astype(a.dtype), axis=2)
+            alpha = np.where(hit, 0, 255 if a.dtype == np.uint8 else 65535).astype(a.dtype)
+    if alpha is not None:
+        alpha = np.ascontiguousarray(alpha).astype(a.dtype)
+
+    a = _apply_orientation(a, orientation)
+    if alpha is not None:
+        alpha = _apply_orientation(alpha, orientation)
+    depth = 8 if a.dtype == np.uint8 else 16
+    return Image(pixels=a, alpha=alpha, bit_depth=depth, source_mode=src)
+
+
+def _read_png16(p: str, data: bytes) -> Image:
+    from PIL import Image as PILImage
+
+    w, h = struct.unpack(">II", data[16:24])
+    limit = PILImage.MAX_IMAGE_PIXELS
+    if limit and w * h > 2 * limit:  # the same guard Pillow applies to other files
+        raise _cannot_read(p, f"image is too large ({w}x{h} pixels)")
+    try:
+        arr, info = _png_decode(data)
+    except _PngError as e:
+        if e.truncated:
+            raise _cannot_read(
+                p, "file is truncated", "the file is incomplete: copy or export it again"
+            ) from None
+        raise _cannot_read(p, f"file is damaged ({e})") from None
+    except MemoryError:
+        raise _cannot_read(p, "not enough memory to decode it") from None
+    except Exception as e:  # noqa: BLE001 - malformed data in ways the checks didn't catch
+        raise _cannot_read(p, f"file is damaged ({type(e).__name__}: {e})") from None
+    ctype = info["color_type"]
+    alpha = None
+    if ctype in (4, 6):
+        arr, alpha = arr[..., :-1], arr[..., -1]
+    elif ctype == 2 and "trns" in info:
+        key = np.frombuffer(info["trns"][:6], ">u2").astype(np.uint16)
+        alpha = np.where(np.all(arr == key, axis=2), 0, 65535).astype(np.uint16)
+    arr = np.ascontiguousarray(arr)
+    orientation = None
+    if "exif" in info:
+        try:
+            ex = PILImage.Exif()
+            ex.load(info["exif"])
+            orientation = ex.get(0x0112)
+        except Exception:  # noqa: BLE001 - a broken EXIF block just means no orientation
+            orientation = None
+    arr = _apply_orientation(arr, orientation)
+    if alpha is not None:
+        alpha = _apply_orientation(np.ascontiguousarray(alpha), orientation)
+    mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
+    return Image(pixels=arr, alpha=alpha, bit_depth=16, source_mode=mode)
+
+
+# ---------------------------------------------------------------------------
+# float conversion for the network
+
+
+def to_rgb_float(img: Image) -> np.ndarray:
+    """HxWx3 float32 on the 0..255 scale (gray replicated, 16-bit scaled by 255/65535).
+
+    The alpha channel is not included (see :func:`alpha_to_float`)."""
+    a = img.pixels.astype(np.float32)
+    if img.bit_depth == 16:
+        a *= np.float32(255.0 / 65535.0)
+    if img.gray:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def alpha_to_float(img: Image) -> np.ndarray | None:
+    """The alpha channel as HxW float32 on the 0..255 scale, or None."""
+    if img.alpha is None:
+        return None
+    a = img.alpha.astype(np.float32)
+    if img.bit_depth == 16:
+        a *= np.float32(255.0 / 65535.0)
+    return a
+
+
+def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if bit_depth == 16:
+        return np.clip(np.rint(x * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def from_rgb_float(rgb: np.ndarray, like: Image, alpha: np.ndarray | None = None) -> Image:
+    """Network output (HxWx3 float, 0..255 scale) -> an :class:`Image` shaped like ``like``.
+
+    Values are clipped and rounded to ``like``'s bit depth (16-bit: scaled to
+    0..65535). For a gray ``like`` the three channels are merged with BT.601 luma
+    weights (0.299, 0.587, 0.114); they sum to 1, so a gray input replicated by
+    :func:`to_rgb_float` comes back exactly.
+
+    Alpha: pass ``alpha`` (HxW float on the 0..255 scale, e.g. the upscaled
+    :func:`alpha_to_float`). Without it, ``like.alpha`` is kept when it has the
+    same size as ``rgb``; when ``like`` has alpha of another size a ValueError is
+    raised, so transparency is never dropped by accident.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 array, got shape {rgb.shape}")
+    x = rgb.astype(np.float64)
+    if like.gray:
+        w = np.asarray(LUMA_WEIGHTS, dtype=np.float64)
+        x = (x @ w)[:, :, None]
+    pixels = _quantise(x, like.bit_depth)
+    out_alpha = None
+    if alpha is not None:
+        alpha = np.asarray(alpha)
+        if alpha.shape != rgb.shape[:2]:
+            raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
+        out_alpha = _quantise(alpha, like.bit_depth)
+    elif like.alpha is not None:
+        if like.alpha.shape != rgb.shape[:2]:
+            raise ValueError(
+                f"the source image has an alpha channel of size {like.alpha.shape}; "
+                f"pass alpha= resized to {rgb.shape[:2]}"
+            )
+        out_alpha = like.alpha.copy()
+    return Image(pixels=pixels, alpha=out_alpha, bit_depth=like.bit_depth)
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+def _format_for(path: str) -> str:
+    suffix = os.path.splitext(path)[1].lower()
+    fmt = _FORMATS.get(suffix)
+    if fmt is None or (fmt == "WEBP" and not _WEBP):
+        raise WdsrError(
+            f"cannot write image '{path}': unknown image format '{suffix or '(no suffix)'}'",
+            "use one of " + ", ".join(IMAGE_SUFFIXES),
+        )
+    return fmt
+
+
+def _prepare(img: Image, fmt: str, path: str) -> tuple[np.ndarray, bool]:
+    """The array to hand to the writer and whether it is a 16-bit colour PNG."""
+    if img.alpha is not None and fmt in ("JPEG", "BMP"):
+        raise WdsrError(
+            f"cannot write image '{path}': {fmt} cannot store transparency",
+            "write a .png, .tif or .webp file to keep the alpha channel",
+        )
+    pixels, alpha = img.pixels, img.alpha
+    sixteen = img.bit_depth == 16
+    if sixteen and not (fmt == "PNG" or (fmt == "TIFF" and img.gray and alpha is None)):
+        pixels = _to8(pixels)
+        alpha = None if alpha is None else _to8(alpha)
+        sixteen = False
+    arr = pixels if alpha is None else np.concatenate([pixels, alpha[:, :, None]], axis=2)
+    own_png = sixteen and fmt == "PNG" and arr.shape[2] != 1
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return np.ascontiguousarray(arr), own_png
+
+
+def _save_kwargs(fmt: str, quality: int | None) -> dict:
+    if fmt == "JPEG":
+        q = 95 if quality is None else int(quality)
+        return {"quality": q, "subsampling": 0 if q >= 90 else 2}
+    if fmt == "WEBP":
+        q = 95 if quality is None else int(quality)
+        return {"lossless": True} if q >= 100 else {"quality": q}
+    if fmt == "PNG":
+        return {"compress_level": 6}
+    if fmt == "TIFF":
+        return {"compression": "tiff_deflate"}
+    return {}
+
+
+def write_image(path: str | os.PathLike, img: Image, quality: int | None = None) -> None:
+    """Write ``img`` to ``path`` atomically (temporary file in the same folder, then
+    ``os.replace``). The format comes from the suffix; see the module docstring for
+    how 16-bit and alpha are treated. Raises :class:`WdsrError` on any failure,
+    before touching ``path`` when the suffix or the image can't be written."""
+    p = os.fspath(path)
+    fmt = _format_for(p)
+    arr, own_png = _prepare(img, fmt, p)
+    folder = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(folder):
+        raise WdsrError(f"cannot write image '{p}': folder '{folder}' does not exist")
+    base = os.path.basename(p)
+    tmp = None
+    try:
+        for _ in range(100):
+            cand = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            tmp = cand
+            break
+        else:  # pragma: no cover
+            raise OSError("could not create a temporary file")
+        with os.fdopen(fd, "wb") as fh:
+            if own_png:
+                fh.write(_png_encode(arr, 16))
+            else:
+                _write_with_pillow(fh, arr, fmt, quality)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        tmp = None
+    except WdsrError:
+        raise
+    except OSError as e:
+        raise WdsrError(f"cannot write image '{p}': {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - encoder failures become one clear line
+        raise WdsrError(f"cannot write image '{p}': {type(e).__name__}: {e}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _write_with_pillow(fh, arr: np.ndarray, fmt: str, quality: int | None) -> None:
+    import imageio.v3 as iio
+
+    ext = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}[fmt]
+    kwargs = _save_kwargs(fmt, quality)
+    # imageio infers the Pillow mode: L, LA, RGB, RGBA (uint8) or I;16 (2-D uint16)
+    iio.imwrite(fh, arr, plugin="pillow", extension=ext, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# dataset conveniences
+
+
+def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
+    """HxWx3 uint8: gray replicated, 16-bit -> 8 by round(x/257), alpha dropped."""
+    img = read_image(path)
+    a = _to8(img.pixels)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def write_rgb_uint8(path: str | os.PathLike, arr: np.ndarray) -> None:
+    """Write an HxWx3 uint8 array atomically (format from the suffix)."""
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected HxWx3 uint8, got {arr.shape} {arr.dtype}")
+    write_image(path, Image(pixels=np.ascontiguousarray(arr), bit_depth=8))
+
+
+# ---------------------------------------------------------------------------
+# a small PNG codec for what Pillow can't do (16-bit colour), per the PNG spec
+
+
+class _PngError(Exception):
+    def __init__(self, message: str, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+
+_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def _png_chunks(data: bytes):
+    if not data.startswith(_PNG_SIG):
+        raise _PngError("not a PNG file")
+    pos = 8
+    n = len(data)
+    while True:
+        if pos + 8 > n:
+            raise _PngError("missing IEND", truncated=True)
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise _PngError(f"chunk {ctype!r} cut short", truncated=True)
+        body = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            # ancillary chunks (lower-case first letter) with a bad CRC are skipped
+            if ctype[0] & 0x20:
+                pos = end
+                continue
+            raise _PngError(f"CRC error in chunk {ctype.decode('latin-1')}")
+        yield ctype, body
+        if ctype == b"IEND":
+            return
+        pos = end
+
+
+def _png_decode(data: bytes) -> tuple[np.ndarray, dict]:
+    """Decode an 8- or 16-bit gray/RGB/gray+alpha/RGBA PNG to HxWxC (uint8/uint16)."""
+    info: dict = {}
+    idat = []
+    header = None
+    for ctype, body in _png_chunks(data):
+        if ctype == b"IHDR":
+            if len(body) != 13:
+                raise _PngError("bad IHDR")
+            header = struct.unpack(">IIBBBBB", body)
+        elif ctype == b"IDAT":
+            idat.append(body)
+        elif ctype == b"tRNS":
+            info["trns"] = body
+        elif ctype == b"eXIf":
+            info["exif"] = body
+    if header is None:
+        raise _PngError("no IHDR chunk")
+    w, h, depth, ctype_, comp, filt, interlace = header
+    if depth not in (8, 16) or ctype_ not in _CHANNELS or comp or filt or interlace > 1:
+        raise _PngError(f"unsupported PNG layout (depth {depth}, colour type {ctype_})")
+    if w == 0 or h == 0:
+        raise _PngError("image has no pixels")
+    info.update(width=w, height=h, bit_depth=depth, color_type=ctype_, interlace=interlace)
+    channels = _CHANNELS[ctype_]
+    bpp = channels * depth // 8
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(b"".join(idat))
+    except zlib.error as e:
+        raise _PngError(f"bad compressed data: {e}") from None
+    if not d.eof:
+        raise _PngError("compressed data ends early", truncated=True)
+
+    passes = [(0, 0, 1, 1)] if interlace == 0 else list(_ADAM7)
+    need = 0
+    dims = []
+    for x0, y0, dx, dy in passes:
+        pw = (w - x0 + dx - 1) // dx if w > x0 else 0
+        ph = (h - y0 + dy - 1) // dy if h > y0 else 0
+        dims.append((pw, ph))
+        if pw and ph:
+            need += ph * (pw * bpp + 1)
+    if len(raw) < need:
+        raise _PngError("image data ends early", truncated=True)
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
+    out = np.empty((h, w, channels), dtype=np.uint16 if depth == 16 else np.uint8)
+    off = 0
+    for (x0, y0, dx, dy), (pw, ph) in zip(passes, dims, strict=True):
+        if not (pw and ph):
+            continue
+        size = ph * (pw * bpp + 1)
+        rows = _unfilter(buf[off : off + size].reshape(ph, pw * bpp + 1), pw, bpp)
+        off += size
+        px = rows.reshape(ph, -1).view(dtype).reshape(ph, pw, channels)
+        out[y0::dy, x0::dx] = px
+    return out, info
+
+
+def _unfilter(raw: np.ndarray, w: int, bpp: int) -> np.ndarray:
+    """Undo PNG row filters. ``raw`` is rows x (1 + w*bpp); returns rows x w x bpp uint8."""
+    h = raw.shape[0]
+    ft = raw[:, 0]
+    f = raw[:, 1:].reshape(h, w, bpp)
+    if ft.size and int(ft.max()) > 4:
+        raise _PngError(f"bad filter type {int(ft.max())}")
+    if not np.any(ft >= 3):
+        # None / Sub / Up only: one vectorised step per row.
+        out = np.empty((h, w, bpp), dtype=np.uint8)
+        prev = np.zeros((w, bpp), dtype=np.uint8)
+        for y in range(h):
+            t = ft[y]
+            if t == 0:
+                cur = f[y]
+            elif t == 1:
+                cur = np.cumsum(f[y], axis=0, dtype=np.uint8)
+            else:
+                cur = f[y] + prev
+            out[y] = cur
+            prev = out[y]
+        return out
+    # Average / Paeth make each pixel depend on its left, upper and upper-left
+    # neighbours: sweep anti-diagonals (all pixels on one are independent).
+    r = np.zeros((h + 1, w + 1, bpp), dtype=np.uint8)
+    fti = ft.astype(np.int8)
+    ys_all = np.arange(h)
+    for dg in range(h + w - 1):
+        y0 = max(0, dg - w + 1)
+        y1 = min(h - 1, dg)
+        ys = ys_all[y0 : y1 + 1]
+        xs = dg - ys
+        a = r[ys + 1, xs].astype(np.int16)
+        b = r[ys, xs + 1].astype(np.int16)
+        c = r[ys, xs].astype(np.int16)
+        t = fti[ys][:, None]
+        pa = np.abs(b - c)
+        pb = np.abs(a - c)
+        pc = np.abs(a + b - 2 * c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        pred = np.where(
+            t == 4,
+            paeth,
+            np.where(t == 3, (a + b) >> 1, np.where(t == 2, b, np.where(t == 1, a, 0))),
+        )
+        r[ys + 1, xs + 1] = (f[ys, xs] + pred).astype(np.uint8)
+    return r[1:, 1:]
+
+
+def _png_filter_rows(x: np.ndarray, bpp: int) -> bytes:
+    """Filter rows (h x stride uint8) choosing per row the filter with the smallest
+    sum of absolute signed differences (the usual heuristic); returns filtered bytes."""
+    h, stride = x.shape
+    out = bytearray()
+    block = max(1, (8 << 20) // max(stride, 1))
+    prev_row = np.zeros((1, stride), dtype=np.uint8)
+    for s in range(0, h, block):
+        cur = x[s : s + block]
+        up = np.concatenate([prev_row, cur[:-1]], axis=0)
+        left = np.zeros_like(cur)
+        left[:, bpp:] = cur[:, :-bpp]
+        upleft = np.zeros_like(cur)
+        upleft[:, bpp:] = up[:, :-bpp]
+        ai, bi, ci = (v.astype(np.int16) for v in (left, up, upleft))
+        pa = np.abs(bi - ci)
+        pb = np.abs(ai - ci)
+        pc = np.abs(ai + bi - 2 * ci)
+        paeth = np.where((pa <= pb) & (pa <= pc), ai, np.where(pb <= pc, bi, ci))
+        cands = np.stack(
+            [
+                cur,
+                cur - left,
+                cur - up,
+                (cur.astype(np.int16) - ((ai + bi) >> 1)).astype(np.uint8),
+                (cur.astype(np.int16) - paeth).astype(np.uint8),
+            ]
+        )
+        score = np.minimum(cands, 256 - cands.astype(np.int16)).sum(axis=2, dtype=np.int64)
+        best = np.argmin(score, axis=0)
+        chosen = cands[best, np.arange(cur.shape[0])]
+        rows = np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
+        out += rows.tobytes()
+        prev_row = cur[-1:]
+    return bytes(out)
+
+
+def _png_encode(arr: np.ndarray, bit_depth: int, level: int = 6) -> bytes:
+    """Encode HxW or HxWxC (C 1-4) uint8/uint16 as a non-interlaced PNG."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    h, w, c = arr.shape
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    if bit_depth == 16:
+        data = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8)
+    else:
+        data = np.ascontiguousarray(arr.astype(np.uint8))
+    bpp = c * bit_depth // 8
+    filtered = _png_filter_rows(data.reshape(h, w * bpp), bpp)
+
+    def chunk(t: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + t + body + struct.pack(">I", zlib.crc32(t + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, ctype, 0, 0, 0)
+    return (
+        _PNG_SIG
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(filtered, level))
+        + chunk(b"IEND", b"")
+    )
