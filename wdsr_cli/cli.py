@@ -93,23 +93,65 @@ def train(
     config: str | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
     device_target: str | None = DeviceOpt,
+    steps: int | None = typer.Option(None, "--steps", help="Total steps (= --set train.steps=N)."),
+    resume: str | None = typer.Option(
+        None, "--resume", metavar="[RUN_DIR]",
+        help="Continue a run at its exact step: a run folder, or alone for the latest run."),
+    init: Path | None = typer.Option(
+        None, "--init", help="Start a new run from these weights (loads what matches)."),
+    name: str | None = typer.Option(None, "--name", help="Run folder name (default: recipe name)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
+    allow_data_change: bool = typer.Option(
+        False, "--allow-data-change", help="Resume even though the prepared data changed."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Show the resolved config and model summary, then exit."),
 ) -> None:
-    """Train WDSR on one or more devices.
+    """Train WDSR; writes runs/<name>/ (checkpoints, log, metrics, plot).
 
-    Example: wdsr train --config wdsr-b-x2 --set train.lr=5e-4
+    Example: wdsr train --config demo --set train.lr=5e-4
     """
-    cfg = _load_config(config, overrides, device_target)
+    from . import ui
+    from .core import train as T
+
+    sets = list(overrides or []) + ([f"train.steps={steps}"] if steps is not None else [])
+    resume_state = None
+    if resume is not None:
+        run = T.latest_run_dir(runs_dir) if resume == _LATEST else Path(resume)
+        extra = sets + ([f"runtime.device_target={device_target}"] if device_target else [])
+        resume_state = T.open_resume(run, extra)
+        cfg = resume_state.config
+        for skipped in resume_state.skipped:
+            ui.warn(f"skipped unusable checkpoint {skipped}")
+    else:
+        cfg = _load_config(config, sets, device_target)
     if print_config:
-        from . import ui
         from .core.config import dump_yaml
         from .core.model_info import summarize
 
         ui.out.print(dump_yaml(cfg), end="", markup=False)
         ui.out.print(ui.key_value_table("model", summarize(cfg.model).rows()))
         return
-    _not_built("train")
+    if init is not None and resume is not None:
+        raise WdsrError("--init and --resume do not go together",
+                        "--resume continues a run; --init starts a new one from weights")
+    if init is not None and not init.is_file():
+        raise WdsrError(f"--init checkpoint '{init}' does not exist")
+    from .core import runtime
+
+    patches = T.open_patches(cfg)  # data problems surface before a run folder is made
+    run_dir = resume_state.run_dir if resume_state else T.prepare_run(cfg, runs_dir, name)
+    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
+                           cfg.train.seed)
+    opts = T.TrainOptions(run_dir=run_dir, resume=resume_state, init_checkpoint=init,
+                          allow_data_change=allow_data_change, patches=patches)
+    title = f"wdsr train {cfg.name}: {run_dir}"
+    with ui.TrainView(title) as view:
+        result = T.Trainer(cfg, opts, view.handle).run()
+    ui.info(f"run folder: {run_dir} (best.ckpt, last.ckpt, log.txt, metrics.jsonl, plot.svg)")
+    if result["interrupted"]:
+        ui.info(f"interrupted at step {result['step']}; "
+                f"continue with: wdsr train --resume {run_dir}")
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -153,9 +195,22 @@ def upscale(
 # ---------------------------------------------------------------------------- entry point
 
 
+_LATEST = "latest"
+
+
+def _optional_values(args: list[str]) -> list[str]:
+    """`--resume` may stand alone (= the latest run): give it its implicit value."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(_LATEST)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every expected failure becomes one line on stderr and exit code 2."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _optional_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:

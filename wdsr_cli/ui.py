@@ -6,6 +6,7 @@ Tables and results go to stdout; progress and messages go to stderr so that
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
@@ -85,3 +86,114 @@ def progress(unit: str = "items") -> Progress:
 
 def rate_text(done: int, seconds: float, unit: str) -> str:
     return f"{done / seconds:.1f} {unit}/s" if seconds > 0 and done else ""
+
+
+# ------------------------------------------------------------------------------ training view
+
+
+class TrainView:
+    """One live table for a training run, fed with events (from one rank or many).
+
+    Rows: one per rank (state, step, loss, patches/s, data wait), then the run's overall
+    progress (step/total, epoch, lr, ETA) and validation (last and best PSNR vs bicubic).
+    """
+
+    def __init__(self, title: str, world_size: int = 1, console: Console | None = None) -> None:
+        from rich.live import Live
+
+        self.title = title
+        self.world_size = world_size
+        self.ranks: dict[int, dict] = {r: {"state": "starting"} for r in range(world_size)}
+        self.run: dict = {}
+        self.messages: list[str] = []
+        self.console = console or err
+        self.live = Live(self.render(), console=self.console, refresh_per_second=4,
+                         transient=False)
+
+    def __enter__(self) -> TrainView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.update(self.render())
+        self.live.__exit__(*exc)
+
+    def set_state(self, rank: int, state: str) -> None:
+        self.ranks.setdefault(rank, {})["state"] = state
+        self.live.update(self.render())
+
+    def note(self, message: str) -> None:
+        self.messages = (self.messages + [message])[-4:]
+        self.live.update(self.render())
+
+    def handle(self, event: dict) -> None:
+        kind, rank = event.get("type"), int(event.get("rank", 0))
+        row = self.ranks.setdefault(rank, {})
+        if kind == "start":
+            row["state"] = "training"
+            self.run.update(total=event["total_steps"], step=event["start_step"],
+                            start_step=event["start_step"], started=event["time"],
+                            bicubic=event.get("bicubic_psnr"), run_dir=event.get("run_dir"),
+                            global_batch=event.get("global_batch"))
+        elif kind == "step":
+            row.update(state="training", step=event["step"], loss=event["loss_avg"],
+                       rate=event["patches_per_s"], wait=event["data_wait"])
+            if rank == 0:
+                self.run.update(step=event["step"], epoch=event["epoch"], lr=event["lr"],
+                                now=event["time"], total=event.get("total_steps",
+                                                                   self.run.get("total")))
+        elif kind == "validation":
+            self.run.update(psnr=event["psnr"], ssim=event["ssim"], best=event["best_psnr"],
+                            bicubic=event.get("bicubic_psnr"), protocol=event.get("protocol"))
+        elif kind == "checkpoint" and event.get("kind") == "best":
+            self.run["best_path"] = event["path"]
+        elif kind == "done":
+            row["state"] = "interrupted" if event.get("interrupted") else "done"
+        elif kind == "error":
+            row["state"] = "failed"
+            self.messages.append(f"rank {rank}: {event.get('message')}")
+        self.live.update(self.render())
+
+    def _eta(self) -> str:
+        r = self.run
+        if not r.get("now") or r.get("step", 0) <= r.get("start_step", 0):
+            return "-"
+        done = r["step"] - r["start_step"]
+        per_step = (r["now"] - r["started"]) / done
+        left = per_step * (r["total"] - r["step"])
+        if left >= 86400:
+            return f"{left / 3600:.0f} h"
+        return time.strftime("%H:%M:%S", time.gmtime(left))
+
+    def render(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        t = Table(title=self.title, title_justify="left")
+        for name in ("rank", "state", "step", "loss", "patches/s", "data wait"):
+            t.add_column(name, justify="left" if name in ("rank", "state") else "right")
+        for rank in sorted(self.ranks):
+            row = self.ranks[rank]
+            t.add_row(str(rank), row.get("state", ""), str(row.get("step", "-")),
+                      f"{row['loss']:.4f}" if "loss" in row else "-",
+                      f"{row['rate']:.1f}" if "rate" in row else "-",
+                      f"{100 * row['wait']:.0f}%" if "wait" in row else "-")
+        r = self.run
+        parts = []
+        if r.get("total"):
+            parts.append(f"step {r.get('step', 0)}/{r['total']}")
+            if "epoch" in r:
+                parts.append(f"epoch {r['epoch']}")
+            if "lr" in r:
+                parts.append(f"lr {r['lr']:.3g}")
+            parts.append(f"eta {self._eta()}")
+        if "psnr" in r:
+            val = f"val PSNR {r['psnr']:.2f} dB (best {r['best']:.2f}"
+            if r.get("bicubic") is not None:
+                val += f", bicubic {r['bicubic']:.2f}"
+            parts.append(val + f", {r.get('protocol', 'y')})")
+        elif r.get("bicubic") is not None:
+            parts.append(f"bicubic baseline {r['bicubic']:.2f} dB")
+        lines = [t, Text("  ".join(parts))]
+        lines += [Text(m, style="yellow") for m in self.messages]
+        return Group(*lines)

@@ -1,0 +1,492 @@
+"""Training: a GRAPH-mode train step, the loop, validation, checkpoints and exact resume.
+
+The trainer never draws. It emits events (see events.py) that the launcher renders, and writes
+the run folder:
+
+    runs/<name>/config.yaml     the resolved config (what --resume checks against)
+                log.txt         one text line per log/validation/checkpoint event
+                metrics.jsonl   every event as JSON
+                plot.svg        loss and validation PSNR over steps, rewritten at each validation
+                last.ckpt       weights + Adam state + step (every ckpt_every steps and at exit)
+                best.ckpt       weights of the best validation PSNR
+                ckpt/step_NNNNNNN.ckpt   the last `keep_checkpoints` periodic ones (full state)
+
+Exact resume: the data of step s is a pure function of (seed, s) (pipeline.TrainPatches), the
+learning rate of step s is ``lrs[global_step]`` inside Adam, and the checkpoint holds the
+weights, both Adam moments, the beta powers and the global step. So on the CPU an interrupted
+and resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import events
+from .config import Config, dump_yaml, load_config
+from .errors import WdsrError
+
+RUNS_DIR = Path("runs")
+
+
+# ------------------------------------------------------------------------------ run folders
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """runs/<name>, or runs/<name>-2, -3, ... if taken. Checked writable before any work."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise WdsrError(f"cannot write run folder under '{root}': {exc.strerror or exc}",
+                        "pass --runs-dir with a writable folder") from None
+    candidate, n = root / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{n}"
+    candidate.mkdir()
+    return candidate
+
+
+def latest_run_dir(root: Path) -> Path:
+    runs = [p for p in Path(root).glob("*/config.yaml")] if Path(root).is_dir() else []
+    if not runs:
+        raise WdsrError(f"no run to resume under '{root}'",
+                        "start one with wdsr train, or pass --resume RUN_DIR")
+    return max(runs, key=lambda p: p.stat().st_mtime).parent
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """Resume candidates, best first: last.ckpt, then periodic ones newest first."""
+    periodic = sorted((run_dir / "ckpt").glob("step_*.ckpt"), reverse=True)
+    last = run_dir / "last.ckpt"
+    return ([last] if last.exists() else []) + periodic
+
+
+@dataclass
+class ResumeState:
+    run_dir: Path
+    config: Config
+    checkpoint: Path | None
+    params: dict[str, Any] | None
+    meta: dict[str, Any] | None
+    skipped: list[str] = field(default_factory=list)  # corrupt checkpoints passed over
+
+
+def open_resume(run_dir: Path, overrides: list[str] | None = None) -> ResumeState:
+    from .checkpoints import read_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise WdsrError(f"'{run_dir}' is not a wdsr run folder (no config.yaml)",
+                        "pass the folder wdsr train created, e.g. runs/demo")
+    cfg = load_config(str(cfg_path), overrides)
+    skipped = []
+    for ckpt in run_checkpoints(run_dir):
+        try:
+            params, meta = read_checkpoint(ckpt)
+        except WdsrError as exc:
+            skipped.append(f"{ckpt.name}: {exc.message}")
+            continue
+        if meta.get("kind") not in ("last", "periodic"):
+            continue
+        return ResumeState(run_dir, cfg, ckpt, params, meta, skipped)
+    if skipped:
+        raise WdsrError(f"no usable checkpoint in '{run_dir}': " + "; ".join(skipped),
+                        "start a new run, or --init from a good checkpoint")
+    # A run that stopped before its first checkpoint: start it again from step 0.
+    return ResumeState(run_dir, cfg, None, None, None, skipped)
+
+
+def check_resume_compatible(cfg: Config, meta: dict[str, Any], dataset_id: str,
+                            allow_new_data: bool) -> None:
+    saved = meta.get("config", {})
+    if saved.get("model") != cfg.to_dict()["model"]:
+        raise WdsrError("the checkpoint's model config differs from the run config",
+                        "resume with the original model settings, or use --init for new ones")
+    if meta.get("dataset_id") != dataset_id and not allow_new_data:
+        raise WdsrError(
+            f"the run was trained on dataset {meta.get('dataset_id')}, the prepared data is now "
+            f"{dataset_id}", "pass --allow-data-change to continue on the new data")
+
+
+# ------------------------------------------------------------------------------ the trainer
+
+
+def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int, float]],
+              bicubic: float | None) -> str:
+    """A small self-contained SVG: loss (left axis) and validation PSNR (right axis)."""
+    w, h, pad = 640, 320, 48
+
+    def path(points, lo, hi, color, steps_max):
+        if not points:
+            return ""
+        span = (hi - lo) or 1.0
+        coords = [(pad + (w - 2 * pad) * s / max(steps_max, 1),
+                   h - pad - (h - 2 * pad) * (v - lo) / span) for s, v in points]
+        d = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(coords))
+        return f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.5"/>'
+
+    steps_max = max([s for s, _ in points_loss + points_psnr] or [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect width="{w}" height="{h}" fill="white"/>',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>',
+             f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">step (max {steps_max})</text>']
+    if points_loss:
+        vals = [v for _, v in points_loss]
+        lo, hi = min(vals), max(vals)
+        parts.append(path(points_loss, lo, hi, "#1f77b4", steps_max))
+        parts.append(f'<text x="{pad}" y="20" fill="#1f77b4">L1 loss {hi:.2f} .. {lo:.2f}</text>')
+    if points_psnr:
+        vals = [v for _, v in points_psnr] + ([bicubic] if bicubic else [])
+        lo, hi = min(vals), max(vals)
+        parts.append(path(points_psnr, lo, hi, "#d62728", steps_max))
+        if bicubic:
+            parts.append(path([(0, bicubic), (steps_max, bicubic)], lo, hi, "#999", steps_max))
+        parts.append(f'<text x="{w - pad}" y="20" fill="#d62728" text-anchor="end">val PSNR '
+                     f'{points_psnr[-1][1]:.2f} dB (best {max(vals[:len(points_psnr)]):.2f})'
+                     + (f', bicubic {bicubic:.2f}' if bicubic else "") + '</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class TrainOptions:
+    run_dir: Path
+    resume: ResumeState | None = None
+    init_checkpoint: Path | None = None
+    allow_data_change: bool = False
+    stop_after: int | None = None  # stop (saving last) after this many steps of this process
+    rank: int = 0
+    world_size: int = 1
+    patches: Any = None  # an already opened pipeline.TrainPatches (see open_patches)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, opts: TrainOptions, emit: events.Emit) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.rank = opts.rank
+        self.world_size = opts.world_size
+        self.is_main = opts.rank == 0
+        self._emit_to = emit
+        self.run_dir = Path(opts.run_dir)
+        self.loss_points: list[tuple[int, float]] = []
+        self.psnr_points: list[tuple[int, float]] = []
+        self.best_psnr = -math.inf
+        self.bicubic_psnr: float | None = None
+        self._log = None
+
+    # -- plumbing
+    def emit(self, kind: str, **fields: Any) -> None:
+        event = events.make(kind, self.rank, **fields)
+        self._emit_to(event)
+        if self.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(events.encode(event) + "\n")
+            line = self._log_line(event)
+            if line:
+                with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
+                    f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+
+    @staticmethod
+    def _log_line(e: events.Event) -> str | None:
+        t = e["type"]
+        if t == "step":
+            return (f"step {e['step']} epoch {e['epoch']} loss {e['loss_avg']:.4f} "
+                    f"lr {e['lr']:.3g} {e['patches_per_s']:.1f} patches/s "
+                    f"data-wait {100 * e['data_wait']:.0f}%")
+        if t == "validation":
+            return (f"validation step {e['step']}: PSNR {e['psnr']:.3f} dB SSIM {e['ssim']:.4f} "
+                    f"(best {e['best_psnr']:.3f}{', new best' if e['is_best'] else ''})")
+        if t == "checkpoint":
+            return f"checkpoint {e['kind']} step {e['step']}: {e['path']}"
+        if t in ("start", "done", "error"):
+            return f"{t}: " + json.dumps({k: v for k, v in e.items() if k not in ("type", "time")})
+        return None
+
+    # -- setup
+    def _build(self) -> None:
+        import mindspore as ms
+        from mindspore import Tensor, nn, ops
+
+        from .checkpoints import assign_parameters, network_parameters, read_checkpoint
+        from .data.pipeline import load_validation
+        from .model import build_model
+        from .schedule import learning_rates
+
+        c, t, d = self.cfg, self.cfg.train, self.cfg.data
+        self.patches = self.opts.patches or open_patches(c, self.rank, self.world_size)
+        self.validation = []
+        if self.is_main:
+            self.validation = load_validation(d.prepared, c.model.scale, t.val_images)
+        self.net = build_model(c.model)
+        if self.opts.init_checkpoint is not None:
+            params, _ = read_checkpoint(self.opts.init_checkpoint)
+            loaded = assign_parameters(self.net, network_parameters(params),
+                                       self.opts.init_checkpoint, strict=False)
+            if not loaded:
+                raise WdsrError(f"no parameter of '{self.opts.init_checkpoint}' fits this model",
+                                "--init needs a checkpoint of the same variant and width")
+            self.init_loaded = len(loaded)
+
+        class WithL1(nn.Cell):
+            def __init__(self, net):
+                super().__init__(auto_prefix=False)  # keep parameter names = the network's
+                self.net = net
+
+            def construct(self, lr, hr):
+                return ops.mean(ops.abs(self.net(lr) - hr))
+
+        class TrainStep(nn.TrainOneStepCell):
+            """TrainOneStepCell (it sets up the all-reduce of gradients when data-parallel)
+            plus optional clipping by global norm."""
+
+            def __init__(self, net_with_loss, optimizer, clip_norm):
+                super().__init__(net_with_loss, optimizer)
+                self.clip_norm = clip_norm
+
+            def construct(self, lr, hr):
+                loss = self.network(lr, hr)
+                sens = ops.fill(loss.dtype, loss.shape, self.sens)
+                grads = self.grad(self.network, self.weights)(lr, hr, sens)
+                grads = self.grad_reducer(grads)
+                if self.clip_norm > 0:
+                    grads = ops.clip_by_global_norm(grads, self.clip_norm)
+                self.optimizer(grads)
+                return loss
+
+        self.precision = self._resolve_precision()
+        self.lrs = learning_rates(t)
+        optimizer = nn.Adam(self.net.trainable_params(), learning_rate=Tensor(self.lrs),
+                            beta1=t.beta1, beta2=t.beta2, eps=t.eps, weight_decay=t.weight_decay)
+        self.optimizer = optimizer
+        with_loss = WithL1(self.net)
+        if self.precision == "fp16":
+            # One loss-scaling mechanism, MindSpore's own (the model zoo applied two).
+            from mindspore import amp
+
+            amp.auto_mixed_precision(with_loss, "O2")
+            scaler = nn.DynamicLossScaleUpdateCell(loss_scale_value=2**12, scale_factor=2,
+                                                   scale_window=1000)
+            self.step_cell = nn.TrainOneStepWithLossScaleCell(with_loss, optimizer, scaler)
+        else:
+            self.step_cell = TrainStep(with_loss, optimizer, float(t.clip_grad_norm))
+        self.step_cell.set_train(True)
+        self.start_step = 0
+        resume = self.opts.resume
+        if resume is not None and resume.params is not None:
+            check_resume_compatible(self.cfg, resume.meta, self.patches.dataset_id,
+                                    self.opts.allow_data_change)
+            # The lr array is derived from the config (so train.steps may be extended on resume).
+            state = {k: v for k, v in resume.params.items() if k != "learning_rate"}
+            missing = ms.load_param_into_net(self.step_cell, state)
+            missing = [m for m in (missing[0] if isinstance(missing, tuple) else missing)
+                       if m != "learning_rate" and not m.startswith("scale_sense")]
+            if missing:
+                raise WdsrError(f"checkpoint '{resume.checkpoint}' lacks {missing[:3]}",
+                                "it is not a training checkpoint of this run")
+            self.start_step = int(resume.meta["step"])
+            self.best_psnr = float(resume.meta.get("best_psnr", -math.inf))
+            self._reload_history()
+
+    def _resolve_precision(self) -> str:
+        p = self.cfg.train.precision
+        from .runtime import _STATE
+
+        target = getattr(_STATE.get("info"), "device_target", "CPU")
+        if p == "auto":
+            return "fp32" if target == "CPU" else "fp16"
+        if p == "fp16" and target == "CPU":
+            raise WdsrError("fp16 training is not supported on the CPU",
+                            "use --set train.precision=fp32 (or auto)")
+        if p == "fp16" and self.cfg.train.clip_grad_norm > 0:
+            raise WdsrError("gradient clipping is not available with fp16 loss scaling",
+                            "set train.clip_grad_norm=0 or train.precision=fp32")
+        return p
+
+    def _reload_history(self) -> None:
+        """Bring back the plot's points (up to the resumed step) from metrics.jsonl."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            e = events.decode(line)
+            if not e or e.get("step", 0) > self.start_step:
+                continue
+            if e["type"] == "step":
+                self.loss_points.append((e["step"], e["loss_avg"]))
+            elif e["type"] == "validation":
+                self.psnr_points.append((e["step"], e["psnr"]))
+            elif e["type"] == "start" and e.get("bicubic_psnr") is not None:
+                self.bicubic_psnr = e["bicubic_psnr"]
+
+    # -- checkpoints
+    def _meta(self, kind: str, step: int, metrics: dict | None = None) -> dict[str, Any]:
+        return {"kind": kind, "model": self.cfg.to_dict()["model"], "scale": self.cfg.model.scale,
+                "step": step, "metrics": metrics or {}, "dataset_id": self.patches.dataset_id,
+                "config": self.cfg.to_dict(), "protocol": self.cfg.eval.protocol,
+                "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+                "run": self.run_dir.name, "seed": self.cfg.train.seed,
+                "world_size": self.world_size}
+
+    def save_training_state(self, step: int) -> None:
+        if not self.is_main:
+            return
+        from .checkpoints import save_checkpoint
+
+        path = save_checkpoint(self.step_cell, self.run_dir / "last.ckpt", self._meta("last", step))
+        self.emit("checkpoint", step=step, path=str(path), kind="last")
+
+    def save_periodic(self, step: int) -> None:
+        if not self.is_main:
+            return
+        from .checkpoints import save_checkpoint
+
+        folder = self.run_dir / "ckpt"
+        folder.mkdir(exist_ok=True)
+        path = save_checkpoint(self.step_cell, folder / f"step_{step:07d}.ckpt",
+                               self._meta("periodic", step))
+        for old in sorted(folder.glob("step_*.ckpt"))[:-self.cfg.train.keep_checkpoints]:
+            old.unlink()
+        self.emit("checkpoint", step=step, path=str(path), kind="periodic")
+
+    # -- validation
+    def validate(self, step: int) -> None:
+        if not self.is_main or not self.validation:
+            return
+        from .evaluate import evaluate_pairs
+        from .inference import Predictor
+
+        predictor = Predictor.from_network(self.net, tile=self.cfg.eval.tile)
+        result = evaluate_pairs(predictor, self.validation, self.cfg.model.scale,
+                                self.cfg.eval.protocol, bicubic=False)
+        mean = result["mean"]
+        self.net.set_train(True)
+        psnr, ssim = float(mean["psnr"]), float(mean["ssim"])
+        is_best = psnr > self.best_psnr
+        if is_best:
+            self.best_psnr = psnr
+            from .checkpoints import save_checkpoint
+
+            meta = self._meta("best", step, {"psnr": psnr, "ssim": ssim})
+            meta.pop("config")  # best.ckpt is weights + metadata (what evaluate/upscale need)
+            path = save_checkpoint(self.net, self.run_dir / "best.ckpt", meta)
+            self.emit("checkpoint", step=step, path=str(path), kind="best")
+        self.psnr_points.append((step, psnr))
+        self.emit("validation", step=step, psnr=psnr, ssim=ssim, best_psnr=self.best_psnr,
+                  is_best=is_best, bicubic_psnr=self.bicubic_psnr, protocol=self.cfg.eval.protocol)
+        _atomic_write(self.run_dir / "plot.svg",
+                      _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr))
+
+    # -- the loop
+    def run(self) -> dict[str, Any]:
+        from mindspore import Tensor
+
+        self._build()
+        t, total = self.cfg.train, self.cfg.train.steps
+        end = total if self.opts.stop_after is None else min(total, self.start_step
+                                                             + self.opts.stop_after)
+        if self.is_main and self.bicubic_psnr is None and self.validation:
+            self.bicubic_psnr = bicubic_baseline(self.validation, self.cfg.model.scale,
+                                                 self.cfg.eval.protocol)
+        self.emit("start", total_steps=total, start_step=self.start_step, end_step=end,
+                  run_dir=str(self.run_dir), world_size=self.world_size,
+                  global_batch=self.cfg.data.batch_size * self.world_size,
+                  dataset_id=self.patches.dataset_id, bicubic_psnr=self.bicubic_psnr,
+                  resumed_from=str(self.opts.resume.checkpoint) if self.opts.resume
+                  and self.opts.resume.checkpoint else None)
+        step = self.start_step
+        loss_avg, window_start, window_wait, window_steps = None, time.perf_counter(), 0.0, 0
+        global_batch = self.cfg.data.batch_size * self.world_size
+        interrupted = False
+        batches = self.patches.iterate(self.start_step, end, prefetch=self.cfg.data.prefetch)
+        try:
+            for s, lr_np, hr_np, wait in batches:
+                loss = float(self.step_cell(Tensor(lr_np), Tensor(hr_np)).asnumpy()
+                             if self.precision == "fp32"
+                             else self.step_cell(Tensor(lr_np), Tensor(hr_np))[0].asnumpy())
+                if not math.isfinite(loss):
+                    raise WdsrError(f"the loss became {loss} at step {s + 1}",
+                                    "lower train.lr or set train.clip_grad_norm")
+                step = s + 1
+                loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
+                window_wait += wait
+                window_steps += 1
+                if step % t.log_every == 0 or step == end:
+                    elapsed = time.perf_counter() - window_start
+                    self.loss_points.append((step, loss_avg))
+                    self.emit("step", step=step, epoch=s // self.patches.steps_per_epoch + 1,
+                              loss=loss, loss_avg=loss_avg, lr=float(self.lrs[s]),
+                              patches_per_s=global_batch * window_steps / max(elapsed, 1e-9),
+                              data_wait=window_wait / max(elapsed, 1e-9), total_steps=total)
+                    window_start, window_wait, window_steps = time.perf_counter(), 0.0, 0
+                if step % t.val_every == 0 or step == total:
+                    self.validate(step)
+                if step % t.ckpt_every == 0 or step == end:
+                    self.save_training_state(step)
+                    if step % t.ckpt_every == 0:
+                        self.save_periodic(step)
+        except KeyboardInterrupt:
+            interrupted = True
+            if step > self.start_step:
+                self.save_training_state(step)
+        finally:
+            batches.close()
+        self.emit("done", step=step, best_psnr=self.best_psnr if math.isfinite(self.best_psnr)
+                  else None, interrupted=interrupted)
+        return {"step": step, "best_psnr": self.best_psnr, "interrupted": interrupted,
+                "run_dir": str(self.run_dir)}
+
+
+def open_patches(cfg: Config, rank: int = 0, world_size: int = 1):
+    """Open the prepared training data; every data problem is a WdsrError before any work."""
+    from .data.pipeline import TrainPatches
+
+    d, t = cfg.data, cfg.train
+    return TrainPatches(d.prepared, cfg.model.scale, d.patch_size, d.batch_size, t.seed,
+                        augment=d.augment, rank=rank, world_size=world_size)
+
+
+def bicubic_baseline(pairs, scale: int, protocol: str) -> float:
+    """Mean PSNR of the MATLAB-bicubic upscale of each validation LR image."""
+    from .data.resize import bicubic_upscale
+    from .metrics import psnr
+
+    values = [psnr(bicubic_upscale(lr, scale), hr, scale, protocol) for _, lr, hr in pairs]
+    return float(np.mean(values))
+
+
+def prepare_run(cfg: Config, runs_root: Path, name: str | None) -> Path:
+    """Create the run folder and record the resolved config (rank 0 only)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
+    run_dir = new_run_dir(runs_root, safe)
+    _atomic_write(run_dir / "config.yaml", dump_yaml(cfg))
+    return run_dir
+
+
+def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
+    """The network weights of a run's last.ckpt as numpy arrays (for tests and tools)."""
+    from .checkpoints import network_parameters, read_checkpoint
+
+    params, _ = read_checkpoint(Path(run_dir) / "last.ckpt")
+    return {k: v.asnumpy() for k, v in network_parameters(params).items()}
