@@ -75,17 +75,126 @@ def _not_built(what: str) -> None:
 
 @app.command("prepare-data")
 def prepare_data(
-    root_dir: Path | None = typer.Argument(None, metavar="[DIV2K_ROOT]",
-                                           help="DIV2K tree or folder of HR images."),
+    root_dir: Path | None = typer.Argument(
+        None, metavar="[DIV2K_ROOT]",
+        help="DIV2K tree or folder of HR images (default: config data.root)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default: config data.prepared)."),
+    scales: str = typer.Option("2,3,4", "--scales", help="Scales to prepare: 2, 3, 4, 8."),
+    crop_size: int | None = typer.Option(
+        None, "--crop-size", help="HR sub-image side (default: config data.crop_size, 480)."),
+    crop_step: int | None = typer.Option(
+        None, "--crop-step", help="Stride between sub-images (default: data.crop_step, 240)."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Worker processes (default: data.workers; 0 = per CPU)."),
+    make_lr: bool | None = typer.Option(
+        None, "--make-lr/--no-make-lr",
+        help="Generate missing LR images with the MATLAB bicubic (default: only where no LR "
+             "folder exists, always for a plain folder)."),
+    degradation: str = typer.Option(
+        "bicubic", "--degradation", help="DIV2K LR track to use: bicubic or unknown."),
+    valid_count: int = typer.Option(
+        0, "--valid-count", help="Plain folder: the last N images (by name) are validation."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Leave out bad files with a warning instead of stopping."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Afterwards re-hash every shard and source file (exit 2 on a "
+                                "mismatch)."),
+    force: bool = typer.Option(
+        False, "--force", help="Delete what an earlier run wrote to --out and start over."),
+    sample: Path | None = typer.Option(
+        None, "--sample", metavar="DIR",
+        help="Copy the bundled sample photos to DIR as a DIV2K tree and prepare them into "
+             "DIR/prepared."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print a machine-readable summary on stdout."),
     config: str | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
     """Crop DIV2K (or any HR folder) into aligned HR/LR training patches.
 
+    Finds the data (official DIV2K, the model-zoo layout, or a plain folder), shows what it
+    found, then writes memory-mappable .npy shards and a manifest. Interrupted runs resume;
+    a finished run rerun does nothing.
+
     Example: wdsr prepare-data ~/datasets/DIV2K --scales 2,3,4
+
+    Example: wdsr prepare-data --sample data/sample
     """
-    _load_config(config, overrides, None)
-    _not_built("prepare-data")
+    import json
+
+    from . import ui
+    from .core.data import prepare as prep
+
+    cfg = _load_config(config, overrides, None)
+    if sample is not None and root_dir is not None:
+        raise WdsrError("give either DIV2K_ROOT or --sample, not both",
+                        "--sample DIR prepares the bundled photos in DIR")
+    try:
+        scale_list = [int(s) for s in scales.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise WdsrError(f"--scales must be a comma-separated list of integers, got '{scales}'",
+                        "for example --scales 2,3,4") from None
+    root = sample if sample is not None else (root_dir or Path(cfg.data.root))
+    default_out = sample / "prepared" if sample is not None else Path(cfg.data.prepared)
+    opts = prep.PrepareOptions(
+        root=root, out=out or default_out, scales=tuple(scale_list),
+        crop_size=crop_size if crop_size is not None else cfg.data.crop_size,
+        crop_step=crop_step if crop_step is not None else cfg.data.crop_step,
+        workers=workers if workers is not None else cfg.data.workers, make_lr=make_lr,
+        skip_bad=skip_bad, force=force, degradation=degradation, valid_count=valid_count)
+    prep.check_options(opts)
+    prep.check_output_dir(opts.out)
+    if sample is not None:
+        prep.lay_out_sample(sample)
+    inv = prep.discover(opts)
+    crop_given = crop_size is not None or crop_step is not None or any(
+        o.strip().startswith(("data.crop_size", "data.crop_step")) for o in overrides or [])
+    if sample is not None and not crop_given:
+        opts.crop_size, opts.crop_step, opts.note = prep.choose_sample_crop(inv, opts)
+        prep.check_options(opts)
+    console = ui.err if json_out else ui.out
+    console.print(ui.inventory_table(inv))
+    for line in inv.notes + ([opts.note] if opts.note else []):
+        ui.info(f"note: {line}")
+    plan = prep.make_plan(inv, opts)
+    if plan.todo and len(plan.done):
+        ui.info(f"resuming: {len(plan.done)} of {len(plan.tasks)} images already done")
+    if plan.complete is None:
+        with ui.EventProgress("preparing") as on_event:
+            summary = prep.run(plan, on_event)
+    else:
+        summary = prep.run(plan, lambda event: ui.warn(event.message))
+    patches = ", ".join(f"{k} {v}" for k, v in summary["patches"].items())
+    if summary["status"] == "already-prepared":
+        ui.info(f"already prepared: {opts.out} (dataset id {summary['dataset_id']}, "
+                f"{summary['train_images']} train + {summary['valid_images']} valid images, "
+                f"patches {patches}); nothing to do")
+    else:
+        console.print(ui.key_value_table("prepared", [
+            ("output", str(opts.out)), ("dataset id", summary["dataset_id"]),
+            ("crop / step", f"{summary['crop_size']} / {summary['crop_step']}"),
+            ("train images", str(summary["train_images"])),
+            ("valid images", str(summary["valid_images"])),
+            ("sub-images per scale", patches),
+            ("skipped", str(len(summary["skipped"]))),
+            ("time", f"{summary['seconds']:.1f} s ({summary['images_per_s']:.1f} images/s)")]))
+    if verify:
+        with ui.EventProgress("verifying", "files") as on_event:
+            report = prep.verify(opts.out, opts.root, on_event, workers=opts.workers)
+        summary["verify"] = report
+        if report["mismatches"]:
+            console.print(ui.table("verify: mismatches", ["file", "problem"],
+                                   [(m["file"], m["problem"]) for m in report["mismatches"]]))
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    if verify:
+        bad = summary["verify"]["mismatches"]
+        if bad:
+            raise WdsrError(f"{len(bad)} of {summary['verify']['checked']} files do not match "
+                            f"the manifest (first: {bad[0]['file']}: {bad[0]['problem']})",
+                            "rerun with --force to prepare again")
+        ui.info(f"verified: {summary['verify']['checked']} files match the manifest")
 
 
 @app.command()

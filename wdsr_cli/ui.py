@@ -197,3 +197,49 @@ class TrainView:
         lines = [t, Text("  ".join(parts))]
         lines += [Text(m, style="yellow") for m in self.messages]
         return Group(*lines)
+
+
+# ------------------------------------------------------------------- prepare-data views
+
+
+def inventory_table(inv) -> Table:
+    """What prepare-data found: one row per split for HR and per (split, scale) for LR."""
+    lr = "LR generated" if inv.degradation == "generated" else f"{inv.degradation} LR"
+    return table(f"found: {inv.layout} layout, {lr}, in {inv.root}",
+                 ["split", "files", "images", "given", "to make", "missing", "wrong size",
+                  "bad"],
+                 [(r["split"], r["kind"], r["images"], r["given"], r["generated"], r["missing"],
+                   r["mismatched"], r["bad"]) for r in inv.summary_rows()])
+
+
+class EventProgress:
+    """A progress bar (count, images/s, ETA) fed by the engine's Event callbacks."""
+
+    def __init__(self, description: str, unit: str = "images") -> None:
+        self.description, self.unit = description, unit
+        self.bar = progress(unit)
+        self.task = None
+        self.start = self.first = 0
+
+    def __enter__(self) -> EventProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, event) -> None:
+        if event.kind in ("start", "verify-start"):
+            self.start, self.first = time.perf_counter(), event.done
+            self.task = self.bar.add_task(self.description, total=event.total,
+                                          completed=event.done, rate="")
+        elif event.kind == "warning":
+            self.bar.console.print(f"[yellow]warning:[/] {_escape(event.message)}",
+                                   soft_wrap=True)
+        elif self.task is not None:
+            if event.kind == "skip":
+                self.bar.console.print(f"[yellow]warning:[/] skipped {_escape(event.name)}: "
+                                       f"{_escape(event.message)}", soft_wrap=True)
+            rate = rate_text(event.done - self.first,
+                             time.perf_counter() - self.start, self.unit)
+            self.bar.update(self.task, completed=event.done, total=event.total, rate=rate)
