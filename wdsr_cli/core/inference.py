@@ -1,0 +1,314 @@
+"""The one forward path: training validation, ``wdsr evaluate`` and ``wdsr upscale`` all run
+images through :class:`Predictor`.
+
+A Predictor wraps a *backend* (anything that maps an NCHW float32 batch to the upscaled NCHW
+float32 batch, see :class:`Backend`) and adds what every caller needs:
+
+* **Tiling with an exact halo.** ``tile`` is the side of an LR tile (0 = the whole image in one
+  call). Each tile is sent with a halo of ``receptive_radius`` LR pixels on every side that is
+  not a true image border, so every output pixel is computed from exactly the input pixels it
+  would see untiled (zero padding happens only at the real borders, inside the network).
+  Tiles are streamed: one tile plus halo is on the device at a time; the output is assembled on
+  the host. Every crop of one image has the same shape (the crops of the last row/column are
+  moved inwards instead of being cut short), so a tiled run uses a single input shape.
+* **Self-ensemble (x8).** The eight dihedral transforms of the input (flips and transpose)
+  are each run, transformed back and averaged in float64.
+* **Errors are never swallowed.** An exception inside a tile propagates to the caller.
+
+Numerics of tiling (measured, MindSpore 2.10 CPU): the halo makes tiled and untiled output
+*mathematically* identical, and the tiling arithmetic here is exact (the tests check it bit for
+bit with a position-independent numpy backend). MindSpore's CPU convolutions (oneDNN
+``gemm:jit``), however, do not compute a pixel the same way in every input shape: the vectorised
+main kernel uses FMA while the remainder kernels for the last 1-8 pixels of a thread's share do
+not, the spatial dimension is split between threads at shape-dependent points, and some shapes
+select a different gemm algorithm. So the same pixel can differ by up to ~1e-4 (on the 0..255
+scale) between a tiled and an untiled run, and after rounding to 8 bits about one value in
+10^5 can differ by one level. See README.md ("evaluate" / "upscale") for the numbers.
+
+The output of :meth:`Predictor.predict` is float32 on the 0..255 scale and **not** clipped;
+:meth:`Predictor.predict_uint8` clips and rounds (halves away from zero, as
+:mod:`wdsr_cli.core.metrics` does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import WdsrError
+
+__all__ = [
+    "Backend",
+    "MindSporeBackend",
+    "Predictor",
+    "Tile",
+    "dihedral_transforms",
+    "plan_tiles",
+    "to_uint8",
+]
+
+TileCallback = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------------------- backends
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a Predictor needs from a model runtime (MindSpore, MINDIR, ONNX Runtime, ...).
+
+    ``backend(x)`` takes a C-contiguous float32 array of shape ``(1, 3, H, W)`` holding RGB on
+    the 0..255 scale, for any ``H, W >= 1``, and returns a float32 array of shape
+    ``(1, 3, H * scale, W * scale)`` on the same scale, not clipped. It must be a pure function
+    of its input (no state carried between calls) and must raise on failure.
+    ``name`` is a short description for messages (e.g. ``"MindSpore CPU"``).
+    """
+
+    name: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class MindSporeBackend:
+    """Runs a live MindSpore WDSR cell (weight-normalised or folded).
+
+    The cell is put in inference mode (``set_train(False)``) and declared with dynamic N/H/W
+    (``model.dynamic_input``) once, so GRAPH mode compiles one graph for every image size.
+    The caller owns the cell: a trainer that validates with it calls ``set_train(True)`` again
+    before the next training step.
+    """
+
+    def __init__(self, net: Any) -> None:
+        from .model import dynamic_input
+
+        net.set_train(False)
+        if not getattr(net, "_wdsr_dynamic_input", False):
+            dynamic_input(net)
+            net._wdsr_dynamic_input = True
+        self.net = net
+        self.name = "MindSpore"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from mindspore import Tensor
+
+        out = self.net(Tensor(np.ascontiguousarray(x, dtype=np.float32)))
+        return out.asnumpy()
+
+
+# --------------------------------------------------------------------------------- tiling
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One LR tile ``[y0, y1) x [x0, x1)`` and the crop ``[cy0, cy1) x [cx0, cx1)`` sent to the
+    network to compute it (the tile plus its halo, clipped to the image)."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    cy0: int
+    cy1: int
+    cx0: int
+    cx1: int
+
+
+def _axis_plan(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, crop start, crop end) along one axis of length ``n``.
+
+    All crops have the same length ``min(tile + 2 * halo, n)``; a crop that would stick out of
+    the image is moved inwards, so it still contains ``[start - halo, end + halo)`` clipped to
+    the image and the true borders stay at the crop edges.
+    """
+    if tile <= 0 or tile >= n:
+        return [(0, n, 0, n)]
+    crop = min(tile + 2 * halo, n)
+    plan = []
+    for start in range(0, n, tile):
+        end = min(start + tile, n)
+        c0 = min(max(start - halo, 0), n - crop)
+        plan.append((start, end, c0, c0 + crop))
+    return plan
+
+
+def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
+    """The tiles (row-major) covering a ``height x width`` LR image; ``tile`` 0 = one tile."""
+    if height < 1 or width < 1:
+        raise WdsrError(f"cannot tile an empty image ({height}x{width})")
+    if tile < 0 or halo < 0:
+        raise WdsrError(f"tile ({tile}) and halo ({halo}) must be >= 0")
+    ys = _axis_plan(height, tile, halo)
+    xs = _axis_plan(width, tile, halo)
+    return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
+            for (y0, y1, cy0, cy1) in ys for (x0, x1, cx0, cx1) in xs]
+
+
+# --------------------------------------------------------------------------- self-ensemble
+
+
+@dataclass(frozen=True)
+class Dihedral:
+    """One of the 8 symmetries of the square: optional transpose, then optional flips."""
+
+    transpose: bool
+    flip_rows: bool
+    flip_cols: bool
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        """HxWxC image -> transformed image (a view where possible)."""
+        out = img.transpose(1, 0, 2) if self.transpose else img
+        if self.flip_rows:
+            out = out[::-1]
+        if self.flip_cols:
+            out = out[:, ::-1]
+        return out
+
+    def invert(self, img: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`apply` (flips undo themselves, then the transpose)."""
+        out = img
+        if self.flip_cols:
+            out = out[:, ::-1]
+        if self.flip_rows:
+            out = out[::-1]
+        return out.transpose(1, 0, 2) if self.transpose else out
+
+
+def dihedral_transforms() -> list[Dihedral]:
+    """The identity first, then the other 7 transforms."""
+    return [Dihedral(t, r, c) for t in (False, True) for r in (False, True) for c in (False, True)]
+
+
+# ------------------------------------------------------------------------------- predictor
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Clip to 0..255 and round halves away from zero (as the metrics and MATLAB do)."""
+    return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+class Predictor:
+    """Super-resolves RGB images of any size with one backend (see the module docstring).
+
+    ``scale``: the backend's upscaling factor. ``receptive_radius``: LR pixels an output pixel
+    depends on, on each side (``model_info.receptive_radius``); it is the tile halo.
+    ``tile``: LR tile side, 0 = the whole image in one call. ``self_ensemble``: x8 averaging.
+    ``meta`` holds the checkpoint metadata when built by :meth:`from_checkpoint`.
+    """
+
+    def __init__(self, backend: Backend, scale: int, receptive_radius: int, tile: int = 0,
+                 self_ensemble: bool = False) -> None:
+        if not callable(backend):
+            raise TypeError("backend must be callable (NCHW float32 -> NCHW float32)")
+        for name, value, low in (("scale", scale, 1), ("receptive_radius", receptive_radius, 0),
+                                 ("tile", tile, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise WdsrError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.backend = backend
+        self.scale = int(scale)
+        self.receptive_radius = int(receptive_radius)
+        self.tile = int(tile)
+        self.self_ensemble = bool(self_ensemble)
+        self.meta: dict[str, Any] | None = None
+        self.source: str = getattr(backend, "name", type(backend).__name__)
+
+    # -- construction
+    @classmethod
+    def from_network(cls, net: Any, tile: int = 0, self_ensemble: bool = False) -> Predictor:
+        """A Predictor over a live WDSR cell (e.g. the network being trained)."""
+        from .model_info import receptive_radius
+
+        cfg = net.cfg
+        return cls(MindSporeBackend(net), cfg.scale, receptive_radius(cfg), tile, self_ensemble)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, tile: int = 0,
+                        self_ensemble: bool = False) -> Predictor:
+        """Rebuild the network a checkpoint describes (weight norm folded: faster)."""
+        from .checkpoints import load_network
+
+        net, meta = load_network(path, weight_norm=False)
+        predictor = cls.from_network(net, tile=tile, self_ensemble=self_ensemble)
+        predictor.meta = meta
+        predictor.source = str(Path(path))
+        return predictor
+
+    # -- planning
+    def tiles_for(self, height: int, width: int) -> int:
+        """How many backend calls :meth:`predict` makes for an image of this size."""
+        n = len(plan_tiles(height, width, self.tile, self.receptive_radius))
+        if not self.self_ensemble:
+            return n
+        m = len(plan_tiles(width, height, self.tile, self.receptive_radius))
+        return 4 * n + 4 * m
+
+    # -- running
+    def predict(self, rgb: np.ndarray, on_tile: TileCallback | None = None) -> np.ndarray:
+        """HxWx3 RGB on 0..255 (any real dtype) -> (H*s)x(W*s)x3 float32, not clipped.
+
+        ``on_tile(done, total)`` is called after every backend call.
+        """
+        x = _check_rgb(rgb)
+        h, w = x.shape[:2]
+        total = self.tiles_for(h, w)
+        counter = _Counter(total, on_tile)
+        if not self.self_ensemble:
+            return self._forward(x, counter)
+        acc = np.zeros((h * self.scale, w * self.scale, 3), dtype=np.float64)
+        for t in dihedral_transforms():
+            acc += t.invert(self._forward(np.ascontiguousarray(t.apply(x)), counter))
+        acc /= 8.0
+        return acc.astype(np.float32)
+
+    def predict_uint8(self, rgb_uint8: np.ndarray, on_tile: TileCallback | None = None
+                      ) -> np.ndarray:
+        """HxWx3 uint8 -> (H*s)x(W*s)x3 uint8 (clipped, rounded halves away from zero)."""
+        return to_uint8(self.predict(rgb_uint8, on_tile=on_tile))
+
+    def _forward(self, x: np.ndarray, counter: _Counter) -> np.ndarray:
+        s = self.scale
+        h, w = x.shape[:2]
+        out = np.empty((h * s, w * s, 3), dtype=np.float32)
+        for t in plan_tiles(h, w, self.tile, self.receptive_radius):
+            crop = x[t.cy0:t.cy1, t.cx0:t.cx1]
+            batch = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
+            y = np.asarray(self.backend(batch))
+            ch, cw = t.cy1 - t.cy0, t.cx1 - t.cx0
+            if y.shape != (1, 3, ch * s, cw * s):
+                raise WdsrError(
+                    f"the model returned shape {tuple(y.shape)} for an input of "
+                    f"{tuple(batch.shape)}; expected {(1, 3, ch * s, cw * s)}",
+                    f"the model does not upscale by x{s}: use a model made for this scale")
+            oy, ox = (t.y0 - t.cy0) * s, (t.x0 - t.cx0) * s
+            th, tw = (t.y1 - t.y0) * s, (t.x1 - t.x0) * s
+            out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s] = \
+                y[0, :, oy:oy + th, ox:ox + tw].transpose(1, 2, 0)
+            counter.step()
+        return out
+
+
+class _Counter:
+    def __init__(self, total: int, callback: TileCallback | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+
+    def step(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise WdsrError(f"expected an HxWx3 RGB image, got an array of shape {arr.shape}",
+                        "convert gray images to RGB and drop the alpha channel first")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise WdsrError(f"cannot upscale an empty image ({arr.shape[0]}x{arr.shape[1]})")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
+            or arr.dtype == np.bool_:
+        raise WdsrError(f"unsupported image dtype {arr.dtype}", "pass uint8 or float 0..255")
+    return arr.astype(np.float32, copy=False)
