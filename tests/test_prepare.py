@@ -212,7 +212,7 @@ def test_other_options_need_force(tmp_path):
         _run(root, tmp_path / "out", crop_step=24)
     assert "--force" in e.value.hint
     (tmp_path / "out/manifest.json").unlink()  # unfinished run: the journal says the same
-    with pytest.raises(WdsrError, match="unfinished preparation with other options"):
+    with pytest.raises(WdsrError, match="preparation .journal. made with other options"):
         _run(root, tmp_path / "out", crop_step=24)
     summary = _run(root, tmp_path / "out", crop_step=24, force=True)
     assert summary["status"] == "prepared" and summary["crop_step"] == 24

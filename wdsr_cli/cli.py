@@ -144,6 +144,29 @@ def prepare_data(
         workers=workers if workers is not None else cfg.data.workers, make_lr=make_lr,
         skip_bad=skip_bad, force=force, degradation=degradation, valid_count=valid_count)
     prep.check_options(opts)
+
+    def verify_and_report(summary: dict) -> None:
+        """--verify: re-hash every shard and source; exit 2 on any mismatch."""
+        with ui.EventProgress("verifying", "files") as on_event:
+            report = prep.verify(opts.out, opts.root, on_event, workers=opts.workers)
+        summary["verify"] = report
+        bad = report["mismatches"]
+        if bad:
+            (ui.err if json_out else ui.out).print(ui.table(
+                "verify: mismatches", ["file", "problem"],
+                [(m["file"], m["problem"]) for m in bad]))
+        if json_out:
+            sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        if bad:
+            raise WdsrError(f"{len(bad)} of {report['checked']} files do not match the manifest "
+                            f"of '{opts.out}' (first: {bad[0]['file']}: {bad[0]['problem']})",
+                            "prepare again with --force")
+        ui.info(f"verified: {report['checked']} files match the manifest of '{opts.out}' "
+                f"(dataset id {report['dataset_id']})")
+
+    if verify and (Path(opts.out) / prep.MANIFEST).is_file():
+        verify_and_report({"status": "verify-only", "out": str(opts.out)})
+        return
     prep.check_output_dir(opts.out)
     if sample is not None:
         prep.lay_out_sample(sample)
@@ -180,21 +203,9 @@ def prepare_data(
             ("skipped", str(len(summary["skipped"]))),
             ("time", f"{summary['seconds']:.1f} s ({summary['images_per_s']:.1f} images/s)")]))
     if verify:
-        with ui.EventProgress("verifying", "files") as on_event:
-            report = prep.verify(opts.out, opts.root, on_event, workers=opts.workers)
-        summary["verify"] = report
-        if report["mismatches"]:
-            console.print(ui.table("verify: mismatches", ["file", "problem"],
-                                   [(m["file"], m["problem"]) for m in report["mismatches"]]))
-    if json_out:
+        verify_and_report(summary)
+    elif json_out:
         sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    if verify:
-        bad = summary["verify"]["mismatches"]
-        if bad:
-            raise WdsrError(f"{len(bad)} of {summary['verify']['checked']} files do not match "
-                            f"the manifest (first: {bad[0]['file']}: {bad[0]['problem']})",
-                            "rerun with --force to prepare again")
-        ui.info(f"verified: {summary['verify']['checked']} files match the manifest")
 
 
 @app.command()

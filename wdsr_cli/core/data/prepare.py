@@ -476,7 +476,7 @@ def _reusable_records(out: Path, opts: PrepareOptions, tasks) -> dict:
         return {}
     new = _journal_options(opts)
     if header.get("options") != new:
-        raise WdsrError(f"'{out}' holds an unfinished preparation with other options "
+        raise WdsrError(f"'{out}' holds a preparation (journal) made with other options "
                         f"({_differences(header.get('options') or {}, new)})",
                         "rerun it with the same options, use a new --out folder, "
                         "or pass --force to start over")
