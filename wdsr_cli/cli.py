@@ -179,7 +179,7 @@ def prepare_data(
     console = ui.err if json_out else ui.out
     console.print(ui.inventory_table(inv))
     for line in inv.notes + ([opts.note] if opts.note else []):
-        ui.info(f"note: {line}")
+        console.print(f"note: {line}", markup=False, soft_wrap=True)
     plan = prep.make_plan(inv, opts)
     if plan.todo and len(plan.done):
         ui.info(f"resuming: {len(plan.done)} of {len(plan.tasks)} images already done")
