@@ -1,0 +1,163 @@
+"""Benchmarks behind `make bench`: prints a Rich table and writes bench/out/bench.json.
+
+    python scripts/bench.py               # every benchmark
+    python scripts/bench.py pipeline      # only some (names: see BENCHES at the bottom)
+
+Each benchmark is a function returning rows ``{"bench", "metric", "value", "unit", "note"}``.
+To add one, write ``def bench_<name>() -> list[dict]`` and register it in ``BENCHES``.
+Results of benchmarks not run this time are kept in the JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out"
+SAMPLE = OUT / "sample"  # the bundled sample laid out and prepared once, reused by benches
+
+
+def _row(bench: str, metric: str, value: float, unit: str, note: str = "") -> dict:
+    return {"bench": bench, "metric": metric, "value": round(float(value), 3), "unit": unit,
+            "note": note}
+
+
+def prepared_sample() -> Path:
+    """bench/out/sample/prepared: the bundled photos prepared with the --sample defaults."""
+    from wdsr_cli.core.data import prepare as prep
+
+    root = prep.lay_out_sample(SAMPLE)
+    opts = prep.PrepareOptions(root=root, out=root / "prepared")
+    prep.check_options(opts)
+    inv = prep.discover(opts)
+    opts.crop_size, opts.crop_step, opts.note = prep.choose_sample_crop(inv, opts)
+    prep.check_options(opts)
+    prep.check_output_dir(opts.out)
+    prep.run(prep.make_plan(inv, opts))
+    return opts.out
+
+
+# ------------------------------------------------------------------------ data pipeline
+
+
+def bench_pipeline(seconds: float = 3.0) -> list[dict]:
+    """Training patches per second from the prepared sample: x2, 48x48 LR, batch 16, one
+    process (TrainPatches.batch directly, and through iterate()'s prefetch thread)."""
+    from wdsr_cli.core.data.pipeline import TrainPatches
+
+    tp = TrainPatches(prepared_sample(), scale=2, patch_size=48, batch_size=16, seed=0)
+    for step in range(5):  # warm the page cache and the permutation
+        tp.batch(step)
+    step, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        tp.batch(step)
+        step += 1
+    direct = step * 16 / (time.perf_counter() - start)
+
+    n, start = 0, time.perf_counter()
+    it = tp.iterate(0, 10**9, prefetch=4)
+    for _ in it:
+        n += 1
+        if time.perf_counter() - start >= seconds:
+            break
+    it.close()
+    threaded = n * 16 / (time.perf_counter() - start)
+    note = f"x2, LR 48 / HR 96, batch 16, {tp.num_subimages} sub-images"
+    return [_row("pipeline", "patch pairs/s (batch)", direct, "pairs/s", note),
+            _row("pipeline", "patch pairs/s (iterate)", threaded, "pairs/s",
+                 "prefetch thread, idle consumer")]
+
+
+# ------------------------------------------------------------------------- prepare-data
+
+
+def bench_prepare(repeats: int = 3) -> list[dict]:
+    """prepare-data on the bundled sample (16 photos, x2/x3/x4, MATLAB bicubic LR), from
+    scratch each time, with one worker per CPU and with one worker; median of the runs."""
+    from wdsr_cli.core.data import prepare as prep
+
+    rows = []
+    cpus = os.cpu_count() or 1
+    for workers in sorted({cpus, 1}, reverse=True):
+        rates, secs = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                root = prep.lay_out_sample(Path(tmp) / "sample")
+                opts = prep.PrepareOptions(root=root, out=root / "prepared", workers=workers)
+                prep.check_options(opts)
+                t0 = time.perf_counter()
+                inv = prep.discover(opts)
+                opts.crop_size, opts.crop_step, opts.note = prep.choose_sample_crop(inv, opts)
+                prep.check_output_dir(opts.out)
+                summary = prep.run(prep.make_plan(inv, opts))
+                total = time.perf_counter() - t0
+                n = summary["processed"]
+                rates.append(n / total)
+                secs.append(total)
+        note = (f"sample: {n} photos, x2/x3/x4, crop {summary['crop_size']}/"
+                f"{summary['crop_step']}, wall time")
+        rows.append(_row("prepare", f"images/s ({workers} worker{'s' * (workers > 1)})",
+                         statistics.median(rates), "images/s", note))
+        rows.append(_row("prepare", f"seconds ({workers} worker{'s' * (workers > 1)})",
+                         statistics.median(secs), "s", "from scratch, incl. start-up"))
+    return rows
+
+
+# ---------------------------------------------------------------------------- registry
+
+BENCHES = {
+    "prepare": bench_prepare,
+    "pipeline": bench_pipeline,
+}
+
+
+def main(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = argv or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHES)}",
+              file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "bench.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        results = {}
+    results.setdefault("benches", {})
+    console = Console(stderr=True)
+    for name in names:
+        console.print(f"[bold]bench[/] {name} ...")
+        results["benches"][name] = BENCHES[name]()
+    results["machine"] = {"cpus": os.cpu_count(), "machine": platform.machine(),
+                          "python": platform.python_version(), "processor": platform.processor()}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+    table = Table(title=f"benchmarks ({os.cpu_count()} CPUs)", title_justify="left")
+    for col in ("bench", "metric", "value", "unit", "note"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for name in names:
+        for r in results["benches"][name]:
+            table.add_row(r["bench"], r["metric"], f"{r['value']:,.1f}", r["unit"], r["note"])
+    Console().print(table)
+    print(f"written: {path.relative_to(REPO)}")
+    if SAMPLE.exists() and "--keep" not in argv:
+        shutil.rmtree(SAMPLE, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main([a for a in sys.argv[1:] if not a.startswith("--")]))
