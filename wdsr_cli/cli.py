@@ -276,16 +276,104 @@ def train(
 
 @app.command()
 def evaluate(
-    scale: int = typer.Option(2, "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
+    scale: int | None = typer.Option(
+        None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
+        "else 2)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint to score (default: the newest runs/*/best.ckpt "
+        "of this scale, else the bundled weights)."),
+    hr: Path | None = typer.Option(
+        None, "--hr", help="Folder of HR images (default: DIV2K validation under data.root)."),
+    lr: Path | None = typer.Option(
+        None, "--lr", help="Folder of LR images matched to --hr by name (0801x2.png or "
+        "0801.png); default: made from HR with the MATLAB bicubic."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="y: PSNR on Y, border = scale (SR papers); rgb: RGB, border = "
+        "scale + 6 (DIV2K/EDSR). Default: eval.protocol."),
+    self_ensemble: bool | None = typer.Option(
+        None, "--self-ensemble/--no-self-ensemble", help="x8 self-ensemble "
+        "(default: eval.self_ensemble)."),
+    tile: int | None = typer.Option(
+        None, "--tile", help="LR tile side, 0 = whole image (default: eval.tile)."),
+    bicubic: bool = typer.Option(
+        False, "--bicubic", help="Add the MATLAB-bicubic baseline columns."),
+    save_images: Path | None = typer.Option(
+        None, "--save-images", help="Write each 8-bit result as NAME_x{scale}.png here."),
+    json_out: str | None = typer.Option(
+        None, "--json", help="Write the results as JSON to this file ('-' = stdout)."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N images (0 = all)."),
+    runs_dir: Path = typer.Option(
+        Path("runs"), "--runs-dir", help="Where to look for the default checkpoint."),
     config: str | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
+    device_target: str | None = DeviceOpt,
 ) -> None:
     """Report PSNR/SSIM on DIV2K validation or any image folder.
 
-    Example: wdsr evaluate --scale 2 --hr photos/ --bicubic
+    Example: wdsr evaluate --scale 2 --hr photos/ --bicubic --json scores.json
     """
-    _load_config(config, overrides, None)
-    _not_built("evaluate")
+    import json
+
+    from . import ui
+    from .core import evaluate as E
+    from .core.config import PROTOCOLS, SCALES
+
+    cfg = _load_config(config, overrides, device_target)
+    protocol = cfg.eval.protocol if protocol is None else protocol
+    if protocol not in PROTOCOLS:
+        raise WdsrError(f"unknown protocol '{protocol}'",
+                        "use y (PSNR on Y, border = scale) or rgb (RGB, border = scale + 6)")
+    tile = cfg.eval.tile if tile is None else tile
+    self_ensemble = cfg.eval.self_ensemble if self_ensemble is None else self_ensemble
+    if scale is not None and scale not in SCALES:
+        raise WdsrError(f"unsupported scale {scale}",
+                        "choose one of " + ", ".join(map(str, SCALES)))
+    if tile < 0 or limit < 0:
+        raise WdsrError("--tile and --limit must be 0 or more", "0 = whole image / all images")
+    if lr is not None and hr is None:
+        raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
+                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    for folder, what in ((hr, "--hr"), (lr, "--lr")):
+        if folder is not None and not folder.is_dir():
+            raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
+
+    from .core import runtime
+
+    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
+    why = "--checkpoint"
+    if scale is None:
+        scale = E.checkpoint_scale(checkpoint) if checkpoint is not None else 2
+    if checkpoint is None:
+        checkpoint, why = E.default_checkpoint(scale, runs_dir)
+    if hr is not None:
+        dataset = E.dataset_from_folders(hr, lr, scale)
+    else:
+        dataset = E.dataset_from_div2k(cfg.data.root, scale)
+    dataset = dataset.limited(limit)
+    predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
+    ui.info(f"checkpoint: {checkpoint} ({why}; step {predictor.meta.get('step', '?')})")
+    ui.info(f"data: {dataset.description}")
+
+    with ui.ImageProgress("evaluating", len(dataset)) as bar:
+        def on_image(done: int, total: int | None, row: dict) -> None:
+            bar.done(done - 1, total or done)
+
+        result = E.evaluate_pairs(predictor, dataset, scale, protocol, bicubic=bicubic,
+                                  on_image=on_image, save_dir=save_images)
+    result.update(checkpoint=str(checkpoint), checkpoint_step=predictor.meta.get("step"),
+                  dataset=dataset.description)
+    console = ui.err if json_out == "-" else ui.out
+    console.print(ui.eval_table(result, str(checkpoint)))
+    if save_images is not None:
+        ui.info(f"saved {result['count']} images in {save_images}")
+    if json_out is not None:
+        text = json.dumps(E.result_to_json(result), indent=1, allow_nan=False) + "\n"
+        if json_out == "-":
+            sys.stdout.write(text)
+        else:
+            E.write_text_atomic(json_out, text)
 
 
 @app.command()
@@ -302,14 +390,101 @@ def export(
 @app.command()
 def upscale(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...", help="Image files, folders or globs."),
-    scale: int = typer.Option(2, "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
+        ..., metavar="INPUT...", help="Image files, folders (their images) or globs."),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="Output file (one input) or folder (created if missing); "
+        "default: NAME_x{scale}.png next to each input."),
+    scale: int | None = typer.Option(
+        None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
+        "else 2)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint to use (default: the bundled weights)."),
+    tile: int = typer.Option(
+        256, "--tile", help="LR tile side, 0 = whole image at once. Tiles only bound memory: "
+        "the halo makes tiled and untiled output the same."),
+    self_ensemble: bool = typer.Option(
+        False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    json_out: str | None = typer.Option(
+        None, "--json", help="Write a summary as JSON to this file ('-' = stdout)."),
+    device_target: str | None = DeviceOpt,
 ) -> None:
     """Super-resolve images (works out of the box with the bundled weights).
 
     Example: wdsr upscale photo.png --scale 4 -o photo_x4.png
     """
-    _not_built("upscale")
+    import json
+    import time
+
+    from . import ui
+    from .core import evaluate as E
+    from .core import upscale as U
+    from .core.config import SCALES
+
+    cfg = _load_config(None, None, device_target)
+    if scale is not None and scale not in SCALES:
+        raise WdsrError(f"unsupported scale {scale}",
+                        "choose one of " + ", ".join(map(str, SCALES)))
+    if tile < 0:
+        raise WdsrError("--tile must be 0 (whole image) or a tile side in LR pixels")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
+                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    sources, single = U.collect_inputs(inputs)
+
+    from .core import runtime
+
+    if scale is None and checkpoint is not None:
+        runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
+        scale = E.checkpoint_scale(checkpoint)
+    scale = 2 if scale is None else scale
+    jobs = U.plan_jobs(sources, output, scale, single, overwrite)
+    todo, failures = U.preflight(jobs)
+    if len(jobs) == 1 and failures:
+        raise WdsrError(failures[0]["error"])
+    if checkpoint is None:
+        checkpoint = U.default_upscale_checkpoint(scale)
+    images: list[dict] = []
+    start = time.perf_counter()
+    if todo:
+        runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
+                               seed=0)
+        predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
+        ui.info(f"checkpoint: {checkpoint} (x{scale}, tile {tile or 'off'}"
+                + (", self-ensemble x8" if self_ensemble else "") + ")")
+        with ui.ImageProgress("upscaling", len(todo)) as bar:
+            summary = U.upscale_batch(
+                predictor, todo,
+                on_start=lambda i, n, job: bar.start(i, n, job.source.name),
+                on_tile=bar.tile,
+                on_done=lambda i, n, job, result, error: bar.done(i, n))
+        images = summary["images"]
+        order = {str(j.source): k for k, j in enumerate(jobs)}
+        failures = sorted(failures + summary["failures"], key=lambda f: order[f["input"]])
+    seconds = time.perf_counter() - start
+    if len(jobs) == 1 and failures:
+        raise WdsrError(failures[0]["error"])
+    console = ui.err if json_out == "-" else ui.out
+    if images:
+        console.print(ui.upscale_table(images))
+    if failures:
+        console.print(ui.failures_table(failures))
+    if json_out is not None:
+        mp = sum(r["output_megapixels"] for r in images)
+        data = {"scale": scale, "checkpoint": str(checkpoint), "tile": tile,
+                "self_ensemble": self_ensemble, "images": images, "failures": failures,
+                "seconds": seconds,
+                "output_megapixels_per_second": mp / seconds if seconds > 0 else None}
+        text = json.dumps(data, indent=1) + "\n"
+        if json_out == "-":
+            sys.stdout.write(text)
+        else:
+            E.write_text_atomic(json_out, text)
+    if failures:
+        ui.error(f"{len(failures)} of {len(jobs)} images failed (listed above)",
+                 "the others were written")
+        raise typer.Exit(2)
+
 
 
 # ---------------------------------------------------------------------------- entry point

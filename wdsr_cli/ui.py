@@ -243,3 +243,203 @@ class EventProgress:
             rate = rate_text(event.done - self.first,
                              time.perf_counter() - self.start, self.unit)
             self.bar.update(self.task, completed=event.done, total=event.total, rate=rate)
+
+
+# ------------------------------------------------------------------- evaluate / upscale views
+
+
+def _db(value: object) -> str:
+    if value is None:
+        return "-"
+    v = float(value)  # type: ignore[arg-type]
+    return "inf" if v == float("inf") else f"{v:.3f}"
+
+
+def _ssim(value: object) -> str:
+    return "-" if value is None else f"{float(value):.4f}"  # type: ignore[arg-type]
+
+
+def eval_table(result: dict, checkpoint: str) -> Table:
+    """Per-image PSNR/SSIM (and the bicubic baseline when present), then the mean row."""
+    bicubic = "bicubic_psnr" in result["mean"]
+    title = (f"x{result['scale']}, protocol {result['protocol']} (border {result['border']})"
+             + (", self-ensemble x8" if result.get("self_ensemble") else "")
+             + f", checkpoint {checkpoint}")
+    columns = ["image", "PSNR dB", "SSIM"] + (["bicubic PSNR", "bicubic SSIM"] if bicubic
+                                              else []) + ["time s"]
+
+    def cells(row: dict, name: str) -> list[str]:
+        c = [name, _db(row["psnr"]), _ssim(row["ssim"])]
+        if bicubic:
+            c += [_db(row["bicubic_psnr"]), _ssim(row["bicubic_ssim"])]
+        return c + [f"{row['seconds']:.2f}"]
+
+    rows = [cells(r, _escape(r["name"])) for r in result["images"]]
+    return table(_escape(title), columns, rows, footer=cells(result["mean"],
+                                                     f"mean of {result['count']}"))
+
+
+def failures_table(failures: list[dict]) -> Table:
+    return table(f"{len(failures)} failed", ["input", "problem"],
+                 [(_escape(f["input"]), _escape(f["error"])) for f in failures])
+
+
+def upscale_table(images: list[dict]) -> Table:
+    return table(f"{len(images)} upscaled", ["input", "output", "size", "mode", "time s"],
+                 [(_escape(r["input"]), _escape(r["output"]),
+                   f"{r['input_size'][0]}x{r['input_size'][1]} -> "
+                   f"{r['output_size'][0]}x{r['output_size'][1]}",
+                   r["mode"], f"{r['seconds']:.2f}") for r in images])
+
+
+class ImageProgress:
+    """A bar over images and, for images cut into several tiles, a second bar over tiles.
+
+    Feed it from the engines' callbacks: ``start(index, total, name)``, ``tile(done, total)``,
+    ``done(index, total)``.
+    """
+
+    def __init__(self, description: str, total: int) -> None:
+        self.bar = progress("images")
+        self.bar.disable = not err.is_terminal  # no progress lines in logs and pipes
+        self.description = description
+        self.total = total
+        self.images = None
+        self.tiles = None
+        self.t0 = 0.0
+
+    def __enter__(self) -> ImageProgress:
+        self.bar.__enter__()
+        self.t0 = time.perf_counter()
+        self.images = self.bar.add_task(self.description, total=self.total, rate="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tiles is not None:
+            self.bar.remove_task(self.tiles)
+            self.tiles = None
+        self.bar.__exit__(*exc)
+
+    def start(self, index: int, total: int, name: str) -> None:
+        if self.tiles is not None:
+            self.bar.remove_task(self.tiles)
+            self.tiles = None
+        self.bar.update(self.images, description=f"{self.description} {_escape(name)}")
+
+    def tile(self, done: int, total: int) -> None:
+        if total <= 1:
+            return
+        if self.tiles is None:
+            self.tiles = self.bar.add_task("  tiles", total=total, rate="")
+        self.bar.update(self.tiles, completed=done, total=total)
+
+    def done(self, index: int, total: int) -> None:
+        rate = rate_text(index + 1, time.perf_counter() - self.t0, "images")
+        self.bar.update(self.images, completed=index + 1, rate=rate,
+                        description=self.description)
+
+
+# ------------------------------------------------------------------------------ launches
+
+
+class LaunchView(TrainView):
+    """The TrainView of a launch: one row per rank started on this machine, the launcher's view
+    of each process (starting, stopping, failed, ...), and the global batch.
+
+    On a node without rank 0 (``--node-rank`` > 0) the overall progress follows this node's
+    lowest rank, since rank 0's events stay on node 0.
+    """
+
+    _FINAL = ("done", "interrupted", "failed")
+
+    def __init__(self, title: str, ranks: Sequence[int], batch_note: str = "",
+                 console: Console | None = None) -> None:
+        self.batch_note = batch_note
+        self.lead = min(ranks) if ranks else 0
+        super().__init__(title, world_size=max(len(ranks), 1), console=console)
+        self.ranks = {r: {"state": "starting"} for r in ranks}
+        self.live.update(self.render())
+
+    def handle(self, event: dict) -> None:
+        kind, rank = event.get("type"), int(event.get("rank", 0))
+        if kind == "start" and rank != self.lead:
+            # Only the lead rank knows the validation baseline; the others would erase it.
+            self.ranks.setdefault(rank, {})["state"] = "training"
+            self.live.update(self.render())
+            return
+        super().handle(event)
+        if kind == "step" and rank == self.lead != 0:
+            self.run.update(step=event["step"], epoch=event["epoch"], lr=event["lr"],
+                            now=event["time"], total=event.get("total_steps",
+                                                               self.run.get("total")))
+            self.live.update(self.render())
+
+    def process_state(self, label: str, rank: int | None, state: str) -> None:
+        """The launcher's callback: what happened to a process (not what it reported)."""
+        if rank is None:  # the scheduler has no row
+            if state == "failed":
+                self.note(f"{label} failed")
+            return
+        row = self.ranks.setdefault(rank, {})
+        current = row.get("state", "starting")
+        if state == "exited" or (state == "starting" and current != "starting"):
+            return  # the rank's own `done` event says more
+        if state == "stopped" and current in self._FINAL:
+            return
+        row["state"] = state
+        self.live.update(self.render())
+
+    def render(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        body = super().render()
+        if not getattr(self, "batch_note", ""):
+            return body
+        return Group(body, Text(self.batch_note, style="dim"))
+
+
+def launch_failure(failure) -> None:
+    """Which process failed and how, then the end of its log (a launcher ``Failure``)."""
+    err.print(f"[bold red]error:[/] {_escape(failure.label)} {_escape(failure.reason)} "
+              f"[dim]- its log: {_escape(failure.log_path)}[/]", soft_wrap=True)
+    if failure.error:
+        err.print(f"  {_escape(failure.label)} reported: {_escape(failure.error.get('message'))}",
+                  soft_wrap=True)
+    if failure.log_tail:
+        err.print(f"[dim]last {len(failure.log_tail)} lines of {_escape(failure.log_path)}:[/]")
+        for line in failure.log_tail:
+            err.print(f"  [dim]|[/] {_escape(line)}", soft_wrap=True)
+
+
+def launch_plan(summary: dict) -> None:
+    """``wdsr train --dry-run``: one row per process (device, the variables that differ between
+    processes, log), then what every process shares (environment, removed variables, command)."""
+    procs = summary["processes"]
+    keys = sorted({k for p in procs for k in p["env"]})
+    common = {k: procs[0]["env"][k] for k in keys
+              if all(p["env"].get(k) == procs[0]["env"].get(k) for p in procs)}
+    unset_all = set.intersection(*(set(p["unset_env"]) for p in procs)) if procs else set()
+    t = Table(title=f"launch plan: {summary['mode']}, world size {summary['world_size']}, "
+                    f"global batch {summary['global_batch']}", title_justify="left")
+    for name in ("process", "device", "environment of this process", "log"):
+        t.add_column(name, overflow="fold")
+    for p in procs:
+        label = "scheduler" if p["role"] == "scheduler" else f"rank {p['rank']}"
+        own = " ".join(_escape(f"{k}={v}") for k, v in p["env"].items() if k not in common)
+        extra = sorted(set(p["unset_env"]) - unset_all)
+        if extra:
+            own += " [dim]removed: " + _escape(" ".join(extra)) + "[/]"
+        t.add_row(label, "-" if p["device"] is None else str(p["device"]), own or "-",
+                  _escape(p["log"]))
+    out.print(t)
+    shared = Table(show_header=False, box=None, padding=(0, 1))
+    shared.add_column("what", style="bold")
+    shared.add_column("value", overflow="fold")
+    shared.add_row("every process", " ".join(_escape(f"{k}={v}") for k, v in common.items()))
+    if unset_all:
+        shared.add_row("removed", _escape(" ".join(sorted(unset_all))) + " (when inherited)")
+    commands = {" ".join(p["argv"]) for p in procs}
+    for command in sorted(commands):
+        shared.add_row("command", _escape(command))
+    out.print(shared)

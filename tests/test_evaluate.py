@@ -1,0 +1,265 @@
+"""`wdsr evaluate` through the real entry point, and the evaluate_pairs engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_wdsr
+
+from wdsr_cli.core import metrics
+from wdsr_cli.core.data.images import Image, read_rgb_uint8, write_image
+from wdsr_cli.core.data.resize import bicubic_downscale, bicubic_upscale
+from wdsr_cli.core.evaluate import evaluate_pairs, result_to_json
+from wdsr_cli.core.inference import Predictor
+
+RNG = np.random.default_rng(11)
+
+
+def save_tiny_checkpoint(path: Path, scale: int) -> Path:
+    """A tiny WDSR-B (8 features, 2 blocks) with random weights, saved as train would."""
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import ModelConfig
+    from wdsr_cli.core.model import build_model
+
+    cfg = ModelConfig(variant="b", scale=scale, n_feats=8, n_resblocks=2)
+    model = dataclasses.asdict(cfg)
+    model["rgb_mean"] = list(model["rgb_mean"])
+    return save_checkpoint(build_model(cfg), path, meta={
+        "model": model, "scale": scale, "step": 0, "kind": "weights", "dataset_id": "test"})
+
+
+def _photo(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    chans = [(np.sin(x / 5 + k) * np.cos(y / 4 - k) + 1) / 2 for k in range(3)]
+    a = np.stack(chans, axis=2) * 200 + 20 + RNG.normal(0, 6, (h, w, 3))
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data(ms_cpu, tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    hr = d / "hr"
+    hr.mkdir()
+    # odd sizes: evaluate crops HR to a multiple of the scale before making the LR image
+    for name, (h, w) in {"0801": (41, 50), "0802": (36, 33), "zebra": (30, 45)}.items():
+        write_image(hr / f"{name}.png", Image(pixels=_photo(h, w)))
+    corrupt = d / "corrupt.ckpt"
+    x2 = save_tiny_checkpoint(d / "tiny_x2.ckpt", 2)
+    corrupt.write_bytes(x2.read_bytes()[:200])
+    return {"dir": d, "hr": hr, "x2": x2, "x3": save_tiny_checkpoint(d / "tiny_x3.ckpt", 3),
+            "corrupt": corrupt}
+
+
+def _one_line_error(res) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
+    return lines[0]
+
+
+def _expected(hr_path: Path, ckpt: Path, scale: int, protocol: str):
+    """PSNR/SSIM of model and MATLAB bicubic, computed here step by step."""
+    hr = read_rgb_uint8(hr_path)
+    hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
+    lr = bicubic_downscale(hr, scale)
+    bic = bicubic_upscale(lr, scale)
+    sr = Predictor.from_checkpoint(ckpt).predict_uint8(lr)
+    return (metrics.psnr(sr, hr, scale, protocol), metrics.ssim(sr, hr, scale, protocol),
+            metrics.psnr(bic, hr, scale, protocol), metrics.ssim(bic, hr, scale, protocol))
+
+
+# ------------------------------------------------------------------------------ must show
+
+
+def test_hr_folder_bicubic_column_is_the_matlab_baseline(data):
+    out = data["dir"] / "out.json"
+    res = run_wdsr("evaluate", "--scale", "2", "--hr", str(data["hr"]), "--bicubic",
+                   "--json", str(out), "--checkpoint", str(data["x2"]), env={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    assert result["scale"] == 2 and result["protocol"] == "y" and result["count"] == 3
+    assert result["checkpoint"] == str(data["x2"])
+    assert "MATLAB bicubic" in result["dataset"]
+    by_name = {r["name"]: r for r in result["images"]}
+    assert sorted(by_name) == ["0801", "0802", "zebra"]
+    for name, row in by_name.items():
+        psnr, ssim, bic_psnr, bic_ssim = _expected(data["hr"] / f"{name}.png", data["x2"], 2, "y")
+        assert row["bicubic_psnr"] == bic_psnr  # exactly the MATLAB-bicubic baseline
+        assert row["bicubic_ssim"] == pytest.approx(bic_ssim, abs=1e-12)
+        assert row["psnr"] == pytest.approx(psnr, abs=1e-3)
+        assert row["ssim"] == pytest.approx(ssim, abs=1e-4)
+    mean = result["mean"]
+    assert mean["bicubic_psnr"] == pytest.approx(
+        np.mean([r["bicubic_psnr"] for r in result["images"]]), abs=1e-12)
+    # the Rich table: title with scale, protocol and checkpoint, one row per image + mean
+    assert "x2, protocol y (border 2)" in res.stdout and "tiny_x2.ckpt" in res.stdout
+    assert "bicubic PSNR" in res.stdout and "mean of 3" in res.stdout and "zebra" in res.stdout
+    assert f"checkpoint: {data['x2']}" in res.stderr
+
+
+# -------------------------------------------------------------------------- HR + LR folders
+
+
+def test_hr_and_lr_folders_matched_by_name(data, tmp_path):
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    hr.mkdir()
+    lr.mkdir()
+    for name, renamed in (("0801", "0801x2"), ("zebra", "zebra")):
+        src = read_rgb_uint8(data["hr"] / f"{name}.png")
+        src = src[: src.shape[0] // 2 * 2, : src.shape[1] // 2 * 2]
+        write_image(hr / f"{name}.png", Image(pixels=src))
+        write_image(lr / f"{renamed}.png", Image(pixels=bicubic_downscale(src, 2)))
+    saved = tmp_path / "saved"
+    res = run_wdsr("evaluate", "--hr", str(hr), "--lr", str(lr), "--checkpoint", str(data["x2"]),
+                   "--protocol", "rgb", "--save-images", str(saved), "--limit", "1",
+                   "--tile", "5", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["protocol"] == "rgb" and result["border"] == 8 and result["tile"] == 5
+    assert [r["name"] for r in result["images"]] == ["0801"]
+    assert "bicubic_psnr" not in result["mean"]
+    psnr, _, _, _ = _expected(hr / "0801.png", data["x2"], 2, "rgb")
+    assert result["images"][0]["psnr"] == pytest.approx(psnr, abs=1e-2)
+    assert os.listdir(saved) == ["0801_x2.png"]
+    assert read_rgb_uint8(saved / "0801_x2.png").shape == (40, 50, 3)
+
+
+def test_lr_of_the_wrong_size_names_the_file(data, tmp_path):
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    hr.mkdir()
+    lr.mkdir()
+    shutil.copy(data["hr"] / "0802.png", hr / "0802.png")  # 33x36
+    write_image(lr / "0802x2.png", Image(pixels=_photo(18, 17)))  # needs 16x18
+    line = _one_line_error(run_wdsr("evaluate", "--hr", str(hr), "--lr", str(lr),
+                                    "--checkpoint", str(data["x2"])))
+    assert "0802x2.png" in line and "needs 16x18" in line
+
+
+def test_missing_lr_names_the_hr_file(data, tmp_path):
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    write_image(lr / "other.png", Image(pixels=_photo(8, 8)))
+    line = _one_line_error(run_wdsr("evaluate", "--hr", str(data["hr"]), "--lr", str(lr),
+                                    "--checkpoint", str(data["x2"])))
+    assert "0801.png" in line and "no LR image" in line
+
+
+# -------------------------------------------------------------- DIV2K and default checkpoint
+
+
+def test_div2k_validation_and_the_newest_matching_run_checkpoint(data, tmp_path):
+    root = tmp_path / "DIV2K"
+    (root / "DIV2K_valid_HR").mkdir(parents=True)
+    (root / "DIV2K_valid_LR_bicubic" / "X2").mkdir(parents=True)
+    for name in ("0801", "0802"):
+        src = read_rgb_uint8(data["hr"] / f"{name}.png")
+        src = src[: src.shape[0] // 2 * 2, : src.shape[1] // 2 * 2]
+        write_image(root / "DIV2K_valid_HR" / f"{name}.png", Image(pixels=src))
+        write_image(root / "DIV2K_valid_LR_bicubic" / "X2" / f"{name}x2.png",
+                    Image(pixels=bicubic_downscale(src, 2)))
+    work = tmp_path / "work"
+    for run, ckpt in (("old-x2", data["x2"]), ("new-x3", data["x3"]), ("newest-x2", data["x2"])):
+        (work / "runs" / run).mkdir(parents=True)
+        shutil.copy(ckpt, work / "runs" / run / "best.ckpt")
+    stamp = 1_700_000_000
+    for i, run in enumerate(("old-x2", "new-x3", "newest-x2")):
+        os.utime(work / "runs" / run / "best.ckpt", (stamp + i, stamp + i))
+    res = run_wdsr("evaluate", "--set", f"data.root={root}", "--json", "-", cwd=work)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["checkpoint"] == os.path.join("runs", "newest-x2", "best.ckpt")
+    assert "DIV2K validation" in result["dataset"] and "DIV2K_valid_LR_bicubic/X2" in \
+        result["dataset"]
+    assert [r["name"] for r in result["images"]] == ["0801", "0802"]
+
+    line = _one_line_error(run_wdsr("evaluate", "--scale", "4", "--hr", str(data["hr"]),
+                                    cwd=work))
+    assert "no x4 checkpoint" in line and "x2, x3" in line and "--checkpoint" in line
+
+
+def test_no_div2k_under_the_data_root(data, tmp_path):
+    line = _one_line_error(run_wdsr("evaluate", "--checkpoint", str(data["x2"]), "--set",
+                                    f"data.root={tmp_path / 'missing'}"))
+    assert "no DIV2K data" in line and "--hr" in line
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--protocol", "psnr"], "unknown protocol 'psnr'"),
+    (["--lr", "somewhere"], "--lr needs --hr"),
+    (["--scale", "5"], "unsupported scale 5"),
+    (["--checkpoint", "nope.ckpt"], "nope.ckpt' does not exist"),
+    (["--hr", "no-such-folder"], "no-such-folder"),
+])
+def test_argument_errors_are_one_line(args, needle, tmp_path):
+    line = _one_line_error(run_wdsr("evaluate", *args, cwd=tmp_path))
+    assert needle in line
+
+
+def test_checkpoint_scale_mismatch_and_corrupt_checkpoint(data):
+    line = _one_line_error(run_wdsr("evaluate", "--scale", "3", "--hr", str(data["hr"]),
+                                    "--checkpoint", str(data["x2"])))
+    assert "x2 model" in line and "x3" in line
+    line = _one_line_error(run_wdsr("evaluate", "--hr", str(data["hr"]),
+                                    "--checkpoint", str(data["corrupt"])))
+    assert "corrupt.ckpt" in line
+
+
+# ---------------------------------------------------------------------- the engine itself
+
+
+class _Nearest:
+    """A stand-in model: nearest-neighbour upscaling (no MindSpore needed)."""
+
+    name = "nearest"
+
+    def __call__(self, x):
+        return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+
+
+def test_evaluate_pairs_rows_mean_and_progress():
+    pairs = []
+    for name in ("a", "b"):
+        hr = _photo(20, 24)
+        pairs.append((name, bicubic_downscale(hr, 2), hr))
+    flat = np.full((20, 20, 3), 90, np.uint8)
+    pairs.append(("flat", flat[::2, ::2], flat))  # nearest upscaling is exact: PSNR inf
+    seen = []
+    result = evaluate_pairs(Predictor(_Nearest(), 2, 0), iter(pairs), 2, "y", bicubic=True,
+                            on_image=lambda d, t, row: seen.append((d, t, row["name"])))
+    assert seen == [(1, None, "a"), (2, None, "b"), (3, None, "flat")]
+    rows = result["images"]
+    assert [r["name"] for r in rows] == ["a", "b", "flat"] and result["count"] == 3
+    nearest = np.repeat(np.repeat(pairs[0][1], 2, axis=0), 2, axis=1)
+    assert rows[0]["psnr"] == metrics.psnr(nearest, pairs[0][2], 2, "y")
+    assert rows[0]["bicubic_psnr"] == metrics.psnr(bicubic_upscale(pairs[0][1], 2),
+                                                   pairs[0][2], 2, "y")
+    assert math.isinf(rows[2]["psnr"]) and math.isinf(result["mean"]["psnr"])
+    clean = result_to_json(result)
+    assert clean["images"][2]["psnr"] is None
+    json.dumps(clean, allow_nan=False)
+
+
+def test_evaluate_pairs_crops_hr_to_scale_times_lr():
+    hr = _photo(41, 43)
+    lr = bicubic_downscale(hr[:40, :42], 2)
+    result = evaluate_pairs(Predictor(_Nearest(), 2, 0), [("odd", lr, hr)], 2, "rgb")
+    assert result["border"] == 8 and result["images"][0]["lr_size"] == [21, 20]
+
+
+def test_an_image_too_small_to_score_is_named():
+    from wdsr_cli.core.errors import WdsrError
+
+    hr = _photo(12, 12)
+    with pytest.raises(WdsrError, match="'tiny'.*SSIM needs"):
+        evaluate_pairs(Predictor(_Nearest(), 2, 0), [("tiny", hr[::2, ::2], hr)], 2, "y")

@@ -1,0 +1,280 @@
+"""`wdsr upscale` through the real entry point: every kind of image, naming, batches, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_wdsr
+from PIL import Image as PILImage
+
+from wdsr_cli.core.data.images import Image, read_image, write_image
+from wdsr_cli.core.data.resize import bicubic_upscale
+from wdsr_cli.core.upscale import bleed_transparent
+
+RNG = np.random.default_rng(3)
+
+
+def save_tiny_checkpoint(path: Path, scale: int) -> Path:
+    """A tiny WDSR-B (8 features, 2 blocks) with random weights, saved as train would."""
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import ModelConfig
+    from wdsr_cli.core.model import build_model
+
+    cfg = ModelConfig(variant="b", scale=scale, n_feats=8, n_resblocks=2)
+    model = dataclasses.asdict(cfg)
+    model["rgb_mean"] = list(model["rgb_mean"])
+    return save_checkpoint(build_model(cfg), path, meta={
+        "model": model, "scale": scale, "step": 0, "kind": "weights", "dataset_id": "test"})
+
+
+@pytest.fixture(scope="module")
+def ckpt(ms_cpu, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ckpt")
+    corrupt = d / "corrupt.ckpt"
+    good = save_tiny_checkpoint(d / "tiny_x2.ckpt", 2)
+    data = good.read_bytes()
+    corrupt.write_bytes(data[: len(data) // 2])
+    return {"x2": good, "x3": save_tiny_checkpoint(d / "tiny_x3.ckpt", 3), "corrupt": corrupt}
+
+
+def _picture(h: int, w: int, c: int = 3, top: int = 255) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    chans = [(np.sin(x / 4 + k) * np.cos(y / 6 - k) + 1) / 2 for k in range(c)]
+    a = np.stack(chans, axis=2) * 0.85 * top + RNG.random((h, w, c)) * 0.15 * top
+    return np.clip(np.rint(a), 0, top).astype(np.uint8 if top == 255 else np.uint16)
+
+
+def _one_line_error(res) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------ a mixed batch
+
+
+@pytest.fixture(scope="module")
+def batch(ckpt, tmp_path_factory):
+    """One run over a folder holding every kind of image and one corrupt file."""
+    d = tmp_path_factory.mktemp("batch")
+    src = d / "in"
+    src.mkdir()
+    rgb = _picture(21, 30)
+    write_image(src / "rgb.png", Image(pixels=rgb))
+    write_image(src / "gray.png", Image(pixels=_picture(17, 12, 1)))
+    alpha = np.zeros((20, 26), np.uint8)
+    alpha[4:16, 6:20] = 255
+    alpha[4:16, 5] = 128
+    rgba_rgb = _picture(20, 26)
+    rgba_rgb[alpha == 0] = 0  # transparent pixels are black, as many editors store them
+    write_image(src / "rgba.png", Image(pixels=rgba_rgb, alpha=alpha))
+    write_image(src / "rgb16.png", Image(pixels=_picture(13, 19, 3, 65535), bit_depth=16))
+    write_image(src / "gray16.png", Image(pixels=_picture(15, 11, 1, 65535), bit_depth=16))
+    PILImage.fromarray(_picture(16, 18)).convert("P", palette=PILImage.ADAPTIVE,
+                                                 colors=12).save(src / "palette.png")
+    PILImage.fromarray(_picture(24, 20)).save(src / "photo.jpg", quality=92)
+    good = (src / "rgb.png").read_bytes()
+    (src / "broken.png").write_bytes(good[: len(good) // 2])
+    (src / "notes.txt").write_text("not an image, not picked up from a folder")
+    out = d / "out"
+    res = run_wdsr("upscale", str(src), "-o", str(out), "--checkpoint", str(ckpt["x2"]),
+                   "--tile", "8", "--json", str(d / "summary.json"), env={"COLUMNS": "250"})
+    return {"res": res, "src": src, "out": out, "rgb": rgb, "alpha": alpha,
+            "summary": json.loads((d / "summary.json").read_text())}
+
+
+def test_batch_continues_past_a_corrupt_file_and_reports_it(batch):
+    res = batch["res"]
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "1 of 8 images failed" in res.stderr
+    assert "broken.png" in res.stdout and "truncated" in res.stdout
+    names = sorted(os.listdir(batch["out"]))
+    assert names == sorted(f"{n}_x2.png" for n in
+                           ("rgb", "gray", "rgba", "rgb16", "gray16", "palette", "photo"))
+    summary = batch["summary"]
+    assert [Path(f["input"]).name for f in summary["failures"]] == ["broken.png"]
+    assert len(summary["images"]) == 7 and summary["scale"] == 2
+
+
+def test_rgb_output_is_the_predictor_output(batch, ckpt):
+    from wdsr_cli.core.inference import Predictor
+
+    out = read_image(batch["out"] / "rgb_x2.png")
+    assert out.pixels.shape == (42, 60, 3) and out.alpha is None and out.bit_depth == 8
+    ref = Predictor.from_checkpoint(ckpt["x2"]).predict(batch["rgb"].astype(np.float32))
+    want = np.clip(np.rint(ref), 0, 255)
+    assert np.abs(out.pixels.astype(int) - want).max() <= 1
+    assert (out.pixels == want).mean() > 0.999
+
+
+def test_gray_stays_gray_and_sixteen_bit_stays_sixteen_bit(batch):
+    gray = read_image(batch["out"] / "gray_x2.png")
+    assert gray.pixels.shape == (34, 24, 1) and gray.bit_depth == 8
+    g16 = read_image(batch["out"] / "gray16_x2.png")
+    assert g16.pixels.shape == (30, 22, 1) and g16.bit_depth == 16
+    c16 = read_image(batch["out"] / "rgb16_x2.png")
+    assert c16.pixels.shape == (26, 38, 3) and c16.bit_depth == 16
+    # real 16-bit precision, not 8-bit values scaled by 257
+    assert np.mean(c16.pixels % 257 != 0) > 0.5
+
+
+def test_palette_and_jpeg_become_rgb_png(batch):
+    pal = read_image(batch["out"] / "palette_x2.png")
+    assert pal.pixels.shape == (32, 36, 3) and pal.alpha is None
+    photo = batch["out"] / "photo_x2.png"
+    assert photo.read_bytes().startswith(b"\x89PNG")
+    assert read_image(photo).pixels.shape == (48, 40, 3)
+
+
+def test_rgba_keeps_its_alpha_upscaled_with_the_matlab_bicubic(batch):
+    out = read_image(batch["out"] / "rgba_x2.png")
+    assert out.pixels.shape == (40, 52, 3) and out.alpha is not None
+    want = np.rint(np.clip(bicubic_upscale(batch["alpha"].astype(np.float32), 2), 0, 255))
+    np.testing.assert_array_equal(out.alpha, want.astype(np.uint8))
+    assert (out.alpha[10:30, 14:38] == 255).all()  # inside the opaque block
+    assert (out.alpha[:4] == 0).all()
+
+
+def test_no_temporary_files_are_left(batch):
+    assert not [n for n in os.listdir(batch["out"]) if n.startswith(".")]
+    assert not [n for n in os.listdir(batch["src"]) if n.startswith(".")]
+
+
+# ------------------------------------------------------------------------- alpha fringes
+
+
+def test_transparent_colour_is_bled_from_the_visible_pixels():
+    rgb = np.zeros((12, 12, 3), np.float32)
+    rgb[4:8, 4:8] = (200, 50, 20)  # visible red block on transparent black
+    alpha = np.zeros((12, 12), np.float32)
+    alpha[4:8, 4:8] = 255
+    rgb[0, 0] = (0, 0, 0)
+    out = bleed_transparent(rgb, alpha, steps=2)
+    np.testing.assert_array_equal(out[4:8, 4:8], rgb[4:8, 4:8])  # visible pixels untouched
+    np.testing.assert_allclose(out[2:10, 2:10], np.broadcast_to((200, 50, 20), (8, 8, 3)))
+    np.testing.assert_allclose(out[0, 0], (200, 50, 20))  # beyond the steps: mean colour
+
+
+def test_no_dark_fringe_around_an_opaque_shape(ms_cpu, tmp_path):
+    """With a bicubic stand-in for the network, edge pixels keep the shape's colour."""
+    from wdsr_cli.core.inference import Predictor
+    from wdsr_cli.core.upscale import upscale_image
+
+    class Bicubic:
+        name = "bicubic"
+
+        def __call__(self, x):
+            y = bicubic_upscale(x[0].transpose(1, 2, 0).astype(np.float64), 2)
+            return y.transpose(2, 0, 1)[None].astype(np.float32)
+
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[5:11, 5:11] = (220, 40, 30)
+    alpha = np.zeros((16, 16), np.uint8)
+    alpha[5:11, 5:11] = 255
+    write_image(tmp_path / "in.png", Image(pixels=rgb, alpha=alpha))
+    upscale_image(Predictor(Bicubic(), 2, 2), tmp_path / "in.png", tmp_path / "out.png")
+    out = read_image(tmp_path / "out.png")
+    visible = out.alpha > 0
+    assert visible.sum() > 100
+    red = out.pixels[..., 0][visible].astype(int)
+    assert red.min() >= 200, "transparent black bled into the visible edge"
+
+
+# ----------------------------------------------------------------- naming and overwriting
+
+
+def test_default_name_single_output_and_overwrite(ckpt, tmp_path):
+    img = tmp_path / "shot.png"
+    write_image(img, Image(pixels=_picture(9, 11)))
+    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--self-ensemble")
+    assert res.returncode == 0, res.stderr
+    assert read_image(tmp_path / "shot_x2.png").pixels.shape == (18, 22, 3)
+
+    line = _one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"])))
+    assert "shot_x2.png" in line and "already exists" in line and "--overwrite" in line
+
+    target = tmp_path / "custom.tif"
+    res = run_wdsr("upscale", str(img), "-o", str(target), "--checkpoint", str(ckpt["x3"]),
+                   "--tile", "4", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    assert read_image(target).pixels.shape == (27, 33, 3)  # scale taken from the checkpoint
+    assert json.loads(res.stdout)["images"][0]["output"] == str(target)
+
+    before = (tmp_path / "shot_x2.png").stat().st_mtime_ns
+    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "shot_x2.png").stat().st_mtime_ns >= before
+
+
+def test_globs_and_output_folder(ckpt, tmp_path):
+    for name in ("a.png", "b.png", "c.jpg"):
+        write_image(tmp_path / name, Image(pixels=_picture(6, 7)))
+    res = run_wdsr("upscale", str(tmp_path / "*.png"), "-o", str(tmp_path / "new" / "sub"),
+                   "--checkpoint", str(ckpt["x2"]))
+    assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(tmp_path / "new" / "sub")) == ["a_x2.png", "b_x2.png"]
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def test_missing_input(tmp_path):
+    line = _one_line_error(run_wdsr("upscale", str(tmp_path / "nope.png")))
+    assert "nope.png" in line and "does not exist" in line
+
+
+def test_missing_and_corrupt_checkpoint(ckpt, tmp_path):
+    img = tmp_path / "x.png"
+    write_image(img, Image(pixels=_picture(5, 5)))
+    line = _one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(tmp_path / "no.ckpt")))
+    assert "no.ckpt" in line and "does not exist" in line
+    line = _one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["corrupt"])))
+    assert "corrupt.ckpt" in line and "corrupted" in line
+    assert not (tmp_path / "x_x2.png").exists()
+
+
+def test_scale_mismatch(ckpt, tmp_path):
+    img = tmp_path / "x.png"
+    write_image(img, Image(pixels=_picture(5, 5)))
+    line = _one_line_error(run_wdsr("upscale", str(img), "--scale", "3",
+                                    "--checkpoint", str(ckpt["x2"])))
+    assert "x2 model" in line and "x3" in line
+
+
+def test_no_bundled_weights_is_a_clear_message(tmp_path):
+    from wdsr_cli.core.checkpoints import bundled_checkpoint
+
+    if bundled_checkpoint(4) is not None:
+        pytest.skip("bundled x4 weights exist")
+    img = tmp_path / "x.png"
+    write_image(img, Image(pixels=_picture(5, 5)))
+    line = _one_line_error(run_wdsr("upscale", str(img), "--scale", "4"))
+    assert "bundled x4 weights" in line and "--checkpoint" in line
+
+
+def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):
+    tiny = tmp_path / "dot.png"
+    write_image(tiny, Image(pixels=np.zeros((1, 1, 3), np.uint8)))
+    line = _one_line_error(run_wdsr("upscale", str(tiny), "--checkpoint", str(ckpt["x2"])))
+    assert "1x1 pixels" in line
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    line = _one_line_error(run_wdsr("upscale", str(bad), "--checkpoint", str(ckpt["x2"])))
+    assert "bad.jpg" in line
+    assert not list(tmp_path.glob("*_x2.png"))
+
+
+@pytest.mark.parametrize("args,needle", [(["--tile", "-1"], "--tile"),
+                                         (["--scale", "5"], "unsupported scale 5")])
+def test_bad_options(tmp_path, args, needle):
+    img = tmp_path / "x.png"
+    write_image(img, Image(pixels=_picture(5, 5)))
+    assert needle in _one_line_error(run_wdsr("upscale", str(img), *args))

@@ -1,0 +1,361 @@
+"""Evaluation: PSNR/SSIM of a checkpoint on DIV2K validation or any folder of images.
+
+Three sources of image pairs:
+
+* **DIV2K validation** (default): ``DIV2K_valid_HR`` (0801-0900) and
+  ``DIV2K_valid_LR_bicubic/X{s}`` under the configured data root (found by
+  :func:`wdsr_cli.core.data.div2k.find_dataset`, so the model-zoo layout with 0801-0900 inside
+  ``DIV2K_train_HR`` works too). A missing LR folder is replaced by the MATLAB bicubic, which
+  is how DIV2K's own LR images were made.
+* **An HR folder** (``--hr DIR``): each HR image is cropped to a multiple of the scale and its
+  LR image is made with the MATLAB-exact bicubic (:func:`data.resize.bicubic_downscale`).
+* **HR and LR folders** (``--hr DIR --lr DIR``): pairs matched by name (``0801.png`` with
+  ``0801x2.png`` or ``0801.png``); each LR image must be HR/scale (floor) per side, and the HR
+  image is cropped to scale x LR.
+
+Images are read as 8-bit RGB (gray replicated, 16-bit rounded to 8 bits, alpha dropped).
+The model output is clipped and rounded to 8 bits before scoring (:mod:`.metrics` protocols
+``y`` and ``rgb``). The optional bicubic baseline is the MATLAB bicubic upscale of the same
+LR image, scored the same way, as SR papers report it.
+
+This module draws nothing: :func:`evaluate_pairs` reports progress through a callback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WdsrError
+
+__all__ = [
+    "EvalDataset",
+    "EvalItem",
+    "checkpoint_scale",
+    "dataset_from_div2k",
+    "dataset_from_folders",
+    "default_checkpoint",
+    "evaluate_pairs",
+    "load_predictor",
+]
+
+ImageCallback = Callable[[int, int | None, dict[str, Any]], None]
+
+
+# ------------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    name: str
+    hr: Path
+    lr: Path | None  # None: made from HR with the MATLAB bicubic
+
+
+@dataclass
+class EvalDataset:
+    """A lazily loaded list of ``(name, lr_uint8, hr_uint8)`` pairs (one in memory at a time).
+
+    ``hr_uint8`` is already cropped to ``scale x`` the LR size.
+    """
+
+    description: str
+    scale: int
+    items: list[EvalItem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for item in self.items:
+            yield load_pair(item, self.scale)
+
+    def limited(self, limit: int) -> EvalDataset:
+        if limit <= 0 or limit >= len(self.items):
+            return self
+        return EvalDataset(f"{self.description}, first {limit}", self.scale, self.items[:limit])
+
+
+def load_pair(item: EvalItem, scale: int) -> tuple[str, np.ndarray, np.ndarray]:
+    from .data.images import read_rgb_uint8
+    from .data.resize import bicubic_downscale
+
+    hr = read_rgb_uint8(item.hr)
+    if item.lr is None:
+        h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
+        if h == 0 or w == 0:
+            raise WdsrError(f"HR image '{item.hr}' ({hr.shape[1]}x{hr.shape[0]}) is smaller "
+                            f"than the scale x{scale}")
+        hr = np.ascontiguousarray(hr[:h, :w])
+        return item.name, bicubic_downscale(hr, scale), hr
+    lr = read_rgb_uint8(item.lr)
+    _check_lr_size(item, hr.shape[:2], lr.shape[:2], scale)
+    lh, lw = lr.shape[:2]
+    return item.name, lr, np.ascontiguousarray(hr[:lh * scale, :lw * scale])
+
+
+def _check_lr_size(item: EvalItem, hr_hw, lr_hw, scale: int) -> None:
+    want = (hr_hw[0] // scale, hr_hw[1] // scale)
+    if tuple(lr_hw) != want:
+        raise WdsrError(
+            f"LR image '{item.lr}' is {lr_hw[1]}x{lr_hw[0]} but HR '{item.hr}' "
+            f"({hr_hw[1]}x{hr_hw[0]}) at x{scale} needs {want[1]}x{want[0]}",
+            "check that --lr holds the LR images of --hr at this --scale")
+
+
+def _image_files(folder: Path, what: str) -> list[Path]:
+    from .data.images import is_image_file
+
+    if not folder.exists():
+        raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
+    if not folder.is_dir():
+        raise WdsrError(f"{what} path '{folder}' is not a folder", "pass a folder of images")
+    files = sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)),
+                   key=lambda p: p.name)
+    if not files:
+        raise WdsrError(f"no images in {what} folder '{folder}'",
+                        "pass a folder of .png/.jpg images")
+    return files
+
+
+def dataset_from_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None,
+                         scale: int) -> EvalDataset:
+    """``--hr DIR`` (LR made with the MATLAB bicubic) or ``--hr DIR --lr DIR`` (matched by
+    name). Sizes are checked from the file headers before anything is decoded."""
+    from .data.div2k import probe_image
+
+    hr_dir = Path(hr_dir).expanduser()
+    hr_files = _image_files(hr_dir, "HR")
+    seen: dict[str, Path] = {}
+    for p in hr_files:
+        if p.stem in seen:
+            raise WdsrError(f"HR images '{seen[p.stem]}' and '{p}' have the same name",
+                            "keep one of them (pairs are matched by name)")
+        seen[p.stem] = p
+    if lr_dir is None:
+        items = [EvalItem(p.stem, p, None) for p in hr_files]
+        desc = f"HR folder '{hr_dir}' ({len(items)} images, LR made with the MATLAB bicubic)"
+        return EvalDataset(desc, scale, items)
+
+    lr_dir = Path(lr_dir).expanduser()
+    index: dict[str, Path] = {}
+    for p in _image_files(lr_dir, "LR"):
+        index.setdefault(p.stem.lower(), p)
+    items = []
+    for p in hr_files:
+        stem = p.stem.lower()
+        lr = index.get(f"{stem}x{scale}") or index.get(stem)
+        if lr is None:
+            raise WdsrError(f"HR image '{p}' has no LR image in '{lr_dir}'",
+                            f"expected '{p.stem}x{scale}.png' or '{p.stem}.png' there")
+        item = EvalItem(p.stem, p, lr)
+        _check_lr_size(item, probe_image(p), probe_image(lr), scale)
+        items.append(item)
+    desc = f"HR folder '{hr_dir}' with LR folder '{lr_dir}' ({len(items)} pairs)"
+    return EvalDataset(desc, scale, items)
+
+
+def dataset_from_div2k(root: str | os.PathLike, scale: int) -> EvalDataset:
+    """DIV2K validation (0801-0900) under ``root`` (the config's ``data.root``)."""
+    from .data.div2k import find_dataset
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise WdsrError(f"no DIV2K data at '{root}' (data.root)",
+                        "pass --hr DIR (and --lr DIR) to evaluate on your own images, or "
+                        "--set data.root=PATH to your DIV2K folder")
+    inv = find_dataset(root, scales=(scale,))
+    if inv.layout == "folder":
+        raise WdsrError(f"'{root}' is not a DIV2K folder (no DIV2K_valid_HR)",
+                        "pass --hr DIR (and --lr DIR) to evaluate on a plain folder of images")
+    problems = [p for p in inv.problems if p.split == "valid"]
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise WdsrError(f"DIV2K validation data: {problems[0].message}{more}",
+                        "fix or re-download the files, or evaluate with --hr/--lr")
+    pairs = inv.split_pairs("valid")
+    if not pairs:
+        raise WdsrError(f"no DIV2K validation images under '{root}'",
+                        "extract DIV2K_valid_HR.zip (and DIV2K_valid_LR_bicubic_X*.zip) there")
+    items = []
+    for pair in pairs:
+        lr = pair.lr.get(scale)
+        items.append(EvalItem(pair.name, pair.hr.path, None if lr is None else lr.path))
+    given = sum(1 for i in items if i.lr is not None)
+    source = (f"x{scale} LR from DIV2K_valid_LR_bicubic/X{scale}" if given == len(items) else
+              f"x{scale} LR made with the MATLAB bicubic" if given == 0 else
+              f"x{scale} LR: {given} given, {len(items) - given} made with the MATLAB bicubic")
+    return EvalDataset(f"DIV2K validation '{root}' ({len(items)} images, {source})", scale, items)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_scale(path: str | os.PathLike) -> int:
+    """The scale recorded in a checkpoint (reads the file; WdsrError if it is unusable)."""
+    from .checkpoints import model_config_of, read_checkpoint
+
+    _, meta = read_checkpoint(path)
+    scale = meta.get("scale")
+    if not isinstance(scale, int):
+        scale = model_config_of(meta).scale
+    return int(scale)
+
+
+def default_checkpoint(scale: int, runs_dir: str | os.PathLike = "runs") -> tuple[Path, str]:
+    """The newest ``runs/*/best.ckpt`` trained for ``scale``, else the bundled weights.
+
+    Returns ``(path, why)``; raises WdsrError when there is neither.
+    """
+    from .checkpoints import bundled_checkpoint
+
+    runs = Path(runs_dir)
+    candidates = sorted(runs.glob("*/best.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    other_scales = []
+    for path in candidates:
+        try:
+            s = checkpoint_scale(path)
+        except WdsrError:
+            continue  # unreadable: try the next one
+        if s == scale:
+            return path, "newest best.ckpt in ./runs for this scale"
+        other_scales.append(s)
+    bundled = bundled_checkpoint(scale)
+    if bundled is not None:
+        return bundled, "bundled weights"
+    seen = (f" (runs/ has best.ckpt for x{', x'.join(map(str, sorted(set(other_scales))))})"
+            if other_scales else "")
+    raise WdsrError(f"no x{scale} checkpoint found{seen} and no bundled x{scale} weights",
+                    "pass --checkpoint PATH, or train one with 'wdsr train'")
+
+
+def load_predictor(checkpoint: str | os.PathLike, scale: int | None, tile: int,
+                   self_ensemble: bool):
+    """A Predictor for ``checkpoint``; its recorded scale must equal ``scale`` (if given)."""
+    from .inference import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, self_ensemble=self_ensemble)
+    if scale is not None and predictor.scale != scale:
+        raise WdsrError(f"checkpoint '{checkpoint}' is a x{predictor.scale} model, but the "
+                        f"scale asked for is x{scale}",
+                        f"pass --scale {predictor.scale} or a x{scale} checkpoint")
+    return predictor
+
+
+# ------------------------------------------------------------------------------ the engine
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int,
+                   protocol: str, bicubic: bool = False, on_image: ImageCallback | None = None,
+                   save_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Score ``predictor`` on ``pairs`` = [(name, lr uint8 HxWx3, hr uint8)], any iterable.
+
+    HR is cropped to scale x LR. Returns a dict: ``images`` (name, psnr, ssim, seconds, LR size
+    and, with ``bicubic``, bicubic_psnr / bicubic_ssim per image), ``mean`` (same keys),
+    ``count``, ``scale``, ``protocol``, ``border``, ``self_ensemble``, ``tile``. PSNR of two
+    identical images is ``inf``. ``on_image(done, total, row)`` is called after each image
+    (``total`` is None for an iterable without a length). ``save_dir``: write each 8-bit
+    result as ``NAME_x{scale}.png`` there.
+    """
+    from .data.images import write_rgb_uint8
+    from .data.resize import bicubic_upscale
+    from .metrics import border_for, crop_hr_to, evaluate_pair
+
+    border = border_for(protocol, scale)
+    if predictor.scale != scale:
+        raise WdsrError(f"the model is x{predictor.scale} but the evaluation is at x{scale}")
+    total = len(pairs) if hasattr(pairs, "__len__") else None
+    out_dir = None
+    if save_dir is not None:
+        out_dir = Path(save_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for done, (name, lr, hr) in enumerate(pairs, start=1):
+        lr = _rgb_uint8(lr, name, "LR")
+        hr = crop_hr_to(_rgb_uint8(hr, name, "HR"), lr.shape, scale)
+        start = time.perf_counter()
+        sr = predictor.predict_uint8(lr)
+        seconds = time.perf_counter() - start
+        p, s = _scored(evaluate_pair, sr, hr, scale, protocol, name)
+        row: dict[str, Any] = {"name": name, "psnr": p, "ssim": s, "seconds": seconds,
+                               "lr_size": [int(lr.shape[1]), int(lr.shape[0])]}
+        if bicubic:
+            bp, bs = _scored(evaluate_pair, bicubic_upscale(lr, scale), hr, scale, protocol,
+                             name)
+            row["bicubic_psnr"], row["bicubic_ssim"] = bp, bs
+        if out_dir is not None:
+            write_rgb_uint8(out_dir / f"{name}_x{scale}.png", sr)
+        rows.append(row)
+        if on_image is not None:
+            on_image(done, total, row)
+    keys = ["psnr", "ssim"] + (["bicubic_psnr", "bicubic_ssim"] if bicubic else []) + ["seconds"]
+    mean = {k: _mean([r[k] for r in rows]) for k in keys}
+    return {"scale": scale, "protocol": protocol, "border": border,
+            "self_ensemble": bool(getattr(predictor, "self_ensemble", False)),
+            "tile": int(getattr(predictor, "tile", 0)), "count": len(rows),
+            "images": rows, "mean": mean}
+
+
+def _scored(fn, sr, hr, scale: int, protocol: str, name: str) -> tuple[float, float]:
+    try:
+        return fn(sr, hr, scale, protocol)
+    except WdsrError as exc:
+        raise WdsrError(f"image '{name}': {exc.message}", exc.hint) from None
+
+
+def result_to_json(result: dict[str, Any]) -> dict[str, Any]:
+    """A copy that ``json.dumps(..., allow_nan=False)`` accepts: inf/nan become None
+    (PSNR of identical images is infinite)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return _finite_or_none(v)
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(result)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a small text file (JSON results) atomically: temporary name, then os.replace."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise WdsrError(f"cannot write '{path}': folder '{path.parent}' does not exist")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rgb_uint8(img: np.ndarray, name: str, what: str) -> np.ndarray:
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise WdsrError(f"{what} image '{name}' must be HxWx3 uint8, got {arr.shape} {arr.dtype}")
+    return arr
