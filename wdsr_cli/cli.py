@@ -184,8 +184,13 @@ def prepare_data(
     if plan.todo and len(plan.done):
         ui.info(f"resuming: {len(plan.done)} of {len(plan.tasks)} images already done")
     if plan.complete is None:
-        with ui.EventProgress("preparing") as on_event:
-            summary = prep.run(plan, on_event)
+        try:
+            with ui.EventProgress("preparing") as on_event:
+                summary = prep.run(plan, on_event)
+        except KeyboardInterrupt:
+            ui.warn(f"interrupted: {len(plan.done)} of {len(plan.tasks)} images are done and "
+                    "kept; rerun the same command to continue")
+            raise
     else:
         summary = prep.run(plan, lambda event: ui.warn(event.message))
     patches = ", ".join(f"{k} {v}" for k, v in summary["patches"].items())

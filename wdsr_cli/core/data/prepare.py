@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -696,8 +697,13 @@ def _results(todo: list[dict[str, Any]], workers: int):
             yield _process(task)
         return
     ctx = mp.get_context("spawn")  # safe with threads in the parent (progress UI)
-    with ctx.Pool(n) as pool:
+    with ctx.Pool(n, initializer=_worker_init) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=1)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the pool, workers stay quiet.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _remove_stale(out: Path, manifest: dict[str, Any]) -> None:
