@@ -176,6 +176,7 @@ def test_missing_root(tmp_path):
     line = _one_line_error(run_wdsr("prepare-data", str(tmp_path / "nope"),
                                     "--out", str(tmp_path / "o")))
     assert "does not exist" in line and "nope" in line
+    assert not (tmp_path / "o").exists()  # nothing created for a wrong path
 
 
 def test_empty_folder(tmp_path):

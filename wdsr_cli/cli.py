@@ -167,10 +167,11 @@ def prepare_data(
     if verify and (Path(opts.out) / prep.MANIFEST).is_file():
         verify_and_report({"status": "verify-only", "out": str(opts.out)})
         return
-    prep.check_output_dir(opts.out)
     if sample is not None:
+        prep.check_output_dir(opts.out)
         prep.lay_out_sample(sample)
-    inv = prep.discover(opts)
+    inv = prep.discover(opts)  # reads headers only; a wrong path creates no output folder
+    prep.check_output_dir(opts.out)
     crop_given = crop_size is not None or crop_step is not None or any(
         o.strip().startswith(("data.crop_size", "data.crop_step")) for o in overrides or [])
     if sample is not None and not crop_given:

@@ -760,10 +760,10 @@ def verify(out: str | os.PathLike, root: str | os.PathLike | None,
 
 def prepare(opts: PrepareOptions, on_event: Callback | None = None,
             on_inventory: Callable[[div2k.Inventory], None] | None = None) -> dict[str, Any]:
-    """check options and output -> discover -> plan -> run (the library entry point)."""
+    """check options -> discover -> check output -> plan -> run (the library entry point)."""
     check_options(opts)
-    check_output_dir(Path(opts.out))
     inv = discover(opts)
+    check_output_dir(Path(opts.out))
     if on_inventory is not None:
         on_inventory(inv)
     return run(make_plan(inv, opts), on_event)
