@@ -161,3 +161,12 @@ def test_valid_count_is_for_plain_folders_only(tmp_path):
     div2k_tree(tmp_path, {"0001": (24, 24)}, {})
     with pytest.raises(WdsrError, match="plain folder"):
         div2k.find_dataset(tmp_path, (2,), valid_count=1)
+
+
+def test_png_with_bytes_after_iend_is_complete(tmp_path):
+    plain_folder(tmp_path, [(24, 24)])
+    with open(tmp_path / "img00.png", "ab") as f:
+        f.write(b"trailing junk some tools append")
+    assert not div2k.find_dataset(tmp_path, (2,)).problems
+    truncate(tmp_path / "img00.png", 0.9)
+    assert div2k.find_dataset(tmp_path, (2,)).problems[0].kind == div2k.UNREADABLE

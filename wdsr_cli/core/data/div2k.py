@@ -118,10 +118,18 @@ class Inventory:
 # ----------------------------------------------------------------------------- probing
 
 
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
 def _png_complete(path: Path) -> bool:
-    """Walk the chunk headers (no data read): False when the file ends before IEND."""
+    """False when the file ends before its IEND chunk. Fast path: the last 12 bytes are the
+    IEND chunk; otherwise walk the chunk headers (trailing bytes after IEND are allowed)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
+        if size >= 20:
+            f.seek(size - 12)
+            if f.read(12) == _IEND:
+                return True
         pos = 8
         while True:
             f.seek(pos)
