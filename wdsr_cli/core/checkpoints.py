@@ -46,7 +46,8 @@ def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any]) -> 
 
     path = Path(path)
     meta = {"format_version": FORMAT_VERSION, **meta}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # The temporary name keeps the .ckpt suffix: MindSpore appends one to any other name.
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.ckpt")
     try:
         ms.save_checkpoint(obj, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)},
                            crc_check=True)

@@ -319,7 +319,8 @@ def validate(cfg: Config) -> None:
            "'train.milestones' must be increasing positive step numbers")
     _check(0 < t.gamma <= 1, "'train.gamma' must be in (0, 1]")
     _check(0 <= t.warmup_steps < t.steps, "'train.warmup_steps' must be below 'train.steps'")
-    _check(0 <= t.min_lr <= t.lr, "'train.min_lr' must be between 0 and 'train.lr'")
+    _check(t.schedule != "cosine" or 0 <= t.min_lr <= t.lr,
+           "'train.min_lr' must be between 0 and 'train.lr' for the cosine schedule")
     _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1 and t.eps > 0, "Adam betas in [0, 1), eps > 0")
     _check(t.weight_decay >= 0 and t.clip_grad_norm >= 0, "weight decay / clipping must be >= 0")
     _one_of(t.precision, PRECISIONS, "train.precision")

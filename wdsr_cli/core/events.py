@@ -22,7 +22,7 @@ Event = dict[str, Any]
 Emit = Callable[[Event], None]
 
 
-def make(kind: str, rank: int = 0, **fields: Any) -> Event:
+def make(kind: str, rank: int = 0, /, **fields: Any) -> Event:
     return {"type": kind, "rank": rank, "time": round(time.time(), 3), **fields}
 
 

@@ -197,7 +197,7 @@ class Trainer:
         self._log = None
 
     # -- plumbing
-    def emit(self, kind: str, **fields: Any) -> None:
+    def emit(self, kind: str, /, **fields: Any) -> None:
         event = events.make(kind, self.rank, **fields)
         self._emit_to(event)
         if self.is_main:
@@ -306,7 +306,8 @@ class Trainer:
                 raise WdsrError(f"checkpoint '{resume.checkpoint}' lacks {missing[:3]}",
                                 "it is not a training checkpoint of this run")
             self.start_step = int(resume.meta["step"])
-            self.best_psnr = float(resume.meta.get("best_psnr", -math.inf))
+            best = resume.meta.get("best_psnr")
+            self.best_psnr = -math.inf if best is None else float(best)
             self._reload_history()
 
     def _resolve_precision(self) -> str:
