@@ -22,8 +22,10 @@ bit with a position-independent numpy backend). MindSpore's CPU convolutions (on
 main kernel uses FMA while the remainder kernels for the last 1-8 pixels of a thread's share do
 not, the spatial dimension is split between threads at shape-dependent points, and some shapes
 select a different gemm algorithm. So the same pixel can differ by up to ~1e-4 (on the 0..255
-scale) between a tiled and an untiled run, and after rounding to 8 bits about one value in
-10^5 can differ by one level. See README.md ("evaluate" / "upscale") for the numbers.
+scale) between a tiled and an untiled run, and after rounding to 8 bits a few values in a
+million differ by one level (WDSR-B 32x16, 512x512 photo, tile 256: 19 of 3,145,728). With
+``ONEDNN_MAX_CPU_ISA=AVX`` (no FMA anywhere) the measured WDSR-A/B outputs were bit-identical.
+See README.md ("upscale", "Tiling") for the numbers.
 
 The output of :meth:`Predictor.predict` is float32 on the 0..255 scale and **not** clipped;
 :meth:`Predictor.predict_uint8` clips and rounds (halves away from zero, as
