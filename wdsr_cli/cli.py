@@ -231,10 +231,45 @@ def train(
         False, "--allow-data-change", help="Resume even though the prepared data changed."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Show the resolved config and model summary, then exit."),
+    devices: int | None = typer.Option(
+        None, "--devices", min=1, help="Ranks to start on this machine, one per device "
+        "(default 1; with --rank-table, this server's count). data.batch_size is per device: "
+        "global batch = batch_size x devices x nodes."),
+    rank_table: Path | None = typer.Option(
+        None, "--rank-table", help="Ascend HCCL rank table (JSON): start this server's ranks "
+        "with HCCL. Without it, several devices use MindSpore's dynamic cluster."),
+    server_id: str | None = typer.Option(
+        None, "--server-id", help="This machine's server_id in the rank table (default: the "
+        "server matching one of its addresses)."),
+    nodes: int = typer.Option(
+        1, "--nodes", min=1, help="Machines in a dynamic-cluster job (run the command on each)."),
+    node_rank: int = typer.Option(
+        0, "--node-rank", min=0, help="This machine's index 0..nodes-1; node 0 runs the "
+        "scheduler and rank 0."),
+    master: str | None = typer.Option(
+        None, "--master", metavar="HOST:PORT", help="Scheduler address (node 0), the same on "
+        "every node; default with one node: 127.0.0.1 and a free port."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the launch plan (ranks, devices, environment, commands, "
+        "logs) and exit without starting anything or touching data."),
+    json_out: str | None = typer.Option(
+        None, "--json", help="With --dry-run: write the plan as JSON to this file ('-' = "
+        "stdout)."),
+    stall_timeout: float = typer.Option(
+        300.0, "--stall-timeout", min=0.0, help="Stop the run when no rank has reported for "
+        "this many seconds (0 = never)."),
 ) -> None:
-    """Train WDSR; writes runs/<name>/ (checkpoints, log, metrics, plot).
+    """Train WDSR on one or more devices; writes runs/<name>/ (checkpoints, log, metrics, plot).
 
-    Example: wdsr train --config demo --set train.lr=5e-4
+    data.batch_size is per device: the global batch is batch_size x devices x nodes (the
+    recipes' 16 on --devices 8 trains with 128 patches per step). Every rank starts from the
+    same seed and averages its gradients with the others; rank 0 validates and writes the run
+    folder; each rank logs to runs/<name>/logs/rank_N.log.
+
+    Examples: wdsr train --config demo | wdsr train -c wdsr-b-x2 --devices 8 --rank-table
+    hccl_8p.json (Ascend) | wdsr train -c demo --devices 2 --device-target CPU (dynamic
+    cluster) | wdsr train -c wdsr-b-x2 --devices 8 --nodes 2 --node-rank 0 --master
+    10.0.0.1:8118 | add --dry-run to see the plan.
     """
     from . import ui
     from .core import train as T
@@ -262,21 +297,210 @@ def train(
                         "--resume continues a run; --init starts a new one from weights")
     if init is not None and not init.is_file():
         raise WdsrError(f"--init checkpoint '{init}' does not exist")
+    if json_out is not None and not dry_run:
+        raise WdsrError("--json goes with --dry-run", "add --dry-run to print the launch plan")
     from .core import runtime
 
-    patches = T.open_patches(cfg)  # data problems surface before a run folder is made
-    run_dir = resume_state.run_dir if resume_state else T.prepare_run(cfg, runs_dir, name)
-    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
-                           cfg.train.seed)
-    opts = T.TrainOptions(run_dir=run_dir, resume=resume_state, init_checkpoint=init,
-                          allow_data_change=allow_data_change, patches=patches)
+    launch = _Launch(runtime.resolve_device_target(cfg.runtime.device_target), devices,
+                     rank_table, server_id, nodes, node_rank, master, cfg.runtime.device_id)
+    if dry_run:  # no data, no run folder, no MindSpore: only the plan
+        run_dir = resume_state.run_dir if resume_state else _next_run_dir(runs_dir, name, cfg)
+        _print_plan(launch.plan(run_dir.absolute()), cfg, json_out)
+        return
+    launch.plan(runs_dir / "_")  # a bad rank table or flag fails before any folder is made
+    T.open_patches(cfg)  # data problems surface before a run folder is made
+    if resume_state:
+        run_dir = resume_state.run_dir
+    elif node_rank > 0:  # logs only: rank 0 (node 0) writes the run; not a --resume target
+        run_dir = T.new_run_dir(runs_dir, f"{_run_name(name, cfg)}-node{node_rank}")
+    else:
+        run_dir = T.prepare_run(cfg, runs_dir, name)
+    plan = launch.plan(run_dir.absolute())
+    _run_launch(plan, cfg, run_dir, resume_state, init, allow_data_change, stall_timeout,
+                launch)
+
+
+# --------------------------------------------------------------------- train: launching ranks
+
+
+class _Launch:
+    """The launch flags of `wdsr train`, checked once, turned into a plan for a run folder."""
+
+    def __init__(self, target: str, devices: int | None, rank_table: Path | None,
+                 server_id: str | None, nodes: int, node_rank: int, master: str | None,
+                 device_id: int) -> None:
+        from .core.launch import plan as P
+
+        self.target, self.devices, self.device_id = target, devices, device_id
+        self.nodes, self.node_rank = nodes, node_rank
+        self.table = self.server = self.master = None
+        if rank_table is not None:
+            if nodes != 1 or node_rank != 0 or master is not None:
+                raise WdsrError("--nodes/--node-rank/--master are for the dynamic cluster",
+                                "a rank table already lists every server: run the same command "
+                                "with --rank-table on each of them")
+            if target != "Ascend":
+                raise WdsrError(
+                    f"--rank-table is for Ascend (HCCL); the device target is {target}",
+                    "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster "
+                    "(--devices N), or pass --device-target Ascend on an Ascend server")
+            from .core.launch.ranktable import load_rank_table, select_server
+
+            self.table = load_rank_table(rank_table)
+            self.server = select_server(self.table, server_id)
+            self.mode = "ranktable"
+            return
+        if server_id is not None:
+            raise WdsrError("--server-id needs --rank-table",
+                            "it names this machine's entry in an Ascend rank table")
+        if (devices or 1) * nodes == 1:
+            if node_rank != 0 or master is not None:
+                raise WdsrError("--node-rank and --master need several processes",
+                                "pass --nodes K (several machines) and/or --devices N")
+            self.mode = "single"
+            return
+        self.mode = "dynamic"
+        self.master = P.resolve_master(master, nodes)
+
+    def plan(self, run_dir: Path):
+        from .core.launch import plan as P
+        from .core.launch.launcher import attach_event_files
+        from .core.launch.worker import spec_path, worker_argv
+
+        argv = worker_argv(spec_path(run_dir, self.node))
+        if self.mode == "ranktable":
+            plan = P.plan_ranktable(self.table, self.server, self.devices, argv, run_dir,
+                                    self.target)
+        elif self.mode == "single":
+            plan = P.plan_single(argv, run_dir,
+                                 None if self.target == "CPU" else self.device_id)
+            plan.device_target = self.target
+        else:
+            host, port = self.master
+            plan = P.plan_dynamic(self.devices or 1, self.nodes, self.node_rank, host, port,
+                                  argv, run_dir, self.target)
+        return attach_event_files(plan)
+
+    @property
+    def node(self) -> int:
+        """This machine's index in the job (names its files in a shared run folder)."""
+        if self.table is not None:
+            return self.table.server_ids().index(self.server)
+        return self.node_rank
+
+    def resume_flags(self) -> str:
+        """The launch flags to repeat when resuming this run."""
+        if self.mode == "ranktable":
+            return f" --rank-table {self.table.path}"
+        if self.mode == "single":
+            return ""
+        flags = f" --devices {self.devices or 1}"
+        if self.nodes > 1:
+            flags += (f" --nodes {self.nodes} --node-rank {self.node_rank} "
+                      f"--master {self.master[0]}:{self.master[1]}")
+        return flags
+
+
+def _run_name(name: str | None, cfg) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
+
+
+def _next_run_dir(runs_dir: Path, name: str | None, cfg) -> Path:
+    """The folder `wdsr train` would create (for --dry-run, which creates nothing)."""
+    base = _run_name(name, cfg)
+    candidate, n = runs_dir / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = runs_dir / f"{base}-{n}"
+    return candidate
+
+
+def _batch_note(cfg, world_size: int) -> str:
+    b = cfg.data.batch_size
+    return (f"global batch {b * world_size} = {b} per device x {world_size} rank(s)"
+            if world_size > 1 else f"batch {b} (one device)")
+
+
+def _print_plan(plan, cfg, json_out: str | None) -> None:
+    import json
+
+    from . import ui
+    from .core.launch.plan import render_plan
+
+    summary = {"mode": plan.mode, "world_size": plan.world_size,
+               "device_target": plan.device_target, "run_dir": str(plan.run_dir),
+               "batch_size": cfg.data.batch_size,
+               "global_batch": cfg.data.batch_size * plan.world_size,
+               "description": plan.description, "warnings": plan.warnings,
+               "processes": render_plan(plan)}
+    if json_out is not None:
+        text = json.dumps(summary, indent=1) + "\n"
+        if json_out == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_out).write_text(text, encoding="utf-8")
+        return
+    for line in plan.description:
+        ui.info(line)
+    for warning in plan.warnings:
+        ui.warn(warning)
+    ui.launch_plan(summary)
+    ui.info(_batch_note(cfg, plan.world_size) + "; nothing was started (--dry-run)")
+
+
+def _run_launch(plan, cfg, run_dir: Path, resume_state, init: Path | None,
+                allow_data_change: bool, stall_timeout: float, launch: _Launch) -> None:
+    from . import ui
+    from .core.launch.launcher import Launcher, record_path
+    from .core.launch.worker import write_spec
+
+    if resume_state is not None and resume_state.meta:
+        before = int(resume_state.meta.get("world_size", 1) or 1)
+        if before != plan.world_size:
+            b = cfg.data.batch_size
+            ui.warn(f"this run was trained on {before} rank(s) (global batch {b * before}); "
+                    f"continuing on {plan.world_size} changes the global batch to "
+                    f"{b * plan.world_size} and the data order")
+    write_spec(run_dir, cfg.to_dict(), device_target=plan.device_target,
+               resume=resume_state is not None,
+               resume_checkpoint=resume_state.checkpoint if resume_state else None,
+               init_checkpoint=init, allow_data_change=allow_data_change,
+               node_rank=launch.node)
+    for warning in plan.warnings:
+        ui.warn(warning)
+    if plan.mode != "single":
+        for line in plan.description:
+            ui.info(line)
+    note = _batch_note(cfg, plan.world_size)
+    ranks = [p.rank for p in plan.workers]
     title = f"wdsr train {cfg.name}: {run_dir}"
-    with ui.TrainView(title) as view:
-        result = T.Trainer(cfg, opts, view.handle).run()
-    ui.info(f"run folder: {run_dir} (best.ckpt, last.ckpt, log.txt, metrics.jsonl, plot.svg)")
-    if result["interrupted"]:
-        ui.info(f"interrupted at step {result['step']}; "
-                f"continue with: wdsr train --resume {run_dir}")
+    with ui.LaunchView(title, ranks, note) as view:
+        result = Launcher(plan, view.handle, on_status=view.process_state, on_note=view.note,
+                          stall_timeout=stall_timeout,
+                          record=record_path(run_dir, launch.node)).run()
+    failure = result.failure
+    if failure is not None:
+        if failure.user_error:
+            prefix = f"{failure.label}: " if plan.world_size > 1 else ""
+            raise WdsrError(prefix + str(failure.error.get("message")), failure.error.get("hint"))
+        ui.launch_failure(failure)
+        ui.info(f"all logs: {run_dir / 'logs'}")
+        raise typer.Exit(result.exit_code)
+    if result.status == "terminated":
+        raise typer.Exit(result.exit_code)
+    if launch.node_rank > 0:
+        ui.info(f"this node's logs: {run_dir / 'logs'} (rank 0 on node 0 writes the run folder)")
+    else:
+        ui.info(f"run folder: {run_dir} (best.ckpt, last.ckpt, log.txt, metrics.jsonl, "
+                "plot.svg, logs/)")
+    lead = result.done.get(min(ranks)) if ranks else None
+    if result.status == "interrupted" or (lead and lead.get("interrupted")):
+        step = lead.get("step") if lead else None
+        where = f"at step {step}" if step else "before the first checkpoint"
+        ui.info(f"interrupted {where}; continue with: wdsr train --resume {run_dir}"
+                + launch.resume_flags())
         raise typer.Exit(130)
 
 

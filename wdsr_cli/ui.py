@@ -354,11 +354,16 @@ class LaunchView(TrainView):
 
     def __init__(self, title: str, ranks: Sequence[int], batch_note: str = "",
                  console: Console | None = None) -> None:
-        self.batch_note = batch_note
         self.lead = min(ranks) if ranks else 0
+        title = f"{title} ({batch_note})" if batch_note else title
         super().__init__(title, world_size=max(len(ranks), 1), console=console)
         self.ranks = {r: {"state": "starting"} for r in ranks}
         self.live.update(self.render())
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        if not self.console.is_terminal:
+            self.console.line()  # Rich ends the last frame with a newline on terminals only
 
     def handle(self, event: dict) -> None:
         kind, rank = event.get("type"), int(event.get("rank", 0))
@@ -388,15 +393,6 @@ class LaunchView(TrainView):
             return
         row["state"] = state
         self.live.update(self.render())
-
-    def render(self):
-        from rich.console import Group
-        from rich.text import Text
-
-        body = super().render()
-        if not getattr(self, "batch_note", ""):
-            return body
-        return Group(body, Text(self.batch_note, style="dim"))
 
 
 def launch_failure(failure) -> None:
