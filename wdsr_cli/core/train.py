@@ -449,6 +449,7 @@ class Trainer:
                         self.save_periodic(step)
         except KeyboardInterrupt:
             interrupted = True
+            step = self._applied_step(step)
             if step > self.start_step:
                 self.save_training_state(step)
         finally:
@@ -457,6 +458,16 @@ class Trainer:
                   else None, interrupted=interrupted)
         return {"step": step, "best_psnr": self.best_psnr, "interrupted": interrupted,
                 "run_dir": str(self.run_dir)}
+
+    def _applied_step(self, counted: int) -> int:
+        """The steps really applied when a KeyboardInterrupt arrives (Ctrl-C, or the launcher's
+        stop signal): it can land after a train step has run but before ``step = s + 1``, and
+        last.ckpt must not claim one step fewer than its weights hold. Adam's own counter
+        knows (fp32; with fp16 loss scaling an overflowed step does not count)."""
+        if self.precision != "fp32":
+            return counted
+        applied = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+        return applied if applied == counted + 1 else counted
 
 
 def open_patches(cfg: Config, rank: int = 0, world_size: int = 1):
