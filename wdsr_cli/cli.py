@@ -512,6 +512,9 @@ def evaluate(
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Checkpoint to score (default: the newest runs/*/best.ckpt "
         "of this scale, else the bundled weights)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Score an exported .mindir/.onnx (wdsr export) instead of a "
+        "checkpoint."),
     hr: Path | None = typer.Option(
         None, "--hr", help="Folder of HR images (default: DIV2K validation under data.root)."),
     lr: Path | None = typer.Option(
@@ -573,6 +576,13 @@ def evaluate(
 
     runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
     why = "--checkpoint"
+    if model is not None:
+        from .core.export import load_model_predictor
+
+        if checkpoint is not None:
+            raise WdsrError("give --checkpoint or --model, not both")
+        predictor = load_model_predictor(model, scale, tile, self_ensemble)
+        scale, checkpoint, why = predictor.scale, model, f"--model, {predictor.backend.name}"
     if scale is None:
         scale = E.checkpoint_scale(checkpoint) if checkpoint is not None else 2
     if checkpoint is None:
@@ -582,8 +592,11 @@ def evaluate(
     else:
         dataset = E.dataset_from_div2k(cfg.data.root, scale)
     dataset = dataset.limited(limit)
-    predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
-    ui.info(f"checkpoint: {checkpoint} ({why}; step {predictor.meta.get('step', '?')})")
+    if model is None:
+        predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
+    step = (predictor.meta.get("checkpoint") or {}).get("step", "?") if model else \
+        predictor.meta.get("step", "?")
+    ui.info(f"{'model' if model else 'checkpoint'}: {checkpoint} ({why}; step {step})")
     ui.info(f"data: {dataset.description}")
 
     with ui.ImageProgress("evaluating", len(dataset)) as bar:
@@ -608,13 +621,98 @@ def evaluate(
 
 @app.command()
 def export(
-    fmt: str = typer.Option("mindir", "--format", "-f", help="mindir, air or onnx."),
+    fmt: str = typer.Option("mindir", "--format", "-f", help="mindir, onnx or air (Ascend "
+                            "only)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint to export (default: the newest runs/*/best.ckpt "
+        "of --scale, else the bundled weights)."),
+    scale: int | None = typer.Option(
+        None, "--scale", "-s", help="Scale of the default checkpoint (default 2)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Model file or folder (default: <checkpoint stem>.mindir / "
+        ".onnx next to the checkpoint; the current folder for the bundled weights)."),
+    input_size: str | None = typer.Option(
+        None, "--input-size", metavar="HxW", help="Fixed LR input height x width (default: "
+        "dynamic batch/height/width)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    no_check: bool = typer.Option(
+        False, "--no-check", help="Skip running the exported file against the checkpoint."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print a machine-readable summary on stdout."),
+    runs_dir: Path = typer.Option(
+        Path("runs"), "--runs-dir", help="Where to look for the default checkpoint."),
+    device_target: str | None = DeviceOpt,
 ) -> None:
-    """Write a deployable MINDIR / AIR / ONNX model, checked against its checkpoint.
+    """Write a deployable MINDIR / ONNX / AIR model, checked against its checkpoint.
 
-    Example: wdsr export --checkpoint runs/x2/best.ckpt --format onnx
+    Weight norm is folded into plain convolutions. MINDIR and ONNX take any input size unless
+    --input-size fixes one. The file is then run on a real photo at two sizes (MINDIR with
+    MindSpore, ONNX with ONNX Runtime) and compared with the checkpoint; it is written only if
+    the largest difference is within tolerance. <output>.json next to it records the I/O
+    contract; run it with wdsr upscale/evaluate --model.
+
+    Example: wdsr export --checkpoint runs/wdsr-b-x2/best.ckpt --format onnx
     """
-    _not_built("export")
+    import json
+
+    from . import ui
+    from .core import evaluate as E
+    from .core import export as X
+    from .core import runtime
+
+    cfg = _load_config(None, None, device_target)
+    fmt = X.check_format(fmt, cfg.runtime.device_target)
+    size = X.parse_input_size(input_size)
+    if checkpoint is not None:  # every check before MindSpore is imported
+        X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
+    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
+    why = "--checkpoint"
+    if checkpoint is None:
+        checkpoint, why = E.default_checkpoint(scale or 2, runs_dir)
+    ckpt_scale = E.checkpoint_scale(checkpoint)  # reads it: a corrupt file stops here
+    if scale is not None and ckpt_scale != scale:
+        raise WdsrError(f"checkpoint '{checkpoint}' is a x{ckpt_scale} model, not x{scale}",
+                        "drop --scale or pass a checkpoint of that scale")
+    ui.info(f"checkpoint: {checkpoint} ({why})")
+    console = ui.err if json_out else ui.out
+    try:
+        with ui.err.status(f"exporting {fmt.upper()}") as status:
+            result = X.export_model(
+                checkpoint, fmt, output, size, force, check=not no_check,
+                device_target=cfg.runtime.device_target,
+                on_stage=lambda text: status.update(text))
+    except X.ParityError as exc:
+        console.print(_parity_table(exc.result["parity"]))
+        raise
+    console.print(ui.key_value_table("exported", [
+        ("file", result["output"]), ("contract", result["contract"]),
+        ("format", fmt.upper()),
+        ("input", "N x 3 x H x W, any size" if result["dynamic_shape"] else
+         "1 x 3 x {} x {} (fixed; larger images run in windows)".format(*result["input_size"])),
+        ("scale", f"x{result['scale']}"),
+        ("size", f"{result['bytes'] / 1e6:.2f} MB"),
+        ("time", f"{result['seconds']:.1f} s")]))
+    parity = result["parity"]
+    if parity["checked"]:
+        console.print(_parity_table(parity))
+    else:
+        ui.warn(f"parity check skipped: {parity['reason']}")
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=1, allow_nan=False) + "\n")
+
+
+def _parity_table(parity: dict):
+    from . import ui
+
+    rows = [("{}x{}".format(*r["lr_size"]),
+             "non-finite" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}",
+             f"{r['uint8_differ']:,} of {r['uint8_values']:,}",
+             f"{100 * r['uint8_differ_share']:.4f}%", "yes" if r["passed"] else "NO")
+            for r in parity["images"]]
+    return ui.table(f"parity vs checkpoint: {parity['runtime']} (tolerance max |diff| <= "
+                    f"{parity['tolerance_max_abs_diff']} on 0..255)",
+                    ["LR size (HxW)", "max |diff|", "8-bit values differing", "share", "ok"],
+                    rows)
 
 
 @app.command()
@@ -629,6 +727,9 @@ def upscale(
         "else 2)."),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Checkpoint to use (default: the bundled weights)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Run an exported .mindir/.onnx (wdsr export) instead of a "
+        "checkpoint."),
     tile: int = typer.Option(
         256, "--tile", help="LR tile side, 0 = whole image at once. Tiles only bound memory: "
         "the halo makes tiled and untiled output the same."),
@@ -664,6 +765,15 @@ def upscale(
 
     from .core import runtime
 
+    if model is not None:
+        from .core.export import model_scale
+
+        if checkpoint is not None:
+            raise WdsrError("give --checkpoint or --model, not both")
+        wanted, scale = scale, model_scale(model)
+        if wanted is not None and wanted != scale:
+            raise WdsrError(f"model '{model}' is a x{scale} model, but the scale asked for is "
+                            f"x{wanted}", f"pass --scale {scale} or a x{wanted} model")
     if scale is None and checkpoint is not None:
         runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
         scale = E.checkpoint_scale(checkpoint)
@@ -672,15 +782,22 @@ def upscale(
     todo, failures = U.preflight(jobs)
     if len(jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
-    if checkpoint is None:
+    if checkpoint is None and model is None:
         checkpoint = U.default_upscale_checkpoint(scale)
     images: list[dict] = []
     start = time.perf_counter()
     if todo:
         runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
                                seed=0)
-        predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
-        ui.info(f"checkpoint: {checkpoint} (x{scale}, tile {tile or 'off'}"
+        if model is not None:
+            from .core.export import load_model_predictor
+
+            predictor = load_model_predictor(model, scale, tile, self_ensemble)
+        else:
+            predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
+        what = f"model: {model} ({predictor.backend.name}, " if model else \
+            f"checkpoint: {checkpoint} ("
+        ui.info(f"{what}x{scale}, tile {predictor.tile or 'off'}"
                 + (", self-ensemble x8" if self_ensemble else "") + ")")
         with ui.ImageProgress("upscaling", len(todo)) as bar:
             summary = U.upscale_batch(
@@ -701,7 +818,8 @@ def upscale(
         console.print(ui.failures_table(failures))
     if json_out is not None:
         mp = sum(r["output_megapixels"] for r in images)
-        data = {"scale": scale, "checkpoint": str(checkpoint), "tile": tile,
+        data = {"scale": scale, "checkpoint": None if checkpoint is None else str(checkpoint),
+                "model": None if model is None else str(model), "tile": tile,
                 "self_ensemble": self_ensemble, "images": images, "failures": failures,
                 "seconds": seconds,
                 "output_megapixels_per_second": mp / seconds if seconds > 0 else None}
