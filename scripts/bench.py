@@ -175,12 +175,87 @@ def bench_upscale(repeats: int = 3) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------- export
+
+
+def bench_export(repeats: int = 3) -> list[dict]:
+    """`upscale` at x2 on the same 512x512 photo (bundled brushes.png, cropped) with the
+    checkpoint (MindSpore GRAPH), its MINDIR (MindSpore, ms.load + GraphCell) and its ONNX
+    file (ONNX Runtime, CPU), WDSR-B 32 features x 16 blocks, random weights: output
+    megapixels per second (read + network + write, the fastest of ``repeats`` runs after a
+    warm-up, as other processes may share the CPU), untiled and with upscale's default tile
+    256; 8-bit values that differ from the checkpoint's image; the export's own parity
+    numbers and its time (export + check)."""
+    import dataclasses
+
+    import numpy as np
+
+    from wdsr_cli.core import runtime
+
+    runtime.init_mindspore("CPU", mode="graph", seed=0)
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import ModelConfig
+    from wdsr_cli.core.data.images import Image, read_image, write_image
+    from wdsr_cli.core.data.prepare import sample_dir
+    from wdsr_cli.core.export import export_model
+    from wdsr_cli.core.inference import Predictor
+    from wdsr_cli.core.model import build_model
+    from wdsr_cli.core.upscale import upscale_image
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cfg = ModelConfig(variant="b", scale=2, n_feats=32, n_resblocks=16)
+        model = dataclasses.asdict(cfg)
+        model["rgb_mean"] = list(model["rgb_mean"])
+        ckpt = save_checkpoint(build_model(cfg), tmp / "wdsr_b_32x16_x2.ckpt", meta={
+            "model": model, "scale": 2, "step": 0, "kind": "weights", "dataset_id": "bench"})
+        files = {"checkpoint": ckpt}
+        for fmt in ("mindir", "onnx"):
+            t0 = time.perf_counter()
+            result = export_model(ckpt, fmt)
+            seconds = time.perf_counter() - t0
+            parity = result["parity"]
+            worst = max(parity["images"], key=lambda r: r["uint8_differ_share"])
+            rows.append(_row("export", f"{fmt} export + parity check", seconds, "s",
+                             f"max |diff| {parity['max_abs_diff']:.2e} on 0..255, "
+                             f"{100 * worst['uint8_differ_share']:.4f}% 8-bit values differ "
+                             f"({parity['runtime']})"))
+            files[fmt] = Path(result["output"])
+        photo = read_image(sample_dir() / "brushes.png").pixels[:512, :512]
+        src = tmp / "in.png"
+        write_image(src, Image(pixels=np.ascontiguousarray(photo)))
+        out_mp = 1024 * 1024 / 1e6
+        for tile in (0, 256):
+            reference = None
+            for kind, path in files.items():
+                predictor = (Predictor.from_checkpoint(path, tile=tile) if kind == "checkpoint"
+                             else Predictor.from_model(path, tile=tile))
+                dst = tmp / f"out_{kind}_{tile}.png"
+                upscale_image(predictor, src, dst)  # warm-up
+                secs = min(upscale_image(predictor, src, dst)["seconds"]
+                           for _ in range(repeats))
+                pixels = read_image(dst).pixels.astype(int)
+                reference = pixels if reference is None else reference
+                differ = int((pixels != reference).sum())
+                name = "untiled" if tile == 0 else f"tile {tile}"
+                note = (f"{predictor.backend.name}; 512x512 -> 1024x1024, {secs:.2f} s/image "
+                        f"(best of {repeats})"
+                        + ("" if kind == "checkpoint" else
+                           f"; {differ} of {pixels.size} 8-bit values differ from the "
+                           "checkpoint's"))
+                rows.append(_row("export", f"upscale MP/s x2, {kind} ({name})", out_mp / secs,
+                                 "MP/s", note))
+    return rows
+
+
 # ---------------------------------------------------------------------------- registry
 
 BENCHES = {
     "prepare": bench_prepare,
     "pipeline": bench_pipeline,
     "upscale": bench_upscale,
+    "export": bench_export,
 }
 
 
