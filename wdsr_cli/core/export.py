@@ -586,6 +586,11 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
                 _export_mindspore(net, plan.fmt, tmp, plan.input_size)
         except OSError as exc:
             raise WdsrError(f"cannot write '{plan.output}': {exc.strerror or exc}") from None
+        except (RuntimeError, ValueError) as exc:
+            if plan.fmt != "air" or plan.input_size is not None:
+                raise
+            raise WdsrError(f"MindSpore could not write a dynamic-shape AIR file: {exc}",
+                            "pass --input-size HxW for a fixed-shape AIR") from None
         os.chmod(tmp, _file_mode())
         contract = build_contract(plan, tmp, cfg, meta, radius)
         if check:
