@@ -383,3 +383,18 @@ def test_evaluate_with_an_exported_model_scores_like_the_checkpoint(exported, tm
     line = _one_line_error(run_wdsr("evaluate", "--hr", str(hr), "--scale", "3", "--model",
                                     exported["onnx"]["output"]))
     assert "x2 model" in line
+
+
+def test_default_checkpoint_and_output_and_no_check(ms_cpu, tmp_path):
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    save_tiny_checkpoint(run / "best.ckpt")
+    res = run_wdsr("export", "--format", "onnx", "--no-check", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "newest best.ckpt in ./runs" in res.stderr and "parity check skipped" in res.stderr
+    contract = json.loads((run / "best.onnx.json").read_text())
+    assert contract["parity"] == {"checked": False, "reason": "skipped (--no-check)",
+                                  "tolerance_max_abs_diff": contract["parity"][
+                                      "tolerance_max_abs_diff"]}
+    line = _one_line_error(run_wdsr("export", "--format", "onnx", cwd=tmp_path))
+    assert "best.onnx' already exists" in line

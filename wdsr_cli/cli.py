@@ -673,6 +673,7 @@ def export(
     if scale is not None and ckpt_scale != scale:
         raise WdsrError(f"checkpoint '{checkpoint}' is a x{ckpt_scale} model, not x{scale}",
                         "drop --scale or pass a checkpoint of that scale")
+    X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
     ui.info(f"checkpoint: {checkpoint} ({why})")
     console = ui.err if json_out else ui.out
     try:
