@@ -136,7 +136,8 @@ def plan_jobs(sources: Sequence[Path], output: str | None, scale: int, single_fi
         else:
             if out.suffix.lower() not in IMAGE_SUFFIXES:
                 raise WdsrError(f"output '{output}' has no image suffix",
-                                "use one of " + ", ".join(IMAGE_SUFFIXES))
+                                "name a file ending in " + ", ".join(IMAGE_SUFFIXES)
+                                + ", or end the name with '/' for a folder")
             if not out.parent.is_dir() and str(out.parent) not in ("", "."):
                 raise WdsrError(f"folder '{out.parent}' for output '{output}' does not exist",
                                 "create it first")
