@@ -266,10 +266,12 @@ def train(
     same seed and averages its gradients with the others; rank 0 validates and writes the run
     folder; each rank logs to runs/<name>/logs/rank_N.log.
 
-    Examples: wdsr train --config demo | wdsr train -c wdsr-b-x2 --devices 8 --rank-table
-    hccl_8p.json (Ascend) | wdsr train -c demo --devices 2 --device-target CPU (dynamic
-    cluster) | wdsr train -c wdsr-b-x2 --devices 8 --nodes 2 --node-rank 0 --master
-    10.0.0.1:8118 | add --dry-run to see the plan.
+    Example: wdsr train --config demo --set train.lr=5e-4
+
+    Several devices: wdsr train -c wdsr-b-x2 --devices 8 --rank-table hccl_8p.json (Ascend);
+    wdsr train -c demo --devices 2 --device-target CPU (dynamic cluster); wdsr train -c
+    wdsr-b-x2 --devices 8 --nodes 2 --node-rank 0 --master 10.0.0.1:8118 (node 0 of two).
+    Add --dry-run to see the plan.
     """
     from . import ui
     from .core import train as T
@@ -419,8 +421,8 @@ def _next_run_dir(runs_dir: Path, name: str | None, cfg) -> Path:
 
 def _batch_note(cfg, world_size: int) -> str:
     b = cfg.data.batch_size
-    return (f"global batch {b * world_size} = {b} per device x {world_size} rank(s)"
-            if world_size > 1 else f"batch {b} (one device)")
+    return (f"global batch {b * world_size} = {b} per device x {world_size} ranks"
+            if world_size > 1 else f"batch {b}")
 
 
 def _print_plan(plan, cfg, json_out: str | None) -> None:
@@ -498,8 +500,8 @@ def _run_launch(plan, cfg, run_dir: Path, resume_state, init: Path | None,
     lead = result.done.get(min(ranks)) if ranks else None
     if result.status == "interrupted" or (lead and lead.get("interrupted")):
         step = lead.get("step") if lead else None
-        where = f"at step {step}" if step else "before the first checkpoint"
-        ui.info(f"interrupted {where}; continue with: wdsr train --resume {run_dir}"
+        where = f" at step {step}" if step else ""
+        ui.info(f"interrupted{where}; continue with: wdsr train --resume {run_dir}"
                 + launch.resume_flags())
         raise typer.Exit(130)
 
