@@ -859,6 +859,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _optional_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     command = typer.main.get_command(app)
+    interrupted_reported = False
     try:
         code = command.main(args=args, prog_name="wdsr", standalone_mode=False)
     except UsageError as exc:
@@ -881,7 +882,7 @@ def main(argv: list[str] | None = None) -> None:
         from . import ui
 
         ui.error("interrupted")
-        code = 130
+        code, interrupted_reported = 130, True
     except typer.Exit as exc:
         code = exc.exit_code
     except Exception as exc:  # a bug: say so plainly, full detail with --debug
@@ -892,4 +893,9 @@ def main(argv: list[str] | None = None) -> None:
         ui.error(f"internal error: {type(exc).__name__}: {exc}",
                  "rerun with --debug for the traceback and report it")
         code = 1
+    if code == 130 and not interrupted_reported:
+        # typer turns Ctrl-C inside a command into exit code 130 without a word: say it.
+        from . import ui
+
+        ui.error("interrupted")
     sys.exit(code or 0)
