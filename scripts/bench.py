@@ -252,11 +252,50 @@ def bench_export(repeats: int = 3) -> list[dict]:
 
 # ---------------------------------------------------------------------------- registry
 
+def bench_train(steps: int = 6) -> list[dict]:
+    """Training throughput of the real GRAPH-mode train step (train.build_train_step), x2,
+    batch 16, 48x48 LR patches, fp32 on the CPU: first-step compile time, then patches/s over
+    `steps` steps (random data: the pipeline's own rate is measured by bench_pipeline)."""
+    import numpy as np
+    from mindspore import Tensor
+
+    from wdsr_cli.core import runtime
+    from wdsr_cli.core.config import load_config
+    from wdsr_cli.core.model import build_model
+    from wdsr_cli.core.schedule import learning_rates
+    from wdsr_cli.core.train import build_train_step
+
+    runtime.init_mindspore("CPU", seed=0)
+    rows = []
+    for name, note in (("bundled-x2", "WDSR-B 32x16 (bundled weights)"),
+                       ("demo", "demo recipe"),
+                       ("wdsr-b-x2", "paper WDSR-B baseline"),
+                       ("wdsr-a-x2", "paper WDSR-A baseline (block width 128)")):
+        cfg = load_config(name, ["data.patch_size=48", "data.batch_size=16"])
+        rng = np.random.default_rng(0)
+        p, s = cfg.data.patch_size, cfg.model.scale
+        lr = Tensor(rng.uniform(0, 255, (16, 3, p, p)).astype(np.float32))
+        hr = Tensor(rng.uniform(0, 255, (16, 3, p * s, p * s)).astype(np.float32))
+        step = build_train_step(build_model(cfg.model), cfg.train,
+                                learning_rates(cfg.train), "fp32")
+        t0 = time.perf_counter()
+        step(lr, hr).asnumpy()
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(lr, hr).asnumpy()
+        per_step = (time.perf_counter() - t0) / steps
+        rows.append(_row("train", f"{name} patches/s", 16 / per_step, "patches/s",
+                         f"{note}; {per_step:.2f} s/step; first step (compile) {compile_s:.1f} s"))
+    return rows
+
+
 BENCHES = {
     "prepare": bench_prepare,
     "pipeline": bench_pipeline,
     "upscale": bench_upscale,
     "export": bench_export,
+    "train": bench_train,
 }
 
 

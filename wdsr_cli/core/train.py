@@ -227,7 +227,6 @@ class Trainer:
     # -- setup
     def _build(self) -> None:
         import mindspore as ms
-        from mindspore import Tensor, nn, ops
 
         from .checkpoints import assign_parameters, network_parameters, read_checkpoint
         from .data.pipeline import load_validation
@@ -249,49 +248,10 @@ class Trainer:
                                 "--init needs a checkpoint of the same variant and width")
             self.init_loaded = len(loaded)
 
-        class WithL1(nn.Cell):
-            def __init__(self, net):
-                super().__init__(auto_prefix=False)  # keep parameter names = the network's
-                self.net = net
-
-            def construct(self, lr, hr):
-                return ops.mean(ops.abs(self.net(lr) - hr))
-
-        class TrainStep(nn.TrainOneStepCell):
-            """TrainOneStepCell (it sets up the all-reduce of gradients when data-parallel)
-            plus optional clipping by global norm."""
-
-            def __init__(self, net_with_loss, optimizer, clip_norm):
-                super().__init__(net_with_loss, optimizer)
-                self.clip_norm = clip_norm
-
-            def construct(self, lr, hr):
-                loss = self.network(lr, hr)
-                sens = ops.fill(loss.dtype, loss.shape, self.sens)
-                grads = self.grad(self.network, self.weights)(lr, hr, sens)
-                grads = self.grad_reducer(grads)
-                if self.clip_norm > 0:
-                    grads = ops.clip_by_global_norm(grads, self.clip_norm)
-                self.optimizer(grads)
-                return loss
-
         self.precision = self._resolve_precision()
         self.lrs = learning_rates(t)
-        optimizer = nn.Adam(self.net.trainable_params(), learning_rate=Tensor(self.lrs),
-                            beta1=t.beta1, beta2=t.beta2, eps=t.eps, weight_decay=t.weight_decay)
-        self.optimizer = optimizer
-        with_loss = WithL1(self.net)
-        if self.precision == "fp16":
-            # One loss-scaling mechanism, MindSpore's own (the model zoo applied two).
-            from mindspore import amp
-
-            amp.auto_mixed_precision(with_loss, "O2")
-            scaler = nn.DynamicLossScaleUpdateCell(loss_scale_value=2**12, scale_factor=2,
-                                                   scale_window=1000)
-            self.step_cell = nn.TrainOneStepWithLossScaleCell(with_loss, optimizer, scaler)
-        else:
-            self.step_cell = TrainStep(with_loss, optimizer, float(t.clip_grad_norm))
-        self.step_cell.set_train(True)
+        self.step_cell = build_train_step(self.net, t, self.lrs, self.precision)
+        self.optimizer = self.step_cell.optimizer
         self.start_step = 0
         resume = self.opts.resume
         if resume is not None and resume.params is not None:
@@ -468,6 +428,55 @@ class Trainer:
             return counted
         applied = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
         return applied if applied == counted + 1 else counted
+
+
+def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
+    """The GRAPH-mode train cell: L1 loss, gradients (all-reduced when data-parallel), optional
+    clipping by global norm, Adam with the per-step learning rates ``lrs``. Call it with
+    (lr_batch, hr_batch); it returns the loss (fp32) or (loss, overflow, scale) (fp16)."""
+    from mindspore import Tensor, nn, ops
+
+    class WithL1(nn.Cell):
+        def __init__(self, net):
+            super().__init__(auto_prefix=False)  # keep parameter names = the network's
+            self.net = net
+
+        def construct(self, lr, hr):
+            return ops.mean(ops.abs(self.net(lr) - hr))
+
+    class TrainStep(nn.TrainOneStepCell):
+        """TrainOneStepCell (it sets up the all-reduce of gradients when data-parallel)
+        plus optional clipping by global norm."""
+
+        def __init__(self, net_with_loss, optimizer, clip_norm):
+            super().__init__(net_with_loss, optimizer)
+            self.clip_norm = clip_norm
+
+        def construct(self, lr, hr):
+            loss = self.network(lr, hr)
+            sens = ops.fill(loss.dtype, loss.shape, self.sens)
+            grads = self.grad(self.network, self.weights)(lr, hr, sens)
+            grads = self.grad_reducer(grads)
+            if self.clip_norm > 0:
+                grads = ops.clip_by_global_norm(grads, self.clip_norm)
+            self.optimizer(grads)
+            return loss
+
+    optimizer = nn.Adam(net.trainable_params(), learning_rate=Tensor(lrs), beta1=t.beta1,
+                        beta2=t.beta2, eps=t.eps, weight_decay=t.weight_decay)
+    with_loss = WithL1(net)
+    if precision == "fp16":
+        # One loss-scaling mechanism, MindSpore's own (the model zoo applied two).
+        from mindspore import amp
+
+        amp.auto_mixed_precision(with_loss, "O2")
+        scaler = nn.DynamicLossScaleUpdateCell(loss_scale_value=2**12, scale_factor=2,
+                                               scale_window=1000)
+        step = nn.TrainOneStepWithLossScaleCell(with_loss, optimizer, scaler)
+    else:
+        step = TrainStep(with_loss, optimizer, float(t.clip_grad_norm))
+    step.set_train(True)
+    return step
 
 
 def open_patches(cfg: Config, rank: int = 0, world_size: int = 1):
