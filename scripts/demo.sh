@@ -21,7 +21,8 @@ step "2/4 train the demo recipe (WDSR-B, 8 blocks, x2) on the CPU"
 step "3/4 evaluate: the demo run and the bundled x2 model against bicubic (held-out photos)"
 "$WDSR" evaluate --scale 2 --checkpoint runs/demo/best.ckpt --hr data/sample/DIV2K_valid_HR \
     --bicubic --json eval_demo.json
-"$WDSR" evaluate --scale 2 --hr data/sample/DIV2K_valid_HR --bicubic --json eval_bundled.json
+"$WDSR" evaluate --scale 2 --checkpoint bundled --hr data/sample/DIV2K_valid_HR --bicubic \
+    --json eval_bundled.json
 
 step "4/4 upscale a photo with the bundled weights"
 photo=$(ls data/sample/DIV2K_valid_HR/*.png | head -n 1)

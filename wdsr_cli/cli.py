@@ -65,6 +65,19 @@ def _load_config(config: str | None, overrides: list[str] | None, device_target:
     return load_config(config, sets)
 
 
+def _bundled_alias(checkpoint: Path | None, scale: int | None) -> Path | None:
+    """`--checkpoint bundled` names the weights shipped with wdsr for the scale (default x2)."""
+    if checkpoint is None or str(checkpoint) != "bundled":
+        return checkpoint
+    from .core.checkpoints import bundled_checkpoint
+
+    path = bundled_checkpoint(scale or 2)
+    if path is None:
+        raise WdsrError(f"this version of wdsr has no bundled x{scale or 2} weights",
+                        "bundled scales: 2, 3, 4")
+    return path
+
+
 def _not_built(what: str) -> None:
     raise WdsrError(f"'wdsr {what}' is not available in this version yet",
                     "see README.md for what works today")
@@ -512,8 +525,8 @@ def evaluate(
         None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
         "else 2)."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Checkpoint to score (default: the newest runs/*/best.ckpt "
-        "of this scale, else the bundled weights)."),
+        None, "--checkpoint", help="Checkpoint to score, or 'bundled' (default: the newest "
+        "runs/*/best.ckpt of this scale, else the bundled weights)."),
     model: Path | None = typer.Option(
         None, "--model", help="Score an exported .mindir/.onnx (wdsr export) instead of a "
         "checkpoint."),
@@ -567,6 +580,7 @@ def evaluate(
         raise WdsrError("--tile and --limit must be 0 or more", "0 = whole image / all images")
     if lr is not None and hr is None:
         raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
+    checkpoint = _bundled_alias(checkpoint, scale)
     if checkpoint is not None and not checkpoint.is_file():
         raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
                         "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
@@ -626,8 +640,8 @@ def export(
     fmt: str = typer.Option("mindir", "--format", "-f", help="mindir, onnx or air (Ascend "
                             "only)."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Checkpoint to export (default: the newest runs/*/best.ckpt "
-        "of --scale, else the bundled weights)."),
+        None, "--checkpoint", help="Checkpoint to export, or 'bundled' (default: the newest "
+        "runs/*/best.ckpt of --scale, else the bundled weights)."),
     scale: int | None = typer.Option(
         None, "--scale", "-s", help="Scale of the default checkpoint (default 2)."),
     output: Path | None = typer.Option(
@@ -665,6 +679,7 @@ def export(
     cfg = _load_config(None, None, device_target)
     fmt = X.check_format(fmt, cfg.runtime.device_target)
     size = X.parse_input_size(input_size)
+    checkpoint = _bundled_alias(checkpoint, scale)
     if checkpoint is not None:  # every check before MindSpore is imported
         X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
     runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
@@ -729,7 +744,8 @@ def upscale(
         None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
         "else 2)."),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Checkpoint to use (default: the bundled weights)."),
+        None, "--checkpoint", help="Checkpoint to use (default, or 'bundled': the weights shipped "
+        "with wdsr)."),
     model: Path | None = typer.Option(
         None, "--model", help="Run an exported .mindir/.onnx (wdsr export) instead of a "
         "checkpoint."),
@@ -761,6 +777,7 @@ def upscale(
                         "choose one of " + ", ".join(map(str, SCALES)))
     if tile < 0:
         raise WdsrError("--tile must be 0 (whole image) or a tile side in LR pixels")
+    checkpoint = _bundled_alias(checkpoint, scale)
     if checkpoint is not None and not checkpoint.is_file():
         raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
                         "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
