@@ -29,3 +29,30 @@ def run_wdsr(*args: str, cwd: str | os.PathLike | None = None, env: dict | None 
 def ms_cpu():
     """MindSpore configured once for the test session: CPU, GRAPH mode, seeded."""
     return runtime.init_mindspore("CPU", mode="graph", seed=0)
+
+
+def one_line_error(res: subprocess.CompletedProcess) -> str:
+    """Assert the ground rule for bad input (exit 2, one `error:` line, no traceback); return
+    that line."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
+    return lines[0]
+
+
+TINY_MODEL = {"variant": "b", "scale": 2, "n_feats": 8, "n_resblocks": 2}
+
+
+def save_tiny_checkpoint(path: Path, scale: int = 2, *, step: int = 0, kind: str = "weights",
+                         dataset_id: str = "test", **model: object) -> Path:
+    """A tiny WDSR (random weights, 8 features, 2 blocks unless overridden) saved with the
+    metadata wdsr train writes."""
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import Config, ModelConfig
+    from wdsr_cli.core.model import build_model
+
+    cfg = Config(model=ModelConfig(**{**TINY_MODEL, "scale": scale, **model}))
+    return save_checkpoint(build_model(cfg.model), path, meta={
+        "model": cfg.to_dict()["model"], "scale": scale, "step": step, "kind": kind,
+        "dataset_id": dataset_id})

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_wdsr
+from conftest import one_line_error, run_wdsr
 
 SUBCOMMANDS = ["prepare-data", "train", "evaluate", "export", "upscale"]
 
@@ -41,44 +41,35 @@ def test_help_version_and_usage_errors_do_not_import_mindspore(argv):
     assert "MINDSPORE_ABSENT" in res.stdout, res.stdout + res.stderr
 
 
-def _one_line_error(res):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error:")
-    assert "Traceback" not in res.stderr
-    return lines[0]
-
-
 def test_unknown_flag_is_one_line_exit_2():
-    line = _one_line_error(run_wdsr("train", "--no-such-flag"))
+    line = one_line_error(run_wdsr("train", "--no-such-flag"))
     assert "--no-such-flag" in line and "wdsr train --help" in line
 
 
 def test_unknown_config_name():
-    line = _one_line_error(run_wdsr("train", "--config", "no-such-recipe", "--print-config"))
+    line = one_line_error(run_wdsr("train", "--config", "no-such-recipe", "--print-config"))
     assert "unknown config 'no-such-recipe'" in line and "wdsr-b-x2" in line
 
 
 def test_malformed_yaml(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  n_feats: [1, 2\n")
-    line = _one_line_error(run_wdsr("train", "--config", str(bad), "--print-config"))
+    line = one_line_error(run_wdsr("train", "--config", str(bad), "--print-config"))
     assert "not valid YAML" in line and "line" in line
 
 
 def test_unknown_override_key():
-    line = _one_line_error(run_wdsr("train", "--set", "train.learning_rate=1", "--print-config"))
+    line = one_line_error(run_wdsr("train", "--set", "train.learning_rate=1", "--print-config"))
     assert "unknown key 'train.learning_rate'" in line and "lr" in line
 
 
 def test_wrong_override_type():
-    line = _one_line_error(run_wdsr("train", "--set", "model.n_feats=wide", "--print-config"))
+    line = one_line_error(run_wdsr("train", "--set", "model.n_feats=wide", "--print-config"))
     assert "'model.n_feats' must be int" in line
 
 
 def test_unknown_device_target():
-    line = _one_line_error(run_wdsr("train", "--device-target", "TPU", "--print-config"))
+    line = one_line_error(run_wdsr("train", "--device-target", "TPU", "--print-config"))
     assert "runtime.device_target" in line and "Ascend" in line
 
 

@@ -11,16 +11,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import WDSR, run_wdsr
+from conftest import WDSR, one_line_error, run_wdsr
 from prep_helpers import div2k_tree, photo, plain_folder, save, truncate
-
-
-def _one_line_error(res):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +165,7 @@ def test_kill_9_midway_then_rerun_gives_the_identical_manifest(tmp_path):
 
 
 def test_missing_root(tmp_path):
-    line = _one_line_error(run_wdsr("prepare-data", str(tmp_path / "nope"),
+    line = one_line_error(run_wdsr("prepare-data", str(tmp_path / "nope"),
                                     "--out", str(tmp_path / "o")))
     assert "does not exist" in line and "nope" in line
     assert not (tmp_path / "o").exists()  # nothing created for a wrong path
@@ -181,7 +173,7 @@ def test_missing_root(tmp_path):
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    line = _one_line_error(run_wdsr("prepare-data", str(tmp_path / "empty"),
+    line = one_line_error(run_wdsr("prepare-data", str(tmp_path / "empty"),
                                     "--out", str(tmp_path / "o")))
     assert "no images in" in line
 
@@ -189,7 +181,7 @@ def test_empty_folder(tmp_path):
 def test_non_image_file(tmp_path):
     root = plain_folder(tmp_path / "src", [(48, 48)])
     (root / "notes.txt").write_text("hello")
-    line = _one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
                                     "--crop-size", "24", "--crop-step", "12"))
     assert "'notes.txt' is not an image file" in line and "--skip-bad" in line
     res = run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
@@ -200,7 +192,7 @@ def test_non_image_file(tmp_path):
 def test_truncated_png(tmp_path):
     root = div2k_tree(tmp_path / "src", {"0001": (48, 48), "0002": (48, 48)}, {})
     truncate(root / "DIV2K_train_HR/0002.png")
-    line = _one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
                                     "--crop-size", "24", "--crop-step", "12"))
     assert "DIV2K_train_HR/0002.png" in line and "truncated" in line
 
@@ -208,7 +200,7 @@ def test_truncated_png(tmp_path):
 def test_lr_hr_size_mismatch(tmp_path):
     root = div2k_tree(tmp_path / "src", {"0001": (48, 48)}, {}, lr_scales=(2,))
     save(root / "DIV2K_train_LR_bicubic/X2/0001x2.png", photo(20, 24, 0))
-    line = _one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
                                     "--scales", "2", "--crop-size", "24", "--crop-step", "12"))
     assert "DIV2K_train_LR_bicubic/X2/0001x2.png" in line and "needs 24x24" in line
 
@@ -217,14 +209,14 @@ def test_lr_hr_size_mismatch(tmp_path):
                                              ("2,x", "comma-separated list")])
 def test_unsupported_scale(tmp_path, scales, message):
     root = plain_folder(tmp_path / "src", [(48, 48)])
-    line = _one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
                                     "--scales", scales))
     assert message in line
 
 
 def test_crop_not_divisible_by_scale(tmp_path):
     root = plain_folder(tmp_path / "src", [(48, 48)])
-    line = _one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "o"),
                                     "--crop-size", "100"))
     assert "crop size 100 is not divisible by scale 3" in line
 
@@ -233,7 +225,7 @@ def test_unwritable_output_folder(tmp_path):
     # tests run as root, where a read-only folder is still writable: a path under a file is not
     root = plain_folder(tmp_path / "src", [(48, 48)])
     (tmp_path / "file.txt").write_text("x")
-    line = _one_line_error(run_wdsr("prepare-data", str(root),
+    line = one_line_error(run_wdsr("prepare-data", str(root),
                                     "--out", str(tmp_path / "file.txt" / "sub")))
     assert "cannot write to output folder" in line
     assert not list((tmp_path / "src").glob("*.npy"))
@@ -243,7 +235,7 @@ def test_other_options_on_the_same_output_need_force(tmp_path):
     root = plain_folder(tmp_path / "src", [(48, 48)])
     base = ["prepare-data", str(root), "--out", str(tmp_path / "o"), "--crop-size", "24"]
     assert run_wdsr(*base, "--crop-step", "12").returncode == 0
-    line = _one_line_error(run_wdsr(*base, "--crop-step", "24"))
+    line = one_line_error(run_wdsr(*base, "--crop-step", "24"))
     assert "other options" in line and "--force" in line
     assert run_wdsr(*base, "--crop-step", "24", "--force").returncode == 0
 

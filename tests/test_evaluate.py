@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_wdsr
+from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 
 from wdsr_cli.core import metrics
 from wdsr_cli.core.data.images import Image, read_rgb_uint8, write_image
@@ -20,19 +19,6 @@ from wdsr_cli.core.evaluate import evaluate_pairs, result_to_json
 from wdsr_cli.core.inference import Predictor
 
 RNG = np.random.default_rng(11)
-
-
-def save_tiny_checkpoint(path: Path, scale: int) -> Path:
-    """A tiny WDSR-B (8 features, 2 blocks) with random weights, saved as train would."""
-    from wdsr_cli.core.checkpoints import save_checkpoint
-    from wdsr_cli.core.config import ModelConfig
-    from wdsr_cli.core.model import build_model
-
-    cfg = ModelConfig(variant="b", scale=scale, n_feats=8, n_resblocks=2)
-    model = dataclasses.asdict(cfg)
-    model["rgb_mean"] = list(model["rgb_mean"])
-    return save_checkpoint(build_model(cfg), path, meta={
-        "model": model, "scale": scale, "step": 0, "kind": "weights", "dataset_id": "test"})
 
 
 def _photo(h: int, w: int) -> np.ndarray:
@@ -55,14 +41,6 @@ def data(ms_cpu, tmp_path_factory):
     corrupt.write_bytes(x2.read_bytes()[:200])
     return {"dir": d, "hr": hr, "x2": x2, "x3": save_tiny_checkpoint(d / "tiny_x3.ckpt", 3),
             "corrupt": corrupt}
-
-
-def _one_line_error(res) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
-    return lines[0]
 
 
 def _expected(hr_path: Path, ckpt: Path, scale: int, protocol: str):
@@ -138,7 +116,7 @@ def test_lr_of_the_wrong_size_names_the_file(data, tmp_path):
     lr.mkdir()
     shutil.copy(data["hr"] / "0802.png", hr / "0802.png")  # 33x36
     write_image(lr / "0802x2.png", Image(pixels=_photo(18, 17)))  # needs 16x18
-    line = _one_line_error(run_wdsr("evaluate", "--hr", str(hr), "--lr", str(lr),
+    line = one_line_error(run_wdsr("evaluate", "--hr", str(hr), "--lr", str(lr),
                                     "--checkpoint", str(data["x2"])))
     assert "0802x2.png" in line and "needs 16x18" in line
 
@@ -147,7 +125,7 @@ def test_missing_lr_names_the_hr_file(data, tmp_path):
     lr = tmp_path / "lr"
     lr.mkdir()
     write_image(lr / "other.png", Image(pixels=_photo(8, 8)))
-    line = _one_line_error(run_wdsr("evaluate", "--hr", str(data["hr"]), "--lr", str(lr),
+    line = one_line_error(run_wdsr("evaluate", "--hr", str(data["hr"]), "--lr", str(lr),
                                     "--checkpoint", str(data["x2"])))
     assert "0801.png" in line and "no LR image" in line
 
@@ -180,13 +158,13 @@ def test_div2k_validation_and_the_newest_matching_run_checkpoint(data, tmp_path)
         result["dataset"]
     assert [r["name"] for r in result["images"]] == ["0801", "0802"]
 
-    line = _one_line_error(run_wdsr("evaluate", "--scale", "4", "--hr", str(data["hr"]),
+    line = one_line_error(run_wdsr("evaluate", "--scale", "4", "--hr", str(data["hr"]),
                                     cwd=work))
     assert "no x4 checkpoint" in line and "x2, x3" in line and "--checkpoint" in line
 
 
 def test_no_div2k_under_the_data_root(data, tmp_path):
-    line = _one_line_error(run_wdsr("evaluate", "--checkpoint", str(data["x2"]), "--set",
+    line = one_line_error(run_wdsr("evaluate", "--checkpoint", str(data["x2"]), "--set",
                                     f"data.root={tmp_path / 'missing'}"))
     assert "no DIV2K data" in line and "--hr" in line
 
@@ -202,15 +180,15 @@ def test_no_div2k_under_the_data_root(data, tmp_path):
     (["--hr", "no-such-folder"], "no-such-folder"),
 ])
 def test_argument_errors_are_one_line(args, needle, tmp_path):
-    line = _one_line_error(run_wdsr("evaluate", *args, cwd=tmp_path))
+    line = one_line_error(run_wdsr("evaluate", *args, cwd=tmp_path))
     assert needle in line
 
 
 def test_checkpoint_scale_mismatch_and_corrupt_checkpoint(data):
-    line = _one_line_error(run_wdsr("evaluate", "--scale", "3", "--hr", str(data["hr"]),
+    line = one_line_error(run_wdsr("evaluate", "--scale", "3", "--hr", str(data["hr"]),
                                     "--checkpoint", str(data["x2"])))
     assert "x2 model" in line and "x3" in line
-    line = _one_line_error(run_wdsr("evaluate", "--hr", str(data["hr"]),
+    line = one_line_error(run_wdsr("evaluate", "--hr", str(data["hr"]),
                                     "--checkpoint", str(data["corrupt"])))
     assert "corrupt.ckpt" in line
 

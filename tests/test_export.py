@@ -9,7 +9,6 @@ differ by one level where the float result sits on a rounding boundary (~1e-5 of
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -17,36 +16,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
-from conftest import run_wdsr
+from conftest import one_line_error, run_wdsr
 
 from wdsr_cli.core.errors import WdsrError
 
-TINY = {"variant": "b", "scale": 2, "n_feats": 8, "n_resblocks": 2}
 ONNX_8BIT_SHARE = 1e-3  # at most this share of 8-bit values may differ (by one level) for ONNX
 
 
-def save_tiny_checkpoint(path: Path, **overrides) -> Path:
+def save_tiny_checkpoint(path: Path, scale: int = 2, **overrides) -> Path:
     """A tiny WDSR (random weights) saved as train saves best.ckpt."""
-    from wdsr_cli.core.checkpoints import save_checkpoint
-    from wdsr_cli.core.config import ModelConfig
-    from wdsr_cli.core.model import build_model
-
-    cfg = ModelConfig(**{**TINY, **overrides})
-    model = dataclasses.asdict(cfg)
-    model["rgb_mean"] = list(model["rgb_mean"])
-    return save_checkpoint(build_model(cfg), path, meta={
-        "model": model, "scale": cfg.scale, "step": 7, "kind": "best",
-        "dataset_id": "tiny-test"})
-
-
-def _one_line_error(res) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
-    return lines[0]
+    return conftest.save_tiny_checkpoint(path, scale, step=7, kind="best",
+                                         dataset_id="tiny-test", **overrides)
 
 
 def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -254,7 +237,7 @@ def test_without_onnxruntime_the_check_is_skipped_with_a_hint(ms_cpu, tmp_path, 
 
 
 def test_air_off_ascend_fails_before_any_work(exported, tmp_path):
-    line = _one_line_error(run_wdsr("export", "--checkpoint", str(exported["ckpt"]),
+    line = one_line_error(run_wdsr("export", "--checkpoint", str(exported["ckpt"]),
                                     "--format", "air", "-o", str(tmp_path / "m.air")))
     assert "AIR export needs an Ascend device" in line
     assert list(tmp_path.iterdir()) == []
@@ -292,9 +275,9 @@ def test_export_argument_errors_are_one_line(exported, tmp_path):
         (["--checkpoint", ckpt, "--input-size", "big"], "--input-size must be HxW"),
     ]
     for args, needle in cases:
-        line = _one_line_error(run_wdsr("export", *args, cwd=tmp_path))
+        line = one_line_error(run_wdsr("export", *args, cwd=tmp_path))
         assert needle in line, (args, line)
-    line = _one_line_error(run_wdsr("export", "--checkpoint", str(corrupt), "-o",
+    line = one_line_error(run_wdsr("export", "--checkpoint", str(corrupt), "-o",
                                     str(tmp_path / "c.mindir")))
     assert "truncated or corrupted" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.ckpt"]
@@ -325,7 +308,7 @@ def test_model_files_that_are_not_models_or_lack_a_contract(exported, tmp_path):
     for command, model, needle in cases:
         args = [str(img), "-o", str(tmp_path / "out.png")] if command == "upscale" else \
             ["--hr", str(tmp_path)]
-        line = _one_line_error(run_wdsr(command, *args, "--model", str(model), cwd=tmp_path))
+        line = one_line_error(run_wdsr(command, *args, "--model", str(model), cwd=tmp_path))
         assert needle in line, (command, model, line)
     assert not (tmp_path / "out.png").exists()
 
@@ -380,7 +363,7 @@ def test_evaluate_with_an_exported_model_scores_like_the_checkpoint(exported, tm
         assert res.returncode == 0, res.stderr
         scores[flag] = json.loads(res.stdout)["mean"]["psnr"]
     assert scores["--model"] == pytest.approx(scores["--checkpoint"], abs=1e-9)
-    line = _one_line_error(run_wdsr("evaluate", "--hr", str(hr), "--scale", "3", "--model",
+    line = one_line_error(run_wdsr("evaluate", "--hr", str(hr), "--scale", "3", "--model",
                                     exported["onnx"]["output"]))
     assert "x2 model" in line
 
@@ -396,5 +379,5 @@ def test_default_checkpoint_and_output_and_no_check(ms_cpu, tmp_path):
     assert contract["parity"] == {"checked": False, "reason": "skipped (--no-check)",
                                   "tolerance_max_abs_diff": contract["parity"][
                                       "tolerance_max_abs_diff"]}
-    line = _one_line_error(run_wdsr("export", "--format", "onnx", cwd=tmp_path))
+    line = one_line_error(run_wdsr("export", "--format", "onnx", cwd=tmp_path))
     assert "best.onnx' already exists" in line

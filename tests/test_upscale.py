@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_wdsr
+from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 from PIL import Image as PILImage
 
 from wdsr_cli.core.data.images import Image, read_image, write_image
@@ -17,19 +16,6 @@ from wdsr_cli.core.data.resize import bicubic_upscale
 from wdsr_cli.core.upscale import bleed_transparent
 
 RNG = np.random.default_rng(3)
-
-
-def save_tiny_checkpoint(path: Path, scale: int) -> Path:
-    """A tiny WDSR-B (8 features, 2 blocks) with random weights, saved as train would."""
-    from wdsr_cli.core.checkpoints import save_checkpoint
-    from wdsr_cli.core.config import ModelConfig
-    from wdsr_cli.core.model import build_model
-
-    cfg = ModelConfig(variant="b", scale=scale, n_feats=8, n_resblocks=2)
-    model = dataclasses.asdict(cfg)
-    model["rgb_mean"] = list(model["rgb_mean"])
-    return save_checkpoint(build_model(cfg), path, meta={
-        "model": model, "scale": scale, "step": 0, "kind": "weights", "dataset_id": "test"})
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +33,6 @@ def _picture(h: int, w: int, c: int = 3, top: int = 255) -> np.ndarray:
     chans = [(np.sin(x / 4 + k) * np.cos(y / 6 - k) + 1) / 2 for k in range(c)]
     a = np.stack(chans, axis=2) * 0.85 * top + RNG.random((h, w, c)) * 0.15 * top
     return np.clip(np.rint(a), 0, top).astype(np.uint8 if top == 255 else np.uint16)
-
-
-def _one_line_error(res) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error:") and "Traceback" not in res.stderr
-    return lines[0]
 
 
 # ------------------------------------------------------------------------ a mixed batch
@@ -198,7 +176,7 @@ def test_default_name_single_output_and_overwrite(ckpt, tmp_path):
     assert res.returncode == 0, res.stderr
     assert read_image(tmp_path / "shot_x2.png").pixels.shape == (18, 22, 3)
 
-    line = _one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"])))
+    line = one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"])))
     assert "shot_x2.png" in line and "already exists" in line and "--overwrite" in line
 
     target = tmp_path / "custom.tif"
@@ -227,16 +205,16 @@ def test_globs_and_output_folder(ckpt, tmp_path):
 
 
 def test_missing_input(tmp_path):
-    line = _one_line_error(run_wdsr("upscale", str(tmp_path / "nope.png")))
+    line = one_line_error(run_wdsr("upscale", str(tmp_path / "nope.png")))
     assert "nope.png" in line and "does not exist" in line
 
 
 def test_missing_and_corrupt_checkpoint(ckpt, tmp_path):
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))
-    line = _one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(tmp_path / "no.ckpt")))
+    line = one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(tmp_path / "no.ckpt")))
     assert "no.ckpt" in line and "does not exist" in line
-    line = _one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["corrupt"])))
+    line = one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["corrupt"])))
     assert "corrupt.ckpt" in line and "corrupted" in line
     assert not (tmp_path / "x_x2.png").exists()
 
@@ -244,7 +222,7 @@ def test_missing_and_corrupt_checkpoint(ckpt, tmp_path):
 def test_scale_mismatch(ckpt, tmp_path):
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))
-    line = _one_line_error(run_wdsr("upscale", str(img), "--scale", "3",
+    line = one_line_error(run_wdsr("upscale", str(img), "--scale", "3",
                                     "--checkpoint", str(ckpt["x2"])))
     assert "x2 model" in line and "x3" in line
 
@@ -256,18 +234,18 @@ def test_no_bundled_weights_is_a_clear_message(tmp_path):
         pytest.skip("bundled x4 weights exist")
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))
-    line = _one_line_error(run_wdsr("upscale", str(img), "--scale", "4"))
+    line = one_line_error(run_wdsr("upscale", str(img), "--scale", "4"))
     assert "bundled x4 weights" in line and "--checkpoint" in line
 
 
 def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):
     tiny = tmp_path / "dot.png"
     write_image(tiny, Image(pixels=np.zeros((1, 1, 3), np.uint8)))
-    line = _one_line_error(run_wdsr("upscale", str(tiny), "--checkpoint", str(ckpt["x2"])))
+    line = one_line_error(run_wdsr("upscale", str(tiny), "--checkpoint", str(ckpt["x2"])))
     assert "1x1 pixels" in line
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    line = _one_line_error(run_wdsr("upscale", str(bad), "--checkpoint", str(ckpt["x2"])))
+    line = one_line_error(run_wdsr("upscale", str(bad), "--checkpoint", str(ckpt["x2"])))
     assert "bad.jpg" in line
     assert not list(tmp_path.glob("*_x2.png"))
 
@@ -278,4 +256,4 @@ def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):
 def test_bad_options(tmp_path, args, needle):
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))
-    assert needle in _one_line_error(run_wdsr("upscale", str(img), *args))
+    assert needle in one_line_error(run_wdsr("upscale", str(img), *args))
