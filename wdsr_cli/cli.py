@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings reflow into paragraphs at any terminal width
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -272,12 +273,12 @@ def train(
         300.0, "--stall-timeout", min=0.0, help="Stop the run when no rank has reported for "
         "this many seconds (0 = never)."),
 ) -> None:
-    """Train WDSR on one or more devices; writes runs/<name>/ (checkpoints, log, metrics, plot).
+    """Train WDSR on one or more devices; writes runs/NAME/ (checkpoints, log, metrics, plot).
 
     data.batch_size is per device: the global batch is batch_size x devices x nodes (the
     recipes' 16 on --devices 8 trains with 128 patches per step). Every rank starts from the
     same seed and averages its gradients with the others; rank 0 validates and writes the run
-    folder; each rank logs to runs/<name>/logs/rank_N.log.
+    folder; each rank logs to runs/NAME/logs/rank_N.log.
 
     Example: wdsr train --config demo --set train.lr=5e-4
 
@@ -645,7 +646,7 @@ def export(
     scale: int | None = typer.Option(
         None, "--scale", "-s", help="Scale of the default checkpoint (default 2)."),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Model file or folder (default: <checkpoint stem>.mindir / "
+        None, "--output", "-o", help="Model file or folder (default: CHECKPOINT-STEM.mindir / "
         ".onnx next to the checkpoint; the current folder for the bundled weights)."),
     input_size: str | None = typer.Option(
         None, "--input-size", metavar="HxW", help="Fixed LR input height x width (default: "
@@ -664,7 +665,7 @@ def export(
     Weight norm is folded into plain convolutions. MINDIR and ONNX take any input size unless
     --input-size fixes one. The file is then run on a real photo at two sizes (MINDIR with
     MindSpore, ONNX with ONNX Runtime) and compared with the checkpoint; it is written only if
-    the largest difference is within tolerance. <output>.json next to it records the I/O
+    the largest difference is within tolerance. OUTPUT.json next to it records the I/O
     contract; run it with wdsr upscale/evaluate --model.
 
     Example: wdsr export --checkpoint runs/wdsr-b-x2/best.ckpt --format onnx
