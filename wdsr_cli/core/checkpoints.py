@@ -28,6 +28,12 @@ FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "weights"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def _quiet_mindspore_logger():
     """MindSpore logs an [ERROR] line before raising on a bad file; we raise our own message."""
@@ -51,6 +57,7 @@ def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any]) -> 
     try:
         ms.save_checkpoint(obj, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)},
                            crc_check=True)
+        os.chmod(tmp, 0o666 & ~_umask())  # MindSpore writes 0400; use the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
         raise WdsrError(f"cannot write checkpoint '{path}': {exc.strerror or exc}",
