@@ -4,6 +4,7 @@
 # -> upscale a photo with the bundled weights. Everything it writes goes under ./demo/.
 set -euo pipefail
 WDSR=${1:-wdsr}
+case "$WDSR" in */*) WDSR="$(cd "$(dirname "$WDSR")" && pwd)/$(basename "$WDSR")" ;; esac
 OUT=demo
 mkdir -p "$OUT"
 cd "$OUT"
