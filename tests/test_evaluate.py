@@ -158,9 +158,10 @@ def test_div2k_validation_and_the_newest_matching_run_checkpoint(data, tmp_path)
         result["dataset"]
     assert [r["name"] for r in result["images"]] == ["0801", "0802"]
 
-    line = one_line_error(run_wdsr("evaluate", "--scale", "4", "--hr", str(data["hr"]),
+    # x8: neither a run nor bundled weights (x2/x3/x4 are bundled)
+    line = one_line_error(run_wdsr("evaluate", "--scale", "8", "--hr", str(data["hr"]),
                                     cwd=work))
-    assert "no x4 checkpoint" in line and "x2, x3" in line and "--checkpoint" in line
+    assert "no x8 checkpoint" in line and "x2, x3" in line and "--checkpoint" in line
 
 
 def test_no_div2k_under_the_data_root(data, tmp_path):

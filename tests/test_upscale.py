@@ -230,12 +230,20 @@ def test_scale_mismatch(ckpt, tmp_path):
 def test_no_bundled_weights_is_a_clear_message(tmp_path):
     from wdsr_cli.core.checkpoints import bundled_checkpoint
 
-    if bundled_checkpoint(4) is not None:
-        pytest.skip("bundled x4 weights exist")
+    assert bundled_checkpoint(8) is None  # x2/x3/x4 are bundled, x8 is not
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))
-    line = one_line_error(run_wdsr("upscale", str(img), "--scale", "4"))
-    assert "bundled x4 weights" in line and "--checkpoint" in line
+    line = one_line_error(run_wdsr("upscale", str(img), "--scale", "8"))
+    assert "bundled x8 weights" in line and "--checkpoint" in line
+
+
+def test_bundled_weights_work_out_of_the_box(tmp_path):
+    img = tmp_path / "x.png"
+    write_image(img, Image(pixels=_picture(21, 17)))
+    res = run_wdsr("upscale", str(img))
+    assert res.returncode == 0, res.stderr
+    out = read_image(tmp_path / "x_x2.png")
+    assert out.pixels.shape == (42, 34, 3)
 
 
 def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):
