@@ -114,6 +114,19 @@ def bench_prepare(repeats: int = 3) -> list[dict]:
 # ------------------------------------------------------------------------------ upscale
 
 
+def _bench_checkpoint(folder: Path) -> Path:
+    """WDSR-B 32x16 x2 with random weights, saved as wdsr train saves best.ckpt (speed does not
+    depend on the weights)."""
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import Config, ModelConfig
+    from wdsr_cli.core.model import build_model
+
+    cfg = Config(model=ModelConfig(variant="b", scale=2, n_feats=32, n_resblocks=16))
+    return save_checkpoint(build_model(cfg.model), folder / "wdsr_b_32x16_x2.ckpt", meta={
+        "model": cfg.to_dict()["model"], "scale": 2, "step": 0, "kind": "weights",
+        "dataset_id": "bench"})
+
+
 def bench_upscale(repeats: int = 5) -> list[dict]:
     """`wdsr upscale` at x2 on a 512x512 photo (bundled brushes.png, cropped) with WDSR-B
     32 features x 16 blocks (random weights: speed does not depend on them), untiled and
@@ -122,7 +135,6 @@ def bench_upscale(repeats: int = 5) -> list[dict]:
     that differ from the untiled result, and the wall time of one `wdsr upscale` process
     (start-up, checkpoint load and graph compile included).
     """
-    import dataclasses
     import subprocess
 
     import numpy as np
@@ -130,22 +142,15 @@ def bench_upscale(repeats: int = 5) -> list[dict]:
     from wdsr_cli.core import runtime
 
     runtime.init_mindspore("CPU", mode="graph", seed=0)
-    from wdsr_cli.core.checkpoints import save_checkpoint
-    from wdsr_cli.core.config import ModelConfig
     from wdsr_cli.core.data.images import Image, read_image, write_image
     from wdsr_cli.core.data.prepare import sample_dir
     from wdsr_cli.core.inference import Predictor
-    from wdsr_cli.core.model import build_model
     from wdsr_cli.core.upscale import upscale_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = ModelConfig(variant="b", scale=2, n_feats=32, n_resblocks=16)
-        model = dataclasses.asdict(cfg)
-        model["rgb_mean"] = list(model["rgb_mean"])
-        ckpt = save_checkpoint(build_model(cfg), tmp / "wdsr_b_32x16_x2.ckpt", meta={
-            "model": model, "scale": 2, "step": 0, "kind": "weights", "dataset_id": "bench"})
+        ckpt = _bench_checkpoint(tmp)
         photo = read_image(sample_dir() / "brushes.png").pixels[:512, :512]
         src = tmp / "in.png"
         write_image(src, Image(pixels=np.ascontiguousarray(photo)))
@@ -187,30 +192,22 @@ def bench_export(repeats: int = 3) -> list[dict]:
     warm-up, as other processes may share the CPU), untiled and with upscale's default tile
     256; 8-bit values that differ from the checkpoint's image; the export's own parity
     numbers and its time (export + check)."""
-    import dataclasses
 
     import numpy as np
 
     from wdsr_cli.core import runtime
 
     runtime.init_mindspore("CPU", mode="graph", seed=0)
-    from wdsr_cli.core.checkpoints import save_checkpoint
-    from wdsr_cli.core.config import ModelConfig
     from wdsr_cli.core.data.images import Image, read_image, write_image
     from wdsr_cli.core.data.prepare import sample_dir
     from wdsr_cli.core.export import export_model
     from wdsr_cli.core.inference import Predictor
-    from wdsr_cli.core.model import build_model
     from wdsr_cli.core.upscale import upscale_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = ModelConfig(variant="b", scale=2, n_feats=32, n_resblocks=16)
-        model = dataclasses.asdict(cfg)
-        model["rgb_mean"] = list(model["rgb_mean"])
-        ckpt = save_checkpoint(build_model(cfg), tmp / "wdsr_b_32x16_x2.ckpt", meta={
-            "model": model, "scale": 2, "step": 0, "kind": "weights", "dataset_id": "bench"})
+        ckpt = _bench_checkpoint(tmp)
         files = {"checkpoint": ckpt}
         for fmt in ("mindir", "onnx"):
             t0 = time.perf_counter()
