@@ -164,3 +164,13 @@ def test_bad_training_inputs(workdir, args, needle):
 def test_resume_from_a_folder_that_is_not_a_run(workdir, tmp_path):
     res = run_wdsr("train", "--resume", str(tmp_path), cwd=workdir)
     assert res.returncode == 2 and "not a wdsr run folder" in res.stderr
+
+
+def test_init_bundled_resolves_to_the_shipped_weights(workdir):
+    res = _train(workdir, "--steps", "1", "--init", "bundled", "--name", "initbundled")
+    assert res.returncode == 0, res.stderr
+    start = [e for e in _events(workdir / "runs" / "initbundled") if e["type"] == "start"][0]
+    assert start["init_from"].endswith("assets/weights/wdsr_x2.ckpt")
+    # The tiny model shares these shapes with WDSR-B 32x16 x2: the 5x5 skip convolution
+    # (kernel, g, bias) and the tail's g and bias (its kernel has 8, not 32, input channels).
+    assert start["init_loaded"] == 5

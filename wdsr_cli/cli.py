@@ -311,6 +311,7 @@ def train(
     if init is not None and resume is not None:
         raise WdsrError("--init and --resume do not go together",
                         "--resume continues a run; --init starts a new one from weights")
+    init = _bundled_alias(init, cfg.model.scale)  # --init bundled: fine-tune the shipped weights
     if init is not None and not init.is_file():
         raise WdsrError(f"--init checkpoint '{init}' does not exist")
     if json_out is not None and not dry_run:

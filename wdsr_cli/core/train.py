@@ -194,6 +194,7 @@ class Trainer:
         self.psnr_points: list[tuple[int, float]] = []
         self.best_psnr = -math.inf
         self.bicubic_psnr: float | None = None
+        self.init_loaded = 0
         self._log = None
 
     # -- plumbing
@@ -246,7 +247,7 @@ class Trainer:
             if not loaded:
                 raise WdsrError(f"no parameter of '{self.opts.init_checkpoint}' fits this model",
                                 "--init needs a checkpoint of the same variant and width")
-            self.init_loaded = len(loaded)
+            self.init_loaded = len(loaded)  # parameters whose name and shape matched
 
         self.precision = self._resolve_precision()
         self.lrs = learning_rates(t)
@@ -375,7 +376,9 @@ class Trainer:
                   global_batch=self.cfg.data.batch_size * self.world_size,
                   dataset_id=self.patches.dataset_id, bicubic_psnr=self.bicubic_psnr,
                   resumed_from=str(self.opts.resume.checkpoint) if self.opts.resume
-                  and self.opts.resume.checkpoint else None)
+                  and self.opts.resume.checkpoint else None,
+                  init_from=str(self.opts.init_checkpoint) if self.opts.init_checkpoint else None,
+                  init_loaded=self.init_loaded)
         step = self.start_step
         loss_avg, window_start, window_wait, window_steps = None, time.perf_counter(), 0.0, 0
         global_batch = self.cfg.data.batch_size * self.world_size
