@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,3 +57,35 @@ def save_tiny_checkpoint(path: Path, scale: int = 2, *, step: int = 0, kind: str
     return save_checkpoint(build_model(cfg.model), path, meta={
         "model": cfg.to_dict()["model"], "scale": scale, "step": step, "kind": kind,
         "dataset_id": dataset_id})
+
+
+def rank_table_dict(servers: list[tuple[str, list[tuple[int, int]]]], **overrides) -> dict:
+    """servers: [(server_id, [(device_id, rank_id), ...]), ...] -> HCCL v1.0 rank table JSON
+    (documentation addresses only)."""
+    data = {
+        "version": "1.0",
+        "server_count": str(len(servers)),
+        "server_list": [
+            {
+                "server_id": sid,
+                "device": [
+                    {
+                        "device_id": str(dev),
+                        "device_ip": f"198.51.100.{s_index * 10 + dev + 1}",
+                        "rank_id": str(rank),
+                    }
+                    for dev, rank in devices
+                ],
+                "host_nic_ip": "reserve",
+            }
+            for s_index, (sid, devices) in enumerate(servers)
+        ],
+        "status": "completed",
+    }
+    data.update(overrides)
+    return data
+
+
+def write_rank_table(path: Path, servers: list[tuple[str, list[tuple[int, int]]]]) -> Path:
+    path.write_text(json.dumps(rank_table_dict(servers)))
+    return path

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from conftest import write_rank_table
 
 from wdsr_cli.core.errors import WdsrError
 from wdsr_cli.core.launch.plan import (
@@ -30,42 +31,17 @@ SERVER_B = "192.0.2.11"
 ARGV = ["/usr/bin/python3", "-m", "wdsr_cli.worker", "--config", "run.yaml"]
 
 
-def write_table(path: Path, servers: list[tuple[str, list[tuple[int, int]]]]) -> Path:
-    data = {
-        "version": "1.0",
-        "server_count": str(len(servers)),
-        "server_list": [
-            {
-                "server_id": sid,
-                "device": [
-                    {
-                        "device_id": str(d),
-                        "device_ip": f"198.51.100.{i * 10 + d + 1}",
-                        "rank_id": str(r),
-                    }
-                    for d, r in devices
-                ],
-                "host_nic_ip": "reserve",
-            }
-            for i, (sid, devices) in enumerate(servers)
-        ],
-        "status": "completed",
-    }
-    path.write_text(json.dumps(data))
-    return path
-
-
 @pytest.fixture
 def table_8p(tmp_path: Path):
     return load_rank_table(
-        write_table(tmp_path / "hccl_8p.json", [(SERVER_A, [(i, i) for i in range(8)])])
+        write_rank_table(tmp_path / "hccl_8p.json", [(SERVER_A, [(i, i) for i in range(8)])])
     )
 
 
 @pytest.fixture
 def table_16p(tmp_path: Path):
     return load_rank_table(
-        write_table(
+        write_rank_table(
             tmp_path / "hccl_16p.json",
             [(SERVER_A, [(i, i) for i in range(8)]), (SERVER_B, [(i, 8 + i) for i in range(8)])],
         )
@@ -134,7 +110,7 @@ def test_ranktable_mode_sets_no_dynamic_cluster_variables(table_16p, tmp_path) -
 
 
 def test_ranktable_relative_path_becomes_absolute(tmp_path, monkeypatch) -> None:
-    write_table(tmp_path / "t.json", [(SERVER_A, [(0, 0), (1, 1)])])
+    write_rank_table(tmp_path / "t.json", [(SERVER_A, [(0, 0), (1, 1)])])
     monkeypatch.chdir(tmp_path)
     table = load_rank_table("t.json")
     plan = plan_ranktable(table, SERVER_A, 2, ARGV, "run")
@@ -144,7 +120,7 @@ def test_ranktable_relative_path_becomes_absolute(tmp_path, monkeypatch) -> None
 def test_ranktable_physical_device_ids_are_kept(tmp_path) -> None:
     # A 4-card table on cards 4-7: DEVICE_ID is the physical card, WDSR_LOCAL_RANK the index.
     table = load_rank_table(
-        write_table(tmp_path / "t.json", [(SERVER_A, [(4 + i, i) for i in range(4)])])
+        write_rank_table(tmp_path / "t.json", [(SERVER_A, [(4 + i, i) for i in range(4)])])
     )
     plan = plan_ranktable(table, SERVER_A, 4, ARGV, tmp_path)
     assert [p.env["DEVICE_ID"] for p in plan.processes] == ["4", "5", "6", "7"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import run_wdsr
+from conftest import run_wdsr, write_rank_table
 
 from wdsr_cli.core.launch import launcher as L
 from wdsr_cli.core.launch.plan import plan_dynamic, plan_single
@@ -371,16 +371,6 @@ def test_dead_launcher_takes_real_workers_with_it(tmp_path) -> None:
 # ------------------------------------------------------------------------------ dry run (CLI)
 
 
-def _table(path: Path, servers: list[tuple[str, list[tuple[int, int]]]]) -> Path:
-    data = {"version": "1.0", "server_count": str(len(servers)), "status": "completed",
-            "server_list": [{"server_id": sid, "host_nic_ip": "reserve",
-                             "device": [{"device_id": str(d), "device_ip": f"198.51.100.{r}",
-                                         "rank_id": str(r)} for d, r in devs]}
-                            for sid, devs in servers]}
-    path.write_text(json.dumps(data))
-    return path
-
-
 def _dry_run(tmp_path: Path, *args: str) -> dict:
     res = run_wdsr("train", "-c", "demo", "--dry-run", "--json", "-", *args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -388,7 +378,8 @@ def _dry_run(tmp_path: Path, *args: str) -> dict:
 
 
 def test_dry_run_8_devices_one_server(tmp_path) -> None:
-    table = _table(tmp_path / "hccl_8p.json", [("192.0.2.10", [(d, d) for d in range(8)])])
+    table = write_rank_table(tmp_path / "hccl_8p.json",
+                             [("192.0.2.10", [(d, d) for d in range(8)])])
     plan = _dry_run(tmp_path, "--devices", "8", "--rank-table", str(table),
                     "--server-id", "192.0.2.10", "--device-target", "Ascend")
     assert (plan["mode"], plan["world_size"], plan["global_batch"]) == ("ranktable", 8, 128)
@@ -411,7 +402,7 @@ def test_dry_run_8_devices_one_server(tmp_path) -> None:
 
 
 def test_dry_run_16_devices_two_servers(tmp_path) -> None:
-    table = _table(tmp_path / "hccl_16p.json",
+    table = write_rank_table(tmp_path / "hccl_16p.json",
                    [("192.0.2.10", [(d, d) for d in range(8)]),
                     ("192.0.2.11", [(d, 8 + d) for d in range(8)])])
     for server, first in (("192.0.2.10", 0), ("192.0.2.11", 8)):
@@ -462,9 +453,9 @@ def test_bad_rank_tables_and_flags(tmp_path, content, args, expected) -> None:
         path.write_text(content)
     elif "dup" in args:
         args = []
-        _table(path, [("192.0.2.10", [(0, 0), (1, 1), (2, 1)])])
+        write_rank_table(path, [("192.0.2.10", [(0, 0), (1, 1), (2, 1)])])
     else:
-        _table(path, [("192.0.2.10", [(d, d) for d in range(8)])])
+        write_rank_table(path, [("192.0.2.10", [(d, d) for d in range(8)])])
     target = [] if "--device-target" in args else ["--device-target", "Ascend"]
     res = run_wdsr("train", "-c", "demo", "--rank-table", str(path), *target, *args,
                    cwd=tmp_path)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import rank_table_dict
 
 from wdsr_cli.core.errors import WdsrError
 from wdsr_cli.core.launch.ranktable import (
@@ -21,30 +22,6 @@ SERVER_A = "192.0.2.10"
 SERVER_B = "192.0.2.11"
 
 
-def table_dict(servers: list[tuple[str, list[tuple[int, int]]]], **overrides) -> dict:
-    """servers: [(server_id, [(device_id, rank_id), ...]), ...] -> HCCL v1.0 JSON object."""
-    data = {
-        "version": "1.0",
-        "server_count": str(len(servers)),
-        "server_list": [
-            {
-                "server_id": sid,
-                "device": [
-                    {
-                        "device_id": str(dev),
-                        "device_ip": f"198.51.100.{s_index * 10 + dev + 1}",
-                        "rank_id": str(rank),
-                    }
-                    for dev, rank in devices
-                ],
-                "host_nic_ip": "reserve",
-            }
-            for s_index, (sid, devices) in enumerate(servers)
-        ],
-        "status": "completed",
-    }
-    data.update(overrides)
-    return data
 
 
 def write(tmp_path: Path, data, name: str = "hccl.json") -> Path:
@@ -55,12 +32,13 @@ def write(tmp_path: Path, data, name: str = "hccl.json") -> Path:
 
 @pytest.fixture
 def table_8p(tmp_path: Path) -> Path:
-    return write(tmp_path, table_dict([(SERVER_A, [(i, i) for i in range(8)])]), "hccl_8p.json")
+    table = rank_table_dict([(SERVER_A, [(i, i) for i in range(8)])])
+    return write(tmp_path, table, "hccl_8p.json")
 
 
 @pytest.fixture
 def table_16p(tmp_path: Path) -> Path:
-    data = table_dict(
+    data = rank_table_dict(
         [
             (SERVER_A, [(i, i) for i in range(8)]),
             (SERVER_B, [(i, 8 + i) for i in range(8)]),
@@ -111,7 +89,7 @@ def test_relative_path_becomes_absolute(table_8p: Path, monkeypatch) -> None:
 
 
 def test_devices_sorted_by_rank_within_server(tmp_path: Path) -> None:
-    path = write(tmp_path, table_dict([(SERVER_A, [(1, 1), (0, 0), (3, 3), (2, 2)])]))
+    path = write(tmp_path, rank_table_dict([(SERVER_A, [(1, 1), (0, 0), (3, 3), (2, 2)])]))
     table = load_rank_table(path)
     assert [d.rank_id for d in table.devices_for(SERVER_A)] == [0, 1, 2, 3]
 
@@ -185,7 +163,7 @@ def test_group_list_with_several_devices_per_rank_is_rejected(tmp_path: Path) ->
 
 def test_server_order_against_server_id_dictionary_order_is_a_warning(tmp_path: Path) -> None:
     # "10.0.0.10" sorts before "10.0.0.9" as a string, but holds the higher ranks here.
-    data = table_dict(
+    data = rank_table_dict(
         [("10.0.0.9", [(i, i) for i in range(2)]), ("10.0.0.10", [(i, 2 + i) for i in range(2)])]
     )
     table = load_rank_table(write(tmp_path, data))
@@ -215,7 +193,7 @@ def test_malformed_json_names_line_and_column(tmp_path: Path) -> None:
 
 
 def test_trailing_comma_is_malformed(tmp_path: Path) -> None:
-    text = json.dumps(table_dict([(SERVER_A, [(0, 0)])]), indent=2)
+    text = json.dumps(rank_table_dict([(SERVER_A, [(0, 0)])]), indent=2)
     text = text.replace('"status": "completed"', '"status": "completed",')
     err = error_of(write(tmp_path, text))
     assert "not valid JSON" in err.message
@@ -232,7 +210,7 @@ def test_top_level_not_an_object(tmp_path: Path) -> None:
 
 
 def test_duplicate_rank_ids(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0), (1, 1)]), (SERVER_B, [(0, 1), (1, 2)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0), (1, 1)]), (SERVER_B, [(0, 1), (1, 2)])])
     err = error_of(write(tmp_path, data))
     assert "rank_id 1 is used twice" in err.message
     assert SERVER_A in err.message and SERVER_B in err.message
@@ -240,7 +218,7 @@ def test_duplicate_rank_ids(tmp_path: Path) -> None:
 
 
 def test_non_contiguous_ranks(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0), (1, 1), (2, 2), (3, 4)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0), (1, 1), (2, 2), (3, 4)])])
     err = error_of(write(tmp_path, data))
     assert "rank ids must be 0..3 with no gaps" in err.message
     assert "missing 3" in err.message
@@ -248,34 +226,34 @@ def test_non_contiguous_ranks(tmp_path: Path) -> None:
 
 
 def test_ranks_not_starting_at_zero(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 1), (1, 2)])])
+    data = rank_table_dict([(SERVER_A, [(0, 1), (1, 2)])])
     err = error_of(write(tmp_path, data))
     assert "missing 0" in err.message
 
 
 @pytest.mark.parametrize("status", ["initializing", "", None])
 def test_status_not_completed(tmp_path: Path, status) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])], status=status)
+    data = rank_table_dict([(SERVER_A, [(0, 0)])], status=status)
     err = error_of(write(tmp_path, data))
     assert f"has status {json.dumps(status)}" in err.message
     assert 'not "completed"' in err.message
 
 
 def test_missing_status(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)])])
     del data["status"]
     assert 'is missing "status"' in error_of(write(tmp_path, data)).message
 
 
 def test_missing_device_key_names_the_place(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0), (1, 1)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0), (1, 1)])])
     del data["server_list"][0]["device"][1]["rank_id"]
     err = error_of(write(tmp_path, data))
     assert 'server_list[0].device[1] is missing "rank_id"' in err.message
 
 
 def test_missing_top_level_keys(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)])])
     del data["server_count"]
     del data["version"]
     err = error_of(write(tmp_path, data))
@@ -289,7 +267,7 @@ def test_neither_layout(tmp_path: Path) -> None:
 
 
 def test_non_integer_string(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)])])
     data["server_list"][0]["device"][0]["device_id"] = "card0"
     err = error_of(write(tmp_path, data))
     assert "server_list[0].device[0].device_id must be a string holding a non-negative integer" in (
@@ -299,13 +277,13 @@ def test_non_integer_string(tmp_path: Path) -> None:
 
 
 def test_negative_rank_is_not_an_integer_string(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)])])
     data["server_list"][0]["device"][0]["rank_id"] = "-1"
     assert "non-negative integer" in error_of(write(tmp_path, data)).message
 
 
 def test_unquoted_number_is_explained(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)])])
     data["server_list"][0]["device"][0]["rank_id"] = 0
     err = error_of(write(tmp_path, data))
     assert "is the number 0" in err.message and "quote every value" in err.message
@@ -313,13 +291,13 @@ def test_unquoted_number_is_explained(tmp_path: Path) -> None:
 
 
 def test_server_count_mismatch(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)])], server_count="2")
+    data = rank_table_dict([(SERVER_A, [(0, 0)])], server_count="2")
     err = error_of(write(tmp_path, data))
     assert '"server_count" says 2 but "server_list" has 1 server(s)' in err.message
 
 
 def test_duplicate_device_id_within_a_server(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0), (0, 1)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0), (0, 1)])])
     err = error_of(write(tmp_path, data))
     assert f"server '{SERVER_A}' lists device_id 0 twice" in err.message
     assert "ranks 0 and 1" in err.message
@@ -330,13 +308,13 @@ def test_same_device_id_on_two_servers_is_fine(table_16p: Path) -> None:
 
 
 def test_duplicate_server_id(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)]), (SERVER_A, [(1, 1)])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)]), (SERVER_A, [(1, 1)])])
     err = error_of(write(tmp_path, data))
     assert f"server_id '{SERVER_A}' is listed twice" in err.message
 
 
 def test_empty_device_list(tmp_path: Path) -> None:
-    data = table_dict([(SERVER_A, [(0, 0)]), (SERVER_B, [])])
+    data = rank_table_dict([(SERVER_A, [(0, 0)]), (SERVER_B, [])])
     err = error_of(write(tmp_path, data))
     assert f"server '{SERVER_B}' (server_list[1]) has an empty or missing device list" in (
         err.message
@@ -344,7 +322,7 @@ def test_empty_device_list(tmp_path: Path) -> None:
 
 
 def test_empty_server_list(tmp_path: Path) -> None:
-    data = table_dict([], server_count="0")
+    data = rank_table_dict([], server_count="0")
     assert '"server_list" must be a non-empty list' in error_of(write(tmp_path, data)).message
 
 
@@ -372,7 +350,7 @@ def test_select_by_local_address(table_16p: Path) -> None:
 
 
 def test_select_by_host_name(tmp_path: Path) -> None:
-    data = table_dict([("node_0", [(0, 0)]), ("node_1", [(0, 1)])])
+    data = rank_table_dict([("node_0", [(0, 0)]), ("node_1", [(0, 1)])])
     table = load_rank_table(write(tmp_path, data))
     assert select_server(table, None, local_addresses={"node_1", "127.0.0.1"}) == "node_1"
 
