@@ -20,8 +20,9 @@ WDSR = str(Path(sys.executable).with_name("wdsr"))
 
 def run_wdsr(*args: str, cwd: str | os.PathLike | None = None, env: dict | None = None,
              timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `wdsr` console script, capturing text output."""
-    full_env = {**os.environ, **(env or {})}
+    """Run the real `wdsr` console script, capturing text output (``env``: extra variables;
+    a value of None removes the variable)."""
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     return subprocess.run([WDSR, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
 

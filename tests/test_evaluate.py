@@ -98,10 +98,10 @@ def test_hr_and_lr_folders_matched_by_name(data, tmp_path):
     saved = tmp_path / "saved"
     res = run_wdsr("evaluate", "--hr", str(hr), "--lr", str(lr), "--checkpoint", str(data["x2"]),
                    "--protocol", "rgb", "--save-images", str(saved), "--limit", "1",
-                   "--tile", "5", "--json", "-")
+                   "--tile", "32", "--json", "-")
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
-    assert result["protocol"] == "rgb" and result["border"] == 8 and result["tile"] == 5
+    assert result["protocol"] == "rgb" and result["border"] == 8 and result["tile"] == 32
     assert [r["name"] for r in result["images"]] == ["0801"]
     assert "bicubic_psnr" not in result["mean"]
     psnr, _, _, _ = _expected(hr / "0801.png", data["x2"], 2, "rgb")
@@ -177,6 +177,8 @@ def test_no_div2k_under_the_data_root(data, tmp_path):
     (["--protocol", "psnr"], "unknown protocol 'psnr'"),
     (["--lr", "somewhere"], "--lr needs --hr"),
     (["--scale", "5"], "unsupported scale 5"),
+    (["--tile", "16"], "--tile must be 0 (whole image) or at least 32"),
+    (["--limit", "-1"], "--limit must be 0 or more"),
     (["--checkpoint", "nope.ckpt"], "nope.ckpt' does not exist"),
     (["--hr", "no-such-folder"], "no-such-folder"),
 ])

@@ -340,7 +340,7 @@ def test_upscale_with_exported_models_equals_the_checkpoint(exported, tmp_path):
                        ("--model", exported["mindir"]["output"]),
                        ("--model", exported["onnx"]["output"])):
         dst = tmp_path / f"{Path(path).suffix[1:]}.png"
-        res = run_wdsr("upscale", str(src), flag, str(path), "-o", str(dst), "--tile", "24")
+        res = run_wdsr("upscale", str(src), flag, str(path), "-o", str(dst), "--tile", "32")
         assert res.returncode == 0, res.stderr
         results[dst.stem] = read_image(dst).pixels.astype(int)
     ckpt = results["ckpt"]

@@ -103,6 +103,24 @@ def test_tiles_cover_the_image_once_and_crops_hold_the_halo(h, w, tile, halo):
         assert len(tiles) == 1
 
 
+@pytest.mark.parametrize("h,w", [(5, 400), (400, 5), (12, 13), (47, 47), (48, 48), (49, 300),
+                                 (300, 47), (1000, 1000)])
+def test_tiles_hold_the_memory_budget_and_are_never_thinner_than_needed(h, w):
+    """--tile 32 with a halo of 8: a crop holds at most (32 + 16)^2 pixels (about: a stretched
+    crop rounds down), and no crop is smaller than that unless it is the whole image, so
+    crops stay in the size range where the convolutions compute a pixel the same way."""
+    tile, halo = 32, 8
+    budget = (tile + 2 * halo) ** 2
+    tiles = plan_tiles(h, w, tile, halo)
+    areas = {(t.cy1 - t.cy0) * (t.cx1 - t.cx0) for t in tiles}
+    assert len(areas) == 1
+    area = areas.pop()
+    if h * w <= budget:
+        assert len(tiles) == 1
+    else:
+        assert len(tiles) > 1 and budget - max(h, w) < area <= budget
+
+
 def test_bad_tile_arguments():
     with pytest.raises(WdsrError):
         plan_tiles(0, 5, 4, 1)
@@ -139,10 +157,10 @@ def test_tiles_are_streamed_one_at_a_time_with_progress():
     net = NumpyNet(2)
     seen = []
     out = Predictor(net, 2, net.receptive_radius, tile=4).predict(
-        _image(9, 10), on_tile=lambda d, t: seen.append((d, t)))
-    assert out.shape == (18, 20, 3)
-    assert seen == [(i, 9) for i in range(1, 10)]
-    assert set(net.calls) == {(1, 3, 9, 10)}  # crops of min(4 + 2 * 3, side): one shape
+        _image(12, 13), on_tile=lambda d, t: seen.append((d, t)))
+    assert out.shape == (24, 26, 3)
+    assert seen == [(i, 12) for i in range(1, 13)]  # 3 rows x 4 columns of 4x4 tiles
+    assert set(net.calls) == {(1, 3, 10, 10)}  # crops of 4 + 2 * 3: one shape
 
 
 # ------------------------------------------------------------------------------ self-ensemble
@@ -179,17 +197,18 @@ def test_self_ensemble_is_the_mean_of_the_eight_passes_numpy():
     want = _ensemble_by_hand(net, img)
     got = Predictor(net, 3, net.receptive_radius, self_ensemble=True).predict(img)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
-    tiled = Predictor(net, 3, net.receptive_radius, tile=4, self_ensemble=True).predict(img)
-    np.testing.assert_array_equal(tiled, got)
+    tiled = Predictor(net, 3, net.receptive_radius, tile=2, self_ensemble=True)
+    assert tiled.tiles_for(11, 8) > 8  # really tiled
+    np.testing.assert_array_equal(tiled.predict(img), got)
 
 
 def test_self_ensemble_progress_counts_every_pass():
     net = NumpyNet(2)
-    p = Predictor(net, 2, net.receptive_radius, tile=4, self_ensemble=True)
+    p = Predictor(net, 2, net.receptive_radius, tile=2, self_ensemble=True)
     seen = []
-    p.predict(_image(9, 5), on_tile=lambda d, t: seen.append((d, t)))
-    assert p.tiles_for(9, 5) == 4 * 6 + 4 * 6 == len(seen)
-    assert seen[-1] == (48, 48)
+    p.predict(_image(13, 11), on_tile=lambda d, t: seen.append((d, t)))
+    assert p.tiles_for(13, 11) == 4 * 42 + 4 * 42 == len(seen)  # 7 x 6 tiles of 2x2 each way
+    assert seen[-1] == (336, 336)
 
 
 # --------------------------------------------------------------------------------- errors

@@ -66,6 +66,14 @@ def _load_config(config: str | None, overrides: list[str] | None, device_target:
     return load_config(config, sets)
 
 
+def _check_tile(tile: int) -> None:
+    from .core.config import MIN_TILE
+
+    if tile != 0 and tile < MIN_TILE:
+        raise WdsrError(f"--tile must be 0 (whole image) or at least {MIN_TILE} LR pixels, "
+                        f"got {tile}", f"tiles only bound memory: use --tile {MIN_TILE} or more")
+
+
 def _bundled_alias(checkpoint: Path | None, scale: int | None) -> Path | None:
     """`--checkpoint bundled` names the weights shipped with wdsr for the scale (default x2)."""
     if checkpoint is None or str(checkpoint) != "bundled":
@@ -544,7 +552,8 @@ def evaluate(
         None, "--self-ensemble/--no-self-ensemble", help="x8 self-ensemble "
         "(default: eval.self_ensemble)."),
     tile: int | None = typer.Option(
-        None, "--tile", help="LR tile side, 0 = whole image (default: eval.tile)."),
+        None, "--tile", help="LR tile side (32 or more), 0 = whole image (default: "
+        "eval.tile). The results do not depend on it."),
     bicubic: bool = typer.Option(
         False, "--bicubic", help="Add the MATLAB-bicubic baseline columns."),
     save_images: Path | None = typer.Option(
@@ -578,8 +587,9 @@ def evaluate(
     if scale is not None and scale not in SCALES:
         raise WdsrError(f"unsupported scale {scale}",
                         "choose one of " + ", ".join(map(str, SCALES)))
-    if tile < 0 or limit < 0:
-        raise WdsrError("--tile and --limit must be 0 or more", "0 = whole image / all images")
+    _check_tile(tile)
+    if limit < 0:
+        raise WdsrError("--limit must be 0 or more", "0 = all images")
     if lr is not None and hr is None:
         raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
     checkpoint = _bundled_alias(checkpoint, scale)
@@ -592,7 +602,8 @@ def evaluate(
 
     from .core import runtime
 
-    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
+    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0,
+                           purpose="inference")
     why = "--checkpoint"
     if model is not None:
         from .core.export import load_model_predictor
@@ -684,7 +695,8 @@ def export(
     checkpoint = _bundled_alias(checkpoint, scale)
     if checkpoint is not None:  # every check before MindSpore is imported
         X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
-    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
+    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0,
+                           purpose="inference")
     why = "--checkpoint"
     if checkpoint is None:
         checkpoint, why = E.default_checkpoint(scale or 2, runs_dir)
@@ -752,9 +764,8 @@ def upscale(
         None, "--model", help="Run an exported .mindir/.onnx (wdsr export) instead of a "
         "checkpoint."),
     tile: int = typer.Option(
-        256, "--tile", help="LR tile side, 0 = whole image at once. Tiles only bound memory: "
-        "the halo gives every pixel its untiled input (results agree within one 8-bit level on "
-        "a few values per million, from MindSpore's CPU kernels)."),
+        256, "--tile", help="LR tile side (32 or more), 0 = whole image at once. Tiles only "
+        "bound memory: the output is the same whatever the tile."),
     self_ensemble: bool = typer.Option(
         False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -778,8 +789,7 @@ def upscale(
     if scale is not None and scale not in SCALES:
         raise WdsrError(f"unsupported scale {scale}",
                         "choose one of " + ", ".join(map(str, SCALES)))
-    if tile < 0:
-        raise WdsrError("--tile must be 0 (whole image) or a tile side in LR pixels")
+    _check_tile(tile)
     checkpoint = _bundled_alias(checkpoint, scale)
     if checkpoint is not None and not checkpoint.is_file():
         raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
@@ -798,7 +808,8 @@ def upscale(
             raise WdsrError(f"model '{model}' is a x{scale} model, but the scale asked for is "
                             f"x{wanted}", f"pass --scale {scale} or a x{wanted} model")
     if scale is None and checkpoint is not None:
-        runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0)
+        runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
+                               seed=0, purpose="inference")
         scale = E.checkpoint_scale(checkpoint)
     scale = 2 if scale is None else scale
     jobs = U.plan_jobs(sources, output, scale, single, overwrite)
@@ -811,7 +822,7 @@ def upscale(
     start = time.perf_counter()
     if todo:
         runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
-                               seed=0)
+                               seed=0, purpose="inference")
         if model is not None:
             from .core.export import load_model_predictor
 

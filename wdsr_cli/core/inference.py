@@ -5,8 +5,9 @@ A Predictor wraps a *backend* (anything that maps an NCHW float32 batch to the u
 float32 batch, see :class:`Backend`) and adds what every caller needs:
 
 * **Tiling with an exact halo.** ``tile`` is the side of an LR tile (0 = the whole image in one
-  call). Each tile is sent with a halo of ``receptive_radius`` LR pixels on every side that is
-  not a true image border, so every output pixel is computed from exactly the input pixels it
+  call; an image within the tile's memory budget is not cut, see :func:`tile_sides`). Each
+  tile is sent with a halo of ``receptive_radius`` LR pixels on every side that is not a true
+  image border, so every output pixel is computed from exactly the input pixels it
   would see untiled (zero padding happens only at the real borders, inside the network).
   Tiles are streamed: one tile plus halo is on the device at a time; the output is assembled on
   the host. Every crop of one image has the same shape (the crops of the last row/column are
@@ -17,15 +18,14 @@ float32 batch, see :class:`Backend`) and adds what every caller needs:
 
 Numerics of tiling (measured, MindSpore 2.10 CPU): the halo makes tiled and untiled output
 *mathematically* identical, and the tiling arithmetic here is exact (the tests check it bit for
-bit with a position-independent numpy backend). MindSpore's CPU convolutions (oneDNN
-``gemm:jit``), however, do not compute a pixel the same way in every input shape: the vectorised
-main kernel uses FMA while the remainder kernels for the last 1-8 pixels of a thread's share do
-not, the spatial dimension is split between threads at shape-dependent points, and some shapes
-select a different gemm algorithm. So the same pixel can differ by up to ~1e-4 (on the 0..255
-scale) between a tiled and an untiled run, and after rounding to 8 bits a few values in a
-million differ by one level (WDSR-B 32x16, 512x512 photo, tile 256: 19 of 3,145,728). With
-``ONEDNN_MAX_CPU_ISA=AVX`` (no FMA anywhere) the measured WDSR-A/B outputs were bit-identical.
-See README.md ("upscale", "Tiling") for the numbers.
+bit with a position-independent numpy backend). For the real kernels two more things are needed,
+because oneDNN computes a pixel differently in different input shapes: (1) inference processes
+cap oneDNN at AVX (``runtime.prepare_environment``): with AVX2 the vectorised main loop uses FMA
+and the remainder loop does not, which made ~6 values per million differ by one 8-bit level;
+(2) :func:`tile_sides` never makes a crop smaller than the memory budget requires, since very
+small crops select other gemm blockings. With both, tiled output equalled untiled output bit
+for bit in every measured case (``tests/test_tiling_exact.py``). ``tile`` is a budget: crops
+hold about ``(tile + 2 * halo) ** 2`` pixels. See README.md ("upscale", "Tiling").
 
 Exported models (``wdsr export``) run through the same Predictor: :meth:`Predictor.from_model`
 reads the I/O contract written next to the file (``<model>.json``: scale, receptive radius,
@@ -387,14 +387,38 @@ def _axis_plan(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
     return plan
 
 
+def tile_sides(height: int, width: int, tile: int, halo: int) -> tuple[int, int]:
+    """The (rows, cols) of a tile's core for a ``height x width`` image; 0 = that axis is not cut.
+
+    ``tile`` is a memory budget: a crop holds at most about ``(tile + 2 * halo) ** 2`` pixels.
+    An image within the budget is not cut at all, and an axis that fits inside one crop is not
+    cut while the other axis gets the whole budget: no crop is thinner than it must be. That
+    keeps every crop, like the untiled image, in the size range where oneDNN's convolutions
+    compute each pixel the same way (small crops select other gemm blockings; see the module
+    docstring).
+    """
+    if tile <= 0:
+        return 0, 0
+    window = tile + 2 * halo
+    budget = window * window
+    if height * width <= budget:
+        return 0, 0
+    if height <= window:
+        return 0, max(tile, budget // height - 2 * halo)
+    if width <= window:
+        return max(tile, budget // width - 2 * halo), 0
+    return tile, tile
+
+
 def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
     """The tiles (row-major) covering a ``height x width`` LR image; ``tile`` 0 = one tile."""
     if height < 1 or width < 1:
         raise WdsrError(f"cannot tile an empty image ({height}x{width})")
     if tile < 0 or halo < 0:
         raise WdsrError(f"tile ({tile}) and halo ({halo}) must be >= 0")
-    ys = _axis_plan(height, tile, halo)
-    xs = _axis_plan(width, tile, halo)
+    rows, cols = tile_sides(height, width, tile, halo)
+    ys = _axis_plan(height, rows, halo)
+    xs = _axis_plan(width, cols, halo)
     return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
             for (y0, y1, cy0, cy1) in ys for (x0, x1, cx0, cx1) in xs]
 

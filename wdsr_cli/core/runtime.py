@@ -49,18 +49,29 @@ def _is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
 
-def prepare_environment(device_target: str) -> dict[str, str]:
+# oneDNN ISA caps on x86 CPUs (see prepare_environment).
+CPU_ISA = {"train": "AVX2", "inference": "AVX"}
+
+
+def prepare_environment(device_target: str, purpose: str = "train") -> dict[str, str]:
     """Set process-wide variables that must exist before mindspore is imported.
 
     - GLOG_v=3: MindSpore logs only errors (its INFO/WARNING lines drown the progress UI).
-    - ONEDNN_MAX_CPU_ISA=AVX2 on x86 CPU targets: the bundled oneDNN picks a reference
-      (~20x slower) 3x3/5x5 convolution kernel on AVX-512 machines; capping the ISA selects the
-      jit kernels (FACTS.md: 256x256 x2 WDSR forward 15 s -> 0.64 s).
-    A value the user set is always kept.
+    - ONEDNN_MAX_CPU_ISA on x86 CPU targets. Training caps it at AVX2: the bundled oneDNN picks
+      a reference (~20x slower) 3x3/5x5 convolution kernel on AVX-512 machines; capping the ISA
+      selects the jit kernels (FACTS.md: 256x256 x2 WDSR forward 15 s -> 0.64 s). Inference
+      (evaluate, upscale, export) caps it at AVX: the AVX2 kernels use FMA in their vectorised
+      main loop but not in the remainder loop, so the same pixel is computed differently in
+      different tile shapes; without FMA every shape gives the same bits, which is what makes
+      tiled output equal untiled output (measured cost: ~20-30% slower inference).
+    A value the user set is always kept (ONEDNN_MAX_CPU_ISA=AVX2 buys inference speed back and
+    gives up bit-exact tiling).
     """
+    if purpose not in CPU_ISA:
+        raise ValueError(f"purpose must be one of {sorted(CPU_ISA)}, not {purpose!r}")
     wanted = {"GLOG_v": "3"}
     if device_target == "CPU" and _is_x86():
-        wanted["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        wanted["ONEDNN_MAX_CPU_ISA"] = CPU_ISA[purpose]
     applied = {}
     for key, value in wanted.items():
         if key not in os.environ:
@@ -72,8 +83,11 @@ def prepare_environment(device_target: str) -> dict[str, str]:
 
 
 def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = "graph",
-                   seed: int | None = 0) -> RuntimeInfo:
-    """Import mindspore and configure it once per process (later calls must agree)."""
+                   seed: int | None = 0, purpose: str = "train") -> RuntimeInfo:
+    """Import mindspore and configure it once per process (later calls must agree).
+
+    ``purpose`` ("train" or "inference") picks the oneDNN ISA cap, see prepare_environment.
+    """
     target = resolve_device_target(device_target)
     if "info" in _STATE:
         info = _STATE["info"]
@@ -86,7 +100,7 @@ def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = 
         if seed is not None:
             seed_everything(seed)
         return info
-    applied = prepare_environment(target)
+    applied = prepare_environment(target, purpose)
     import mindspore as ms
 
     if target != "CPU" and not ms.hal.is_available(target):
