@@ -40,6 +40,14 @@ SetOpt = typer.Option(
 DeviceOpt = typer.Option(
     None, "--device-target", help="auto (Ascend, then GPU, then CPU), CPU, GPU or Ascend."
 )
+# evaluate and upscale
+ScaleOpt = typer.Option(
+    None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
+    "else 2)."
+)
+ModelOpt = typer.Option(
+    None, "--model", help="Use an exported .mindir/.onnx (wdsr export) instead of a checkpoint."
+)
 
 
 def _version(value: bool) -> None:
@@ -531,15 +539,11 @@ def _run_launch(plan, cfg, run_dir: Path, resume_state, init: Path | None,
 
 @app.command()
 def evaluate(
-    scale: int | None = typer.Option(
-        None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
-        "else 2)."),
+    scale: int | None = ScaleOpt,
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Checkpoint to score, or 'bundled' (default: the newest "
         "runs/*/best.ckpt of this scale, else the bundled weights)."),
-    model: Path | None = typer.Option(
-        None, "--model", help="Score an exported .mindir/.onnx (wdsr export) instead of a "
-        "checkpoint."),
+    model: Path | None = ModelOpt,
     hr: Path | None = typer.Option(
         None, "--hr", help="Folder of HR images (default: DIV2K validation under data.root)."),
     lr: Path | None = typer.Option(
@@ -754,15 +758,11 @@ def upscale(
     output: str | None = typer.Option(
         None, "--output", "-o", help="Output file (one input) or folder (created if missing); "
         "default: NAME_x{scale}.png next to each input."),
-    scale: int | None = typer.Option(
-        None, "--scale", "-s", help="Upscaling factor 2, 3, 4 or 8 (default: the checkpoint's, "
-        "else 2)."),
+    scale: int | None = ScaleOpt,
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Checkpoint to use (default, or 'bundled': the weights shipped "
         "with wdsr)."),
-    model: Path | None = typer.Option(
-        None, "--model", help="Run an exported .mindir/.onnx (wdsr export) instead of a "
-        "checkpoint."),
+    model: Path | None = ModelOpt,
     tile: int = typer.Option(
         256, "--tile", help="LR tile side (32 or more), 0 = whole image at once. Tiles only "
         "bound memory: the output is the same whatever the tile."),
