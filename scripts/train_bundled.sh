@@ -22,7 +22,7 @@ done
 "$WDSR" train --config configs/bundled-x4.yaml --name bundled-x4-ft \
     --init runs/bundled-x4/best.ckpt --steps 5500 --set train.lr=1e-3 --set train.warmup_steps=100
 "$WDSR" train --config configs/bundled-x2.yaml --name bundled-x2-ft \
-    --init runs/bundled-x2/best.ckpt --steps 3600 --set train.lr=5e-4 --set train.warmup_steps=100
+    --init runs/bundled-x2/best.ckpt --steps 4000 --set train.lr=5e-4 --set train.warmup_steps=100
 "$WDSR" train --config configs/bundled-x3.yaml --name bundled-x3-ft \
     --init runs/bundled-x3/best.ckpt --steps 1500 --set train.lr=1e-3 --set train.warmup_steps=100
 
