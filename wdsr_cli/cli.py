@@ -95,6 +95,23 @@ def _bundled_alias(checkpoint: Path | None, scale: int | None) -> Path | None:
     return path
 
 
+def _existing_checkpoint(checkpoint: Path | None, scale: int | None) -> Path | None:
+    """--checkpoint of evaluate/upscale: the bundled alias resolved, and the file must exist."""
+    checkpoint = _bundled_alias(checkpoint, scale)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
+                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    return checkpoint
+
+
+def _init_inference(cfg) -> None:
+    """MindSpore for evaluate/upscale/export: the inference ISA cap makes tiling exact."""
+    from .core import runtime
+
+    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0,
+                           purpose="inference")
+
+
 def _not_built(what: str) -> None:
     raise WdsrError(f"'wdsr {what}' is not available in this version yet",
                     "see README.md for what works today")
@@ -596,18 +613,12 @@ def evaluate(
         raise WdsrError("--limit must be 0 or more", "0 = all images")
     if lr is not None and hr is None:
         raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
-    checkpoint = _bundled_alias(checkpoint, scale)
-    if checkpoint is not None and not checkpoint.is_file():
-        raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
-                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    checkpoint = _existing_checkpoint(checkpoint, scale)
     for folder, what in ((hr, "--hr"), (lr, "--lr")):
         if folder is not None and not folder.is_dir():
             raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
 
-    from .core import runtime
-
-    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0,
-                           purpose="inference")
+    _init_inference(cfg)
     why = "--checkpoint"
     if model is not None:
         from .core.export import load_model_predictor
@@ -691,7 +702,6 @@ def export(
     from . import ui
     from .core import evaluate as E
     from .core import export as X
-    from .core import runtime
 
     cfg = _load_config(None, None, device_target)
     fmt = X.check_format(fmt, cfg.runtime.device_target)
@@ -699,8 +709,7 @@ def export(
     checkpoint = _bundled_alias(checkpoint, scale)
     if checkpoint is not None:  # every check before MindSpore is imported
         X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
-    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0,
-                           purpose="inference")
+    _init_inference(cfg)
     why = "--checkpoint"
     if checkpoint is None:
         checkpoint, why = E.default_checkpoint(scale or 2, runs_dir)
@@ -790,13 +799,8 @@ def upscale(
         raise WdsrError(f"unsupported scale {scale}",
                         "choose one of " + ", ".join(map(str, SCALES)))
     _check_tile(tile)
-    checkpoint = _bundled_alias(checkpoint, scale)
-    if checkpoint is not None and not checkpoint.is_file():
-        raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
-                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    checkpoint = _existing_checkpoint(checkpoint, scale)
     sources, single = U.collect_inputs(inputs)
-
-    from .core import runtime
 
     if model is not None:
         from .core.export import model_scale
@@ -808,8 +812,7 @@ def upscale(
             raise WdsrError(f"model '{model}' is a x{scale} model, but the scale asked for is "
                             f"x{wanted}", f"pass --scale {scale} or a x{wanted} model")
     if scale is None and checkpoint is not None:
-        runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
-                               seed=0, purpose="inference")
+        _init_inference(cfg)
         scale = E.checkpoint_scale(checkpoint)
     scale = 2 if scale is None else scale
     jobs = U.plan_jobs(sources, output, scale, single, overwrite)
@@ -821,8 +824,7 @@ def upscale(
     images: list[dict] = []
     start = time.perf_counter()
     if todo:
-        runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph",
-                               seed=0, purpose="inference")
+        _init_inference(cfg)
         if model is not None:
             from .core.export import load_model_predictor
 

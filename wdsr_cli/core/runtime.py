@@ -63,7 +63,8 @@ def prepare_environment(device_target: str, purpose: str = "train") -> dict[str,
       (evaluate, upscale, export) caps it at AVX: the AVX2 kernels use FMA in their vectorised
       main loop but not in the remainder loop, so the same pixel is computed differently in
       different tile shapes; without FMA every shape gives the same bits, which is what makes
-      tiled output equal untiled output (measured cost: ~20-30% slower inference).
+      tiled output equal untiled output (measured cost: 16-30% slower inference on a busy
+      2-core VM; less on an idle one, see README "Tiling").
     A value the user set is always kept (ONEDNN_MAX_CPU_ISA=AVX2 buys inference speed back and
     gives up bit-exact tiling).
     """
