@@ -101,7 +101,7 @@ def _umask() -> int:
 
 
 def test_contract_records_the_io_and_its_source(exported):
-    from wdsr_cli.core.inference import file_sha256
+    from wdsr_cli.core.contract import file_sha256
 
     for fmt in ("mindir", "onnx"):
         model = Path(exported[fmt]["output"])

@@ -51,13 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from .backends import ONNX_INSTALL_HINT
+from .contract import CONTRACT_VERSION, contract_path, file_sha256
 from .errors import WdsrError
-from .inference import (
-    CONTRACT_VERSION,
-    ONNX_INSTALL_HINT,
-    contract_path,
-    file_sha256,
-)
 
 __all__ = [
     "FORMATS",
@@ -464,7 +460,7 @@ def parity_check(model_file: str | os.PathLike, contract: dict[str, Any],
 
 def model_scale(path: str | os.PathLike) -> int:
     """The scale of an exported model, from its contract alone (the model is not loaded)."""
-    from .inference import MODEL_FORMATS, read_contract
+    from .contract import MODEL_FORMATS, read_contract
 
     path = Path(path)
     if not path.is_file():

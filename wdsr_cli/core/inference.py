@@ -2,7 +2,7 @@
 images through :class:`Predictor`.
 
 A Predictor wraps a *backend* (anything that maps an NCHW float32 batch to the upscaled NCHW
-float32 batch, see :class:`Backend`) and adds what every caller needs:
+float32 batch, see :class:`.backends.Backend`) and adds what every caller needs:
 
 * **Tiling with an exact halo.** ``tile`` is the side of an LR tile (0 = the whole image in one
   call; an image within the tile's memory budget is not cut, see :func:`tile_sides`). Each
@@ -28,9 +28,8 @@ for bit in every measured case (``tests/test_tiling_exact.py``). ``tile`` is a b
 hold about ``(tile + 2 * halo) ** 2`` pixels. See README.md ("upscale", "Tiling").
 
 Exported models (``wdsr export``) run through the same Predictor: :meth:`Predictor.from_model`
-reads the I/O contract written next to the file (``<model>.json``: scale, receptive radius,
-input shape) and picks :class:`MindIRBackend` (MindSpore ``ms.load`` + ``nn.GraphCell``) or
-:class:`OnnxBackend` (ONNX Runtime, optional: ``pip install wdsr-cli[onnx]``). A model exported
+reads the I/O contract written next to the file (:mod:`.contract`) and runs the file with
+:func:`.backends.load_exported` (MINDIR with MindSpore, ONNX with ONNX Runtime). A model exported
 with a fixed input size is run by :class:`FixedSizeWindows`: windows of exactly that size with
 the same exact-halo arithmetic, so any image at least that large gives the untiled result.
 
@@ -41,25 +40,19 @@ The output of :meth:`Predictor.predict` is float32 on the 0..255 scale and **not
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from .backends import Backend, MindSporeBackend, load_exported
 from .errors import WdsrError
 
 __all__ = [
-    "Backend",
     "FixedSizeWindows",
-    "MindIRBackend",
-    "MindSporeBackend",
-    "OnnxBackend",
     "Predictor",
     "Tile",
     "dihedral_transforms",
@@ -70,144 +63,7 @@ __all__ = [
 TileCallback = Callable[[int, int], None]
 
 
-# ------------------------------------------------------------------------------- backends
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What a Predictor needs from a model runtime (MindSpore, MINDIR, ONNX Runtime, ...).
-
-    ``backend(x)`` takes a C-contiguous float32 array of shape ``(1, 3, H, W)`` holding RGB on
-    the 0..255 scale, for any ``H, W >= 1``, and returns a float32 array of shape
-    ``(1, 3, H * scale, W * scale)`` on the same scale, not clipped. It must be a pure function
-    of its input (no state carried between calls) and must raise on failure.
-    ``name`` is a short description for messages (e.g. ``"MindSpore CPU"``).
-    """
-
-    name: str
-
-    def __call__(self, x: np.ndarray) -> np.ndarray: ...
-
-
-class MindSporeBackend:
-    """Runs a live MindSpore WDSR cell (weight-normalised or folded).
-
-    The cell is put in inference mode (``set_train(False)``) and declared with dynamic N/H/W
-    (``model.dynamic_input``) once, so GRAPH mode compiles one graph for every image size.
-    The caller owns the cell: a trainer that validates with it calls ``set_train(True)`` again
-    before the next training step.
-    """
-
-    def __init__(self, net: Any) -> None:
-        from .model import dynamic_input
-
-        net.set_train(False)
-        if not getattr(net, "_wdsr_dynamic_input", False):
-            dynamic_input(net)
-            net._wdsr_dynamic_input = True
-        self.net = net
-        self.name = "MindSpore"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        from mindspore import Tensor
-
-        out = self.net(Tensor(np.ascontiguousarray(x, dtype=np.float32)))
-        return out.asnumpy()
-
-
-# ------------------------------------------------------------------------ exported models
-
-MODEL_FORMATS = {".mindir": "mindir", ".onnx": "onnx"}  # what --model accepts, by suffix
-CONTRACT_VERSION = 1
-ONNX_INSTALL_HINT = "install the ONNX extra: pip install 'wdsr-cli[onnx]'"
-
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 for a moment: MindSpore's C++ logger prints an ``[ERROR]``
-    line before it raises on a bad MINDIR file, and we raise our own one-line message."""
-    import sys
-
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-class MindIRBackend:
-    """Runs a MINDIR file (``wdsr export --format mindir``) with MindSpore: ``ms.load`` +
-    ``nn.GraphCell``. A dynamic-shape MINDIR (the default export) takes any N/H/W; a
-    fixed-shape one only its own size (:meth:`Predictor.from_model` wraps it in
-    :class:`FixedSizeWindows`). MindSpore must already be set up (``runtime.init_mindspore``).
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        import mindspore as ms
-        from mindspore import nn
-
-        path = Path(path)
-        if not path.is_file():
-            raise WdsrError(f"model '{path}' does not exist", "check the path")
-        try:
-            with _quiet_stderr():
-                self.net = nn.GraphCell(ms.load(str(path)))
-        except (RuntimeError, ValueError, TypeError, OSError):
-            raise WdsrError(f"'{path}' is not a MINDIR model that MindSpore can load",
-                            "pass a .mindir file written by wdsr export") from None
-        self.name = "MINDIR (MindSpore)"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        from mindspore import Tensor
-
-        out = self.net(Tensor(np.ascontiguousarray(x, dtype=np.float32)))
-        return out.asnumpy()
-
-
-class OnnxBackend:
-    """Runs an ONNX file (``wdsr export --format onnx``) with ONNX Runtime (an optional
-    dependency: ``pip install 'wdsr-cli[onnx]'``). Uses the CUDA provider when the installed
-    ONNX Runtime has it, else the CPU one. Needs no MindSpore."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise WdsrError(f"model '{path}' does not exist", "check the path")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise WdsrError(f"'{path}' is an ONNX model, but ONNX Runtime is not installed",
-                            ONNX_INSTALL_HINT) from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        available = ort.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in available] or available
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options,
-                                                providers=providers)
-        except Exception:  # ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...)
-            raise WdsrError(f"'{path}' is not an ONNX model that ONNX Runtime can load",
-                            "pass a .onnx file written by wdsr export") from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise WdsrError(f"'{path}' has {len(inputs)} inputs and {len(outputs)} outputs; a "
-                            "wdsr model has one of each", "pass a .onnx written by wdsr export")
-        self.input_name = inputs[0].name
-        provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
-        self.name = f"ONNX Runtime {ort.__version__} ({provider})"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
-        return self.session.run(None, feed)[0]
+# ------------------------------------------------------------------- fixed-size models
 
 
 class FixedSizeWindows:
@@ -264,91 +120,6 @@ class FixedSizeWindows:
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = y[:, :, oy:oy + th, ox:ox + tw]
         return out
 
-
-def contract_path(model: str | os.PathLike) -> Path:
-    """Where ``wdsr export`` writes a model's I/O contract: ``<model file>.json``."""
-    return Path(f"{os.fspath(model)}.json")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_contract(model: str | os.PathLike) -> dict[str, Any]:
-    """The I/O contract of an exported model, checked for the fields a Predictor needs."""
-    path = contract_path(model)
-    if not path.is_file():
-        raise WdsrError(f"exported model '{model}' has no contract file '{path}' next to it",
-                        "re-export with wdsr export (the contract records scale and "
-                        "receptive radius)")
-    try:
-        contract = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise WdsrError(f"contract file '{path}' is unreadable",
-                        "re-export with wdsr export") from None
-    return check_contract(contract, path)
-
-
-def check_contract(contract: Any, where: str | os.PathLike) -> dict[str, Any]:
-    def bad(what: str) -> WdsrError:
-        return WdsrError(f"contract file '{where}' {what}", "re-export with wdsr export")
-
-    if not isinstance(contract, dict):
-        raise bad("is not a JSON object")
-    version = contract.get("contract_version")
-    if not isinstance(version, int):
-        raise bad("has no contract_version")
-    if version > CONTRACT_VERSION:
-        raise WdsrError(f"contract file '{where}' was written by a newer wdsr",
-                        "upgrade wdsr-cli to run this model")
-    for key, low in (("scale", 1), ("receptive_radius", 0)):
-        value = contract.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise bad(f"has no valid '{key}'")
-    if contract.get("format") not in ("mindir", "onnx", "air"):
-        raise bad("has no valid 'format'")
-    size = contract.get("input_size")
-    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise bad("has an invalid 'input_size'")
-    return contract
-
-
-def load_exported(path: str | os.PathLike, contract: dict[str, Any] | None = None
-                  ) -> tuple[Backend, dict[str, Any]]:
-    """(backend, contract) for an exported model file; the contract is read from
-    ``<path>.json`` unless given. A fixed-shape model comes wrapped in FixedSizeWindows."""
-    path = Path(path)
-    if not path.is_file():
-        raise WdsrError(f"model '{path}' does not exist",
-                        "pass a .mindir or .onnx file written by wdsr export")
-    fmt = MODEL_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise WdsrError(f"'{path}' is not an exported model (expected .mindir or .onnx)",
-                        "--model takes a file written by wdsr export; pass a .ckpt "
-                        "checkpoint with --checkpoint")
-    backend: Backend = MindIRBackend(path) if fmt == "mindir" else OnnxBackend(path)
-    if contract is None:
-        contract = read_contract(path)
-    else:
-        contract = check_contract(contract, contract_path(path))
-    if contract["format"] != fmt:
-        raise WdsrError(f"contract file '{contract_path(path)}' describes a "
-                        f"{contract['format']} model, not '{path}'",
-                        "re-export with wdsr export")
-    recorded = contract.get("sha256")
-    if recorded and file_sha256(path) != recorded:
-        raise WdsrError(f"contract file '{contract_path(path)}' does not describe '{path}' "
-                        "(the model's sha256 differs: the file changed after export)",
-                        "re-export with wdsr export")
-    if contract.get("input_size"):
-        backend = FixedSizeWindows(backend, tuple(contract["input_size"]), contract["scale"],
-                                   contract["receptive_radius"])
-    return backend, contract
 
 
 # --------------------------------------------------------------------------------- tiling
@@ -522,7 +293,9 @@ class Predictor:
         ``meta`` is the contract.
         """
         backend, contract = load_exported(path, contract)
-        if isinstance(backend, FixedSizeWindows):
+        if contract.get("input_size"):
+            backend = FixedSizeWindows(backend, tuple(contract["input_size"]), contract["scale"],
+                                       contract["receptive_radius"])
             tile = 0
         predictor = cls(backend, contract["scale"], contract["receptive_radius"], tile,
                         self_ensemble)
