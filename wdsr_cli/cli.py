@@ -581,6 +581,12 @@ def evaluate(
         None, "--save-images", help="Write each 8-bit result as NAME_x{scale}.png here."),
     json_out: str | None = typer.Option(
         None, "--json", help="Write the results as JSON to this file ('-' = stdout)."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write a visual report to this new folder: index.html with "
+        "the scores and, per image, the crops where the model gains most and least over "
+        "bicubic (implies --bicubic)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --report folder."),
     limit: int = typer.Option(0, "--limit", help="Only the first N images (0 = all)."),
     runs_dir: Path = typer.Option(
         Path("runs"), "--runs-dir", help="Where to look for the default checkpoint."),
@@ -591,6 +597,8 @@ def evaluate(
     """Report PSNR/SSIM on DIV2K validation or any image folder.
 
     Example: wdsr evaluate --scale 2 --hr photos/ --bicubic --json scores.json
+
+    Example: wdsr evaluate --checkpoint bundled --hr photos/ --report report/
     """
     import json
 
@@ -617,6 +625,10 @@ def evaluate(
     for folder, what in ((hr, "--hr"), (lr, "--lr")):
         if folder is not None and not folder.is_dir():
             raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
+    if report is not None:
+        from .core import report as R
+
+        report, bicubic = R.check_report_dest(report, overwrite), True
 
     _init_inference(cfg)
     why = "--checkpoint"
@@ -643,12 +655,14 @@ def evaluate(
     ui.info(f"{'model' if model else 'checkpoint'}: {checkpoint} ({why}; step {step})")
     ui.info(f"data: {dataset.description}")
 
+    collector = R.ReportCollector(scale, protocol) if report is not None else None
     with ui.ImageProgress("evaluating", len(dataset)) as bar:
         def on_image(done: int, total: int | None, row: dict) -> None:
             bar.done(done - 1, total or done)
 
         result = E.evaluate_pairs(predictor, dataset, scale, protocol, bicubic=bicubic,
-                                  on_image=on_image, save_dir=save_images)
+                                  on_image=on_image, save_dir=save_images,
+                                  on_arrays=collector.add if collector else None)
     result.update(checkpoint=str(checkpoint), checkpoint_step=predictor.meta.get("step"),
                   dataset=dataset.description)
     console = ui.err if json_out == "-" else ui.out
@@ -661,6 +675,10 @@ def evaluate(
             sys.stdout.write(text)
         else:
             E.write_text_atomic(json_out, text)
+    if report is not None:
+        facts = R.describe_weights(checkpoint, predictor.meta, why) + [
+            ("data", dataset.description)]
+        ui.info(f"report: {R.write_report(report, collector, result, facts, overwrite=overwrite)}")
 
 
 @app.command()

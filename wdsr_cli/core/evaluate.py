@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 ImageCallback = Callable[[int, int | None, dict[str, Any]], None]
+# (name, lr, hr, sr, bicubic upscale or None): e.g. report.ReportCollector.add
+ArraysCallback = Callable[[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], None]
 
 
 # ------------------------------------------------------------------------------- datasets
@@ -262,7 +264,8 @@ def _mean(values: Sequence[float]) -> float:
 
 def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int,
                    protocol: str, bicubic: bool = False, on_image: ImageCallback | None = None,
-                   save_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                   save_dir: str | os.PathLike | None = None,
+                   on_arrays: ArraysCallback | None = None) -> dict[str, Any]:
     """Score ``predictor`` on ``pairs`` = [(name, lr uint8 HxWx3, hr uint8)], any iterable.
 
     HR is cropped to scale x LR. Returns a dict: ``images`` (name, psnr, ssim, seconds, LR size
@@ -270,7 +273,8 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
     ``count``, ``scale``, ``protocol``, ``border``, ``self_ensemble``, ``tile``. PSNR of two
     identical images is ``inf``. ``on_image(done, total, row)`` is called after each image
     (``total`` is None for an iterable without a length). ``save_dir``: write each 8-bit
-    result as ``NAME_x{scale}.png`` there.
+    result as ``NAME_x{scale}.png`` there. ``on_arrays(name, lr, hr, sr, bicubic)`` gets each
+    image's arrays (HR cropped, 8-bit result, bicubic upscale when ``bicubic`` else None).
     """
     from .data.images import write_rgb_uint8
     from .data.resize import bicubic_upscale
@@ -294,12 +298,14 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
         p, s = _scored(evaluate_pair, sr, hr, scale, protocol, name)
         row: dict[str, Any] = {"name": name, "psnr": p, "ssim": s, "seconds": seconds,
                                "lr_size": [int(lr.shape[1]), int(lr.shape[0])]}
-        if bicubic:
-            bp, bs = _scored(evaluate_pair, bicubic_upscale(lr, scale), hr, scale, protocol,
-                             name)
+        bic = bicubic_upscale(lr, scale) if bicubic else None
+        if bic is not None:
+            bp, bs = _scored(evaluate_pair, bic, hr, scale, protocol, name)
             row["bicubic_psnr"], row["bicubic_ssim"] = bp, bs
         if out_dir is not None:
             write_rgb_uint8(out_dir / f"{name}_x{scale}.png", sr)
+        if on_arrays is not None:
+            on_arrays(name, lr, hr, sr, bic)
         rows.append(row)
         if on_image is not None:
             on_image(done, total, row)

@@ -44,6 +44,7 @@ __all__ = [
     "ssim",
     "evaluate_pair",
     "crop_hr_to",
+    "region_psnr",
 ]
 
 PROTOCOLS = ("y", "rgb")
@@ -225,6 +226,16 @@ def psnr(sr: np.ndarray, hr: np.ndarray, scale: int, protocol: str = "y") -> flo
     if protocol == "y":
         a, b = _luma(a), _luma(b)
     return _psnr_from(shave(a, border), shave(b, border))
+
+
+def region_psnr(sr: np.ndarray, hr: np.ndarray, protocol: str = "y") -> float:
+    """PSNR of two same-sized regions (e.g. report crops) in the protocol's colour space (Y or
+    RGB), with no border shaved."""
+    protocol = _check_protocol(protocol)
+    a, b = _prepare(sr, hr)
+    if protocol == "y":
+        a, b = _luma(a), _luma(b)
+    return _psnr_from(a, b)
 
 
 def ssim(sr: np.ndarray, hr: np.ndarray, scale: int, protocol: str = "y") -> float:

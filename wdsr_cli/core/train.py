@@ -7,6 +7,7 @@ the run folder:
                 log.txt         one text line per log/validation/checkpoint event
                 metrics.jsonl   every event as JSON
                 plot.svg        loss and validation PSNR over steps, rewritten at each validation
+                report/index.html   the last validation, image by image (report.py), with the curve
                 last.ckpt       weights + Adam state + step (every ckpt_every steps and at exit)
                 best.ckpt       weights of the best validation PSNR
                 ckpt/step_NNNNNNN.ckpt   the last `keep_checkpoints` periodic ones (full state)
@@ -338,10 +339,12 @@ class Trainer:
             return
         from .evaluate import evaluate_pairs
         from .inference import Predictor
+        from .report import ReportCollector
 
         predictor = Predictor.from_network(self.net, tile=self.cfg.eval.tile)
+        collector = ReportCollector(self.cfg.model.scale, self.cfg.eval.protocol)
         result = evaluate_pairs(predictor, self.validation, self.cfg.model.scale,
-                                self.cfg.eval.protocol, bicubic=False)
+                                self.cfg.eval.protocol, bicubic=True, on_arrays=collector.add)
         mean = result["mean"]
         self.net.set_train(True)
         psnr, ssim = float(mean["psnr"]), float(mean["ssim"])
@@ -357,8 +360,21 @@ class Trainer:
         self.psnr_points.append((step, psnr))
         self.emit("validation", step=step, psnr=psnr, ssim=ssim, best_psnr=self.best_psnr,
                   is_best=is_best, bicubic_psnr=self.bicubic_psnr, protocol=self.cfg.eval.protocol)
-        _atomic_write(self.run_dir / "plot.svg",
-                      _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr))
+        curve = _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr)
+        _atomic_write(self.run_dir / "plot.svg", curve)
+        self._write_report(step, result, collector, curve)
+
+    def _write_report(self, step: int, result: dict[str, Any], collector, curve: str) -> None:
+        """runs/<name>/report: this validation image by image, replaced at each validation."""
+        from .report import write_report
+
+        facts = [("weights", f"the network of run '{self.run_dir.name}' at step {step}"),
+                 ("best.ckpt", f"{self.best_psnr:.3f} dB"),
+                 ("dataset id", str(self.patches.dataset_id)),
+                 ("data", f"validation images of '{self.cfg.data.prepared}'")]
+        write_report(self.run_dir / "report", collector, result, facts, curve_svg=curve,
+                     title=f"wdsr run {self.run_dir.name}: validation at step {step}",
+                     overwrite=True)
 
     # -- the loop
     def run(self) -> dict[str, Any]:
