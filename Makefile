@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 WDSR   := $(BIN)/wdsr
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -25,5 +25,10 @@ lint: install
 bench: install
 	$(BIN)/python scripts/bench.py
 
+# Render a report of the bundled x2 model in headless Chromium and check the picture
+# (needs Debian's chromium; `make test` never does this). README=docs/report.png updates the image.
+report-screenshot: install
+	$(BIN)/python scripts/report_screenshot.py --wdsr $(WDSR) $(if $(README),--readme $(README))
+
 clean:
-	rm -rf $(VENV) build *.egg-info demo runs
+	rm -rf $(VENV) build *.egg-info demo runs report-check

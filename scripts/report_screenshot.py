@@ -29,6 +29,7 @@ from PIL import Image
 
 WIDTH, HEIGHT = 1280, 2200
 VIEW = 192  # report.VIEW: displayed crop side
+PAGE_GREY = (244, 245, 247)  # report_html's --bg
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars",
@@ -100,6 +101,14 @@ def check(img: np.ndarray) -> list[str]:
     return problems
 
 
+def first_cards_bottom(img: np.ndarray, cards: int) -> int:
+    """The row just below the first ``cards`` cards under the header (summary, table, first
+    image): the cards are separated by rows of plain page grey."""
+    grey = (np.abs(img.astype(np.int16) - PAGE_GREY).max(axis=2) <= 2).all(axis=1)
+    gaps = [a for a, _ in _runs(grey, 8)]  # [header-summary, summary-table, table-image1, ...]
+    return gaps[cards] + 12 if len(gaps) > cards else img.shape[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wdsr", default=shutil.which("wdsr") or "wdsr")
@@ -118,10 +127,8 @@ def main() -> None:
     if problems:
         sys.exit(1)
     print(f"ok: {png} ({img.shape[1]}x{img.shape[0]}) looks like a report")
-    if args.readme:
-        top = Image.fromarray(img[:1240])  # header, summary, table and the first image
-        top.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            args.readme, optimize=True)
+    if args.readme:  # full colour: a palette would change the very pixels the crops compare
+        Image.fromarray(img[:first_cards_bottom(img, 3)]).save(args.readme, optimize=True)
         print(f"README image: {args.readme} ({args.readme.stat().st_size // 1024} KiB)")
 
 

@@ -44,7 +44,7 @@ __all__ = ["Crop", "ImageEntry", "ReportCollector", "check_report_dest", "choose
 CROP = 48      # crop side in HR pixels (smaller when the shaved image is smaller)
 MIN_CROP = 8   # below this there is nothing worth showing
 VIEW = 192     # displayed crop side in CSS pixels: zoom = VIEW // crop side
-THUMB = 260    # overview width in pixels
+THUMB = 250    # overview width in pixels
 _LUMA = np.array([66, 129, 25], dtype=np.int64)
 
 

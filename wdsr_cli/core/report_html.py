@@ -20,7 +20,7 @@ _CSS = """
 body{margin:0;background:var(--bg);color:var(--ink);
 font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
 header{background:#1c2230;color:#fff;padding:18px 0 20px}
-header .wrap,main{max-width:1120px;margin:0 auto;padding:0 24px}
+header .wrap,main{max-width:1200px;margin:0 auto;padding:0 24px}
 header h1{margin:0;font-size:22px;font-weight:600}
 header p{margin:4px 0 0;color:#b9c0cf}
 main{padding-top:20px;padding-bottom:32px}
@@ -44,11 +44,11 @@ th{color:var(--muted);font-weight:600;white-space:nowrap}
 thead th{cursor:pointer}thead th:hover{color:var(--ink)}
 tfoot td{font-weight:600;border-bottom:0}
 a{color:#1d4ed8;text-decoration:none}a:hover{text-decoration:underline}
-.image{display:grid;grid-template-columns:270px 1fr;gap:4px 22px}
+.image{display:grid;grid-template-columns:250px 1fr;gap:4px 22px}
 .image h2{grid-column:1/-1}
 .meta{color:var(--muted);margin:8px 0 0;font-size:13px}
 .thumb{position:relative;display:inline-block;line-height:0}
-.thumb img{max-width:270px;height:auto}
+.thumb img{max-width:250px;height:auto}
 .box{position:absolute;border:2px solid;border-radius:2px}
 .box.most{border-color:var(--most)}.box.least{border-color:var(--least)}
 .key{display:inline-block;width:10px;height:10px;border:2px solid;margin-right:5px;
