@@ -144,8 +144,8 @@ class ImageEntry:
     hr_size: tuple[int, int]                  # (width, height)
     thumb: np.ndarray
     crops: list[Crop] = field(default_factory=list)
-    panels: dict[str, np.ndarray] = field(default_factory=dict)  # "most-hr" -> zoomed crop
-    zoom: int = 1
+    panels: dict[str, np.ndarray] = field(default_factory=dict)  # "most-hr" -> the crop
+    zoom: int = 1  # the page shows the crops enlarged this many times
 
 
 class ReportCollector:
@@ -171,7 +171,7 @@ class ReportCollector:
             entry.zoom = max(1, VIEW // crop.size)
             box = (slice(crop.y, crop.y + crop.size), slice(crop.x, crop.x + crop.size))
             for what, img in (("hr", hr), ("bicubic", bicubic), ("model", sr)):
-                entry.panels[f"{crop.kind}-{what}"] = zoom(img[box], entry.zoom)
+                entry.panels[f"{crop.kind}-{what}"] = img[box].copy()
         self.entries.append(entry)
 
 
@@ -250,7 +250,8 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
         files: dict[tuple[str, str], str] = {}  # (image name, panel) -> relative path
         for i, entry in enumerate(collector.entries, start=1):
             stem = f"img/{i:03d}-{_safe(entry.name)}"
-            for key, img in [("thumb", entry.thumb), *entry.panels.items()]:
+            panels = {k: zoom(v, entry.zoom) for k, v in entry.panels.items()}
+            for key, img in [("thumb", entry.thumb), *panels.items()]:
                 files[entry.name, key] = f"{stem}-{key}.png"
                 write_rgb_uint8(staging / files[entry.name, key], img)
         page = render_page(title, facts, result, collector, files, curve_svg)

@@ -107,7 +107,9 @@ def _cls(gain: float | None) -> str:
 
 
 def _cell(v: Any, text: str, cls: str = "") -> str:
-    data = "" if _num(v) is None else repr(float(v))
+    v = _num(v)
+    data = "" if v is None else repr(v) if math.isfinite(v) else ("Infinity" if v > 0
+                                                                  else "-Infinity")
     attr = f' class="{cls}"' if cls else ""
     return f'<td data-v="{data}"{attr}>{text}</td>'
 
