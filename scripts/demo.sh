@@ -23,15 +23,16 @@ step "3/4 evaluate: the demo run and the bundled x2 model against bicubic (held-
 "$WDSR" evaluate --scale 2 --checkpoint runs/demo/best.ckpt --hr data/sample/DIV2K_valid_HR \
     --bicubic --json eval_demo.json
 "$WDSR" evaluate --scale 2 --checkpoint bundled --hr data/sample/DIV2K_valid_HR --bicubic \
-    --json eval_bundled.json
+    --json eval_bundled.json --report report_bundled --overwrite
 
 step "4/4 upscale a photo with the bundled weights"
 photo=$(ls data/sample/DIV2K_valid_HR/*.png | head -n 1)
 "$WDSR" upscale "$photo" --scale 2 -o upscaled_x2.png --overwrite
 
 step "outputs (under $(pwd))"
-printf '  %s\n' "runs/demo/        demo run: best.ckpt, last.ckpt, log.txt, metrics.jsonl, plot.svg" \
+printf '  %s\n' "runs/demo/        demo run: best.ckpt, last.ckpt, log.txt, metrics.jsonl, plot.svg, report/index.html" \
     "data/sample/       the sample as a DIV2K tree, prepared shards in data/sample/prepared" \
     "eval_demo.json     PSNR/SSIM of the demo run vs bicubic" \
     "eval_bundled.json  PSNR/SSIM of the bundled x2 model vs bicubic" \
+    "report_bundled/    the same as a page: open report_bundled/index.html in a browser" \
     "upscaled_x2.png    $photo upscaled x2 by the bundled model"

@@ -269,7 +269,8 @@ def test_training_run_links_a_report_of_its_last_validation(ms_cpu, tmp_path):
     res = run_wdsr("train", "--config", "demo", "--set", "model.n_resblocks=2", "--set",
                    "model.n_feats=8", "--set", "data.batch_size=2", "--set",
                    "data.patch_size=16", "--set", "train.val_images=1", "--set",
-                   "train.val_every=1", "--steps", "2", "--name", "r", "--device-target", "CPU",
+                   "train.val_every=1", "--set", "train.warmup_steps=0", "--steps", "2", "--name",
+                   "r", "--device-target", "CPU",
                    cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     run = tmp_path / "runs" / "r"

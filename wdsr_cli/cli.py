@@ -544,7 +544,7 @@ def _run_launch(plan, cfg, run_dir: Path, resume_state, init: Path | None,
         ui.info(f"this node's logs: {run_dir / 'logs'} (rank 0 on node 0 writes the run folder)")
     else:
         ui.info(f"run folder: {run_dir} (best.ckpt, last.ckpt, log.txt, metrics.jsonl, "
-                "plot.svg, logs/)")
+                "plot.svg, report/index.html, logs/)")
     lead = result.done.get(min(ranks)) if ranks else None
     if result.status == "interrupted" or (lead and lead.get("interrupted")):
         step = lead.get("step") if lead else None
