@@ -88,6 +88,20 @@ def test_crops_land_where_the_gain_is(protocol):
     assert again == [most, least]
 
 
+def test_the_y_protocol_ranks_errors_by_luma_weight_and_rgb_by_channel_sum():
+    """Bicubic is off by 30 in blue in one square (top left) and by 15 in red in another
+    (bottom right); the model is exact in both. Luma weighs red 66 and blue 25, so under y the
+    red square gains more; summed over RGB the blue one does."""
+    hr = _texture(60, 60)
+    bic = hr.copy()
+    bic[4:16, 4:16, 2] += np.uint8(30)
+    bic[40:52, 40:52, 0] += np.uint8(15)
+    sr = hr.copy()
+    y_most = R.choose_crops(sr, bic, hr, "y", border=2, size=12)[0]
+    rgb_most = R.choose_crops(sr, bic, hr, "rgb", border=2, size=12)[0]
+    assert (y_most.y, y_most.x) == (40, 40) and (rgb_most.y, rgb_most.x) == (4, 4)
+
+
 def test_crop_ties_go_to_the_first_window_and_never_into_the_border():
     hr = _texture(40, 50)
     bic = hr + np.uint8(3)
