@@ -45,7 +45,7 @@ CROP = 48      # crop side in HR pixels (smaller when the shaved image is smalle
 MIN_CROP = 8   # below this there is nothing worth showing
 VIEW = 192     # displayed crop side in CSS pixels: zoom = VIEW // crop side
 THUMB = 250    # overview width in pixels
-_LUMA = np.array([66, 129, 25], dtype=np.int64)
+_LUMA = (66, 129, 25)  # BT.601 luma weights x 256 / 255, rounded
 
 
 # ------------------------------------------------------------------------------ crops
@@ -66,11 +66,12 @@ class Crop:
 
 
 def _squared_error(img: np.ndarray, hr: np.ndarray, protocol: str) -> np.ndarray:
-    d = img.astype(np.int64) - hr.astype(np.int64)
+    d = img.astype(np.int32) - hr  # int32 keeps a 2K image's temporaries small
     if protocol == "y":
-        d = d @ _LUMA
-        return d * d
-    return (d * d).sum(axis=2)
+        r, g, b = _LUMA
+        luma = d[..., 0] * r + d[..., 1] * g + d[..., 2] * b  # |luma| <= 220 * 255
+        return luma.astype(np.int64) ** 2
+    return (d * d).sum(axis=2, dtype=np.int64)
 
 
 def gain_map(sr: np.ndarray, bicubic: np.ndarray, hr: np.ndarray, protocol: str) -> np.ndarray:
