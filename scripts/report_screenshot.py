@@ -1,7 +1,7 @@
 """Render a `wdsr evaluate --report` page in headless Chromium and check the picture.
 
     python scripts/report_screenshot.py                 # `make report-screenshot`
-    python scripts/report_screenshot.py --readme docs/report.png   # also the README image
+    python scripts/report_screenshot.py --readme scripts/report.png   # also the README image
 
 1. `wdsr evaluate --checkpoint bundled --scale 2 --report` on the bundled sample's held-out
    photos (sample.json "valid"), into OUT/report (default OUT: report-check/);
