@@ -493,6 +493,7 @@ def build_full(out_dir: Path, cache: Path) -> None:
     out_dir = out_dir.resolve()
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "photos.json").exists():
         sys.exit(f"error: {out_dir} exists and was not made by this script; choose another folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)  # e.g. data/ in a fresh clone
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building.", dir=out_dir.parent))
     try:
         train = [p for p in photos if not p.valid]
