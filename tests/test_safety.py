@@ -17,7 +17,6 @@ import pytest
 from conftest import WDSR, one_line_error, run_wdsr, save_tiny_checkpoint
 from prep_helpers import photo, plain_folder
 
-from wdsr_cli.core import fileio
 from wdsr_cli.core.data.images import Image, read_image, write_image
 from wdsr_cli.core.errors import WdsrError
 
@@ -26,6 +25,12 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _hidden(folder: Path) -> list[str]:
@@ -42,6 +47,8 @@ def tiny(ms_cpu, tmp_path_factory) -> Path:
 
 
 def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    from wdsr_cli.core import fileio
+
     target = tmp_path / "a.json"
     target.write_text("old")
 
@@ -56,6 +63,8 @@ def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path, mo
 
 
 def test_stale_temps_of_dead_writers_go_live_ones_stay(tmp_path):
+    from wdsr_cli.core import fileio
+
     dead = fileio.temp_path(tmp_path / "last.ckpt", ".tmp").name.replace(
         f".tmp{os.getpid()}-", f".tmp{_dead_pid()}-")
     live = fileio.temp_path(tmp_path / "best.ckpt", ".ckpt")
@@ -96,7 +105,7 @@ def test_checkpoint_save_failure_and_killed_savers_leave_no_temp(ms_cpu, tmp_pat
     stale.write_bytes(b"partial")
     save_checkpoint(net, tmp_path / "last.ckpt", {"step": 2})
     assert os.listdir(tmp_path) == ["last.ckpt"]
-    assert stat.S_IMODE((tmp_path / "last.ckpt").stat().st_mode) == fileio.file_mode()
+    assert stat.S_IMODE((tmp_path / "last.ckpt").stat().st_mode) == 0o666 & ~_umask()
 
 
 # ------------------------------------------------------------- defect 2: export folder mode
