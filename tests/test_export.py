@@ -66,13 +66,14 @@ def exported(ms_cpu, tmp_path_factory) -> dict:
 @pytest.mark.parametrize("fmt", ["mindir", "onnx"])
 def test_export_runs_at_two_sizes_and_matches_the_checkpoint(exported, fmt):
     from wdsr_cli.core.export import PARITY_TOLERANCE
+    from wdsr_cli.core.fileio import file_mode
     from wdsr_cli.core.inference import Predictor, to_uint8
 
     summary = exported[fmt]
     model = Path(summary["output"])
     assert model == exported["ckpt"].with_suffix(f".{fmt}")  # default: next to the checkpoint
     assert summary["written"] and summary["dynamic_shape"]
-    assert oct(model.stat().st_mode & 0o777) == oct(0o644 & ~_umask())  # not MindSpore's 0400
+    assert oct(model.stat().st_mode & 0o777) == oct(file_mode())  # not MindSpore's 0400
     parity = summary["parity"]
     assert parity["checked"] and parity["passed"]
     assert [r["lr_size"] for r in parity["images"]] == [[48, 64], [61, 97]]
@@ -94,14 +95,8 @@ def test_export_runs_at_two_sizes_and_matches_the_checkpoint(exported, fmt):
     assert _leftovers(exported["dir"]) == []
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def test_contract_records_the_io_and_its_source(exported):
-    from wdsr_cli.core.contract import file_sha256
+    from wdsr_cli.core.fileio import sha256_file as file_sha256
 
     for fmt in ("mindir", "onnx"):
         model = Path(exported[fmt]["output"])

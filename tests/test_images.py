@@ -306,11 +306,30 @@ def test_alpha_to_jpeg_or_bmp_is_an_error_not_silent(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_gif_first_frame(tmp_path):
+def test_animated_gif_and_16bit_colour_tiff_are_refused_not_silently_reduced(tmp_path):
     frames = [PILImage.fromarray(np.full((4, 5, 3), v, np.uint8)) for v in (10, 200)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    got = read_image(tmp_path / "a.gif")
-    assert got.pixels.shape[:2] == (4, 5) and int(got.pixels.max()) == 10
+    with pytest.raises(WdsrError, match="2 frames") as e:
+        read_image(tmp_path / "a.gif")
+    assert "a.gif" in e.value.message and e.value.hint
+    frames[0].save(tmp_path / "still.gif")  # one frame: fine
+    assert int(read_image(tmp_path / "still.gif").pixels.max()) == 10
+    # a 48-bit RGB TIFF as other tools write it (uncompressed, BitsPerSample 16,16,16)
+    h, w = 3, 4
+    px = (np.arange(h * w * 3, dtype=np.uint16).reshape(h, w, 3) * 1000).astype(">u2")
+    data = px.tobytes()
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 8 + len(data)), (259, 3, 1, 1),
+               (262, 3, 1, 2), (273, 4, 1, 8), (277, 3, 1, 3), (278, 3, 1, h),
+               (279, 4, 1, len(data)), (284, 3, 1, 1)]
+    ifd = struct.pack(">H", len(entries)) + b"".join(
+        struct.pack(">HHI", tag, typ, n) + (struct.pack(">HH", val, 0) if typ == 3 and n == 1
+                                             else struct.pack(">I", val))
+        for tag, typ, n, val in entries) + struct.pack(">I", 0)
+    ifd_at = 8 + len(data) + 6
+    tif = b"MM\x00*" + struct.pack(">I", ifd_at) + data + struct.pack(">HHH", 16, 16, 16) + ifd
+    (tmp_path / "c48.tif").write_bytes(tif)
+    with pytest.raises(WdsrError, match="16-bit colour TIFF"):
+        read_image(tmp_path / "c48.tif")
 
 
 def test_tiny_images_are_read(tmp_path):

@@ -30,9 +30,11 @@ def _train(workdir, *args):
 
 
 def _weights(run_dir):
-    from wdsr_cli.core.train import final_weights
+    """The network weights of a run's last.ckpt as numpy arrays."""
+    from wdsr_cli.core.checkpoints import network_parameters, read_checkpoint
 
-    return final_weights(run_dir)
+    params, _ = read_checkpoint(Path(run_dir) / "last.ckpt")
+    return {k: v.asnumpy() for k, v in network_parameters(params).items()}
 
 
 def _events(run_dir):
@@ -130,7 +132,7 @@ def test_all_checkpoints_corrupt_is_a_clear_error(workdir):
 def test_resume_with_another_model_is_refused(workdir):
     res = _train(workdir, "--steps", "2", "--set", "train.ckpt_every=2", "--name", "model")
     assert res.returncode == 0, res.stderr
-    res = run_wdsr("train", "--resume", str(workdir / "runs" / "model"),
+    res = run_wdsr("train", "--resume", str(workdir / "runs" / "model"), "--steps", "4",
                    "--set", "model.n_feats=16", cwd=workdir)
     assert res.returncode == 2 and "model config differs" in res.stderr
 

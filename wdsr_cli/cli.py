@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click.exceptions import UsageError
 
 from . import __version__
-from .core.errors import WdsrError
+from .core.errors import Interrupted, WdsrError
 
 app = typer.Typer(
     name="wdsr",
@@ -28,8 +28,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # docstrings reflow into paragraphs at any terminal width
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-_STATE = {"debug": False}
 
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="Recipe name (see configs/) or path to a YAML file."
@@ -48,6 +46,10 @@ ScaleOpt = typer.Option(
 ModelOpt = typer.Option(
     None, "--model", help="Use an exported .mindir/.onnx (wdsr export) instead of a checkpoint."
 )
+JsonOpt = typer.Option(
+    None, "--json", metavar="FILE", help="Write a machine-readable summary as JSON to FILE "
+    "('-' or --json alone = stdout; the tables then go to stderr)."
+)
 
 
 def _version(value: bool) -> None:
@@ -62,7 +64,8 @@ def root(
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
-    _STATE["debug"] = debug
+    # --debug is read by main() from the raw arguments, so parsing errors honour it too.
+    return
 
 
 def _load_config(config: str | None, overrides: list[str] | None, device_target: str | None):
@@ -72,6 +75,14 @@ def _load_config(config: str | None, overrides: list[str] | None, device_target:
     if device_target is not None:
         sets.append(f"runtime.device_target={device_target}")
     return load_config(config, sets)
+
+
+def _check_scale(scale: int | None) -> None:
+    from .core.config import SCALES
+
+    if scale is not None and scale not in SCALES:
+        raise WdsrError(f"unsupported scale {scale}",
+                        "choose one of " + ", ".join(map(str, SCALES)))
 
 
 def _check_tile(tile: int) -> None:
@@ -95,13 +106,30 @@ def _bundled_alias(checkpoint: Path | None, scale: int | None) -> Path | None:
     return path
 
 
+def _check_file(path: Path, what: str) -> None:
+    """A checkpoint argument must be an existing file (a folder is not "missing")."""
+    if path.is_dir():
+        raise WdsrError(f"{what} '{path}' is a folder, not a checkpoint file",
+                        f"pass a .ckpt file, e.g. {path / 'best.ckpt'}")
+    if not path.is_file():
+        raise WdsrError(f"{what} '{path}' does not exist",
+                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+
+
 def _existing_checkpoint(checkpoint: Path | None, scale: int | None) -> Path | None:
     """--checkpoint of evaluate/upscale: the bundled alias resolved, and the file must exist."""
     checkpoint = _bundled_alias(checkpoint, scale)
-    if checkpoint is not None and not checkpoint.is_file():
-        raise WdsrError(f"checkpoint '{checkpoint}' does not exist",
-                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
+    if checkpoint is not None:
+        _check_file(checkpoint, "checkpoint")
     return checkpoint
+
+
+def _ctrl_c_stays_with_python() -> None:
+    """First thing in evaluate/upscale/export, before numpy or MindSpore start threads: see
+    runtime.ctrl_c_stays_with_python (MindSpore's own SIGINT handler exits with 143)."""
+    from .core import runtime
+
+    runtime.ctrl_c_stays_with_python()
 
 
 def _init_inference(cfg) -> None:
@@ -112,9 +140,37 @@ def _init_inference(cfg) -> None:
                            purpose="inference")
 
 
-def _not_built(what: str) -> None:
-    raise WdsrError(f"'wdsr {what}' is not available in this version yet",
-                    "see README.md for what works today")
+def _check_json_out(json_out: str | None) -> None:
+    """--json FILE: checked before any work (its folder exists and takes a file)."""
+    if json_out is None or json_out == "-":
+        return
+    from .core import fileio
+
+    path = Path(json_out).expanduser()
+    if path.is_dir():
+        raise WdsrError(f"--json '{json_out}' is a folder", "name a file, e.g. --json out.json")
+    folder = path.parent
+    if not folder.is_dir():
+        raise WdsrError(f"folder '{folder}' for --json '{json_out}' does not exist",
+                        "create it first, or pass --json - for stdout")
+    try:
+        fileio.probe_writable(folder)
+    except OSError as exc:
+        raise WdsrError(f"cannot write --json '{json_out}': {exc.strerror or exc}",
+                        "choose a writable folder, or pass --json - for stdout") from None
+
+
+def _write_json(json_out: str, data: dict) -> None:
+    """--json: the summary on stdout ('-') or into a file (atomically)."""
+    import json
+
+    from .core import fileio
+
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    if json_out == "-":
+        sys.stdout.write(text)
+    else:
+        fileio.atomic_write(Path(json_out).expanduser(), text)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -153,8 +209,7 @@ def prepare_data(
         None, "--sample", metavar="DIR",
         help="Copy the bundled sample photos to DIR as a DIV2K tree and prepare them into "
              "DIR/prepared."),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print a machine-readable summary on stdout."),
+    json_out: str | None = JsonOpt,
     config: str | None = ConfigOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
@@ -168,12 +223,11 @@ def prepare_data(
 
     Example: wdsr prepare-data --sample data/sample
     """
-    import json
-
     from . import ui
     from .core.data import prepare as prep
 
     cfg = _load_config(config, overrides, None)
+    _check_json_out(json_out)
     if sample is not None and root_dir is not None:
         raise WdsrError("give either DIV2K_ROOT or --sample, not both",
                         "--sample DIR prepares the bundled photos in DIR")
@@ -199,11 +253,11 @@ def prepare_data(
         summary["verify"] = report
         bad = report["mismatches"]
         if bad:
-            (ui.err if json_out else ui.out).print(ui.table(
+            console.print(ui.table(
                 "verify: mismatches", ["file", "problem"],
                 [(m["file"], m["problem"]) for m in bad]))
-        if json_out:
-            sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        if json_out is not None:
+            _write_json(json_out, summary)
         if bad:
             raise WdsrError(f"{len(bad)} of {report['checked']} files do not match the manifest "
                             f"of '{opts.out}' (first: {bad[0]['file']}: {bad[0]['problem']})",
@@ -211,6 +265,7 @@ def prepare_data(
         ui.info(f"verified: {report['checked']} files match the manifest of '{opts.out}' "
                 f"(dataset id {report['dataset_id']})")
 
+    console = ui.err if json_out == "-" else ui.out
     if verify and (Path(opts.out) / prep.MANIFEST).is_file():
         verify_and_report({"status": "verify-only", "out": str(opts.out)})
         return
@@ -224,7 +279,6 @@ def prepare_data(
     if sample is not None and not crop_given:
         opts.crop_size, opts.crop_step, opts.note = prep.choose_sample_crop(inv, opts)
         prep.check_options(opts)
-    console = ui.err if json_out else ui.out
     console.print(ui.inventory_table(inv))
     for line in inv.notes + ([opts.note] if opts.note else []):
         console.print(f"note: {line}", markup=False, soft_wrap=True)
@@ -257,8 +311,8 @@ def prepare_data(
             ("time", f"{summary['seconds']:.1f} s ({summary['images_per_s']:.1f} images/s)")]))
     if verify:
         verify_and_report(summary)
-    elif json_out:
-        sys.stdout.write(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    elif json_out is not None:
+        _write_json(json_out, summary)
 
 
 @app.command()
@@ -332,6 +386,10 @@ def train(
         cfg = resume_state.config
         for skipped in resume_state.skipped:
             ui.warn(f"skipped unusable checkpoint {skipped}")
+        ui.info(f"resuming {run} from step {resume_state.meta['step']} "
+                f"({resume_state.checkpoint.name})" if resume_state.checkpoint else
+                f"resuming {run} from step 0 (it stopped before its first checkpoint)"
+                + (f", from --init {cfg.train.init}" if cfg.train.init else ""))
     else:
         cfg = _load_config(config, sets, device_target)
     if print_config:
@@ -345,10 +403,12 @@ def train(
         raise WdsrError("--init and --resume do not go together",
                         "--resume continues a run; --init starts a new one from weights")
     init = _bundled_alias(init, cfg.model.scale)  # --init bundled: fine-tune the shipped weights
-    if init is not None and not init.is_file():
-        raise WdsrError(f"--init checkpoint '{init}' does not exist")
+    if init is not None:
+        _check_file(init, "--init checkpoint")
+        cfg.train.init = str(init.resolve())  # recorded in config.yaml: --resume keeps it
     if json_out is not None and not dry_run:
         raise WdsrError("--json goes with --dry-run", "add --dry-run to print the launch plan")
+    _check_json_out(json_out)
     from .core import runtime
 
     launch = _Launch(runtime.resolve_device_target(cfg.runtime.device_target), devices,
@@ -474,8 +534,6 @@ def _batch_note(cfg, world_size: int) -> str:
 
 
 def _print_plan(plan, cfg, json_out: str | None) -> None:
-    import json
-
     from . import ui
     from .core.launch.plan import render_plan
 
@@ -486,11 +544,7 @@ def _print_plan(plan, cfg, json_out: str | None) -> None:
                "description": plan.description, "warnings": plan.warnings,
                "processes": render_plan(plan)}
     if json_out is not None:
-        text = json.dumps(summary, indent=1) + "\n"
-        if json_out == "-":
-            sys.stdout.write(text)
-        else:
-            Path(json_out).write_text(text, encoding="utf-8")
+        _write_json(json_out, summary)
         return
     for line in plan.description:
         ui.info(line)
@@ -579,8 +633,7 @@ def evaluate(
         False, "--bicubic", help="Add the MATLAB-bicubic baseline columns."),
     save_images: Path | None = typer.Option(
         None, "--save-images", help="Write each 8-bit result as NAME_x{scale}.png here."),
-    json_out: str | None = typer.Option(
-        None, "--json", help="Write the results as JSON to this file ('-' = stdout)."),
+    json_out: str | None = JsonOpt,
     report: Path | None = typer.Option(
         None, "--report", help="Write a visual report to this new folder: index.html with "
         "the scores and, per image, the crops where the model gains most and least over "
@@ -600,11 +653,10 @@ def evaluate(
 
     Example: wdsr evaluate --checkpoint bundled --hr photos/ --report report/
     """
-    import json
-
+    _ctrl_c_stays_with_python()
     from . import ui
     from .core import evaluate as E
-    from .core.config import PROTOCOLS, SCALES
+    from .core.config import PROTOCOLS
 
     cfg = _load_config(config, overrides, device_target)
     protocol = cfg.eval.protocol if protocol is None else protocol
@@ -613,10 +665,9 @@ def evaluate(
                         "use y (PSNR on Y, border = scale) or rgb (RGB, border = scale + 6)")
     tile = cfg.eval.tile if tile is None else tile
     self_ensemble = cfg.eval.self_ensemble if self_ensemble is None else self_ensemble
-    if scale is not None and scale not in SCALES:
-        raise WdsrError(f"unsupported scale {scale}",
-                        "choose one of " + ", ".join(map(str, SCALES)))
+    _check_scale(scale)
     _check_tile(tile)
+    _check_json_out(json_out)
     if limit < 0:
         raise WdsrError("--limit must be 0 or more", "0 = all images")
     if lr is not None and hr is None:
@@ -636,7 +687,8 @@ def evaluate(
         from .core.export import load_model_predictor
 
         if checkpoint is not None:
-            raise WdsrError("give --checkpoint or --model, not both")
+            raise WdsrError("give --checkpoint or --model, not both",
+                            "--model runs an exported file, --checkpoint a .ckpt")
         predictor = load_model_predictor(model, scale, tile, self_ensemble)
         scale, checkpoint, why = predictor.scale, model, f"--model, {predictor.backend.name}"
     if scale is None:
@@ -670,11 +722,7 @@ def evaluate(
     if save_images is not None:
         ui.info(f"saved {result['count']} images in {save_images}")
     if json_out is not None:
-        text = json.dumps(E.result_to_json(result), indent=1, allow_nan=False) + "\n"
-        if json_out == "-":
-            sys.stdout.write(text)
-        else:
-            E.write_text_atomic(json_out, text)
+        _write_json(json_out, E.result_to_json(result))
     if report is not None:
         facts = R.describe_weights(checkpoint, predictor.meta, why) + [
             ("data", dataset.description)]
@@ -699,8 +747,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     no_check: bool = typer.Option(
         False, "--no-check", help="Skip running the exported file against the checkpoint."),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print a machine-readable summary on stdout."),
+    json_out: str | None = JsonOpt,
     runs_dir: Path = typer.Option(
         Path("runs"), "--runs-dir", help="Where to look for the default checkpoint."),
     device_target: str | None = DeviceOpt,
@@ -715,13 +762,14 @@ def export(
 
     Example: wdsr export --checkpoint runs/wdsr-b-x2/best.ckpt --format onnx
     """
-    import json
-
+    _ctrl_c_stays_with_python()
     from . import ui
     from .core import evaluate as E
     from .core import export as X
 
     cfg = _load_config(None, None, device_target)
+    _check_scale(scale)
+    _check_json_out(json_out)
     fmt = X.check_format(fmt, cfg.runtime.device_target)
     size = X.parse_input_size(input_size)
     checkpoint = _bundled_alias(checkpoint, scale)
@@ -737,7 +785,7 @@ def export(
                         "drop --scale or pass a checkpoint of that scale")
     X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
     ui.info(f"checkpoint: {checkpoint} ({why})")
-    console = ui.err if json_out else ui.out
+    console = ui.err if json_out == "-" else ui.out
     try:
         with ui.err.status(f"exporting {fmt.upper()}") as status:
             result = X.export_model(
@@ -760,8 +808,8 @@ def export(
         console.print(_parity_table(parity))
     else:
         ui.warn(f"parity check skipped: {parity['reason']}")
-    if json_out:
-        sys.stdout.write(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    if json_out is not None:
+        _write_json(json_out, result)
 
 
 def _parity_table(parity: dict):
@@ -796,35 +844,31 @@ def upscale(
     self_ensemble: bool = typer.Option(
         False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    json_out: str | None = typer.Option(
-        None, "--json", help="Write a summary as JSON to this file ('-' = stdout)."),
+    json_out: str | None = JsonOpt,
     device_target: str | None = DeviceOpt,
 ) -> None:
     """Super-resolve images (works out of the box with the bundled weights).
 
     Example: wdsr upscale photo.png --scale 4 -o photo_x4.png
     """
-    import json
-    import time
-
+    _ctrl_c_stays_with_python()
     from . import ui
     from .core import evaluate as E
     from .core import upscale as U
-    from .core.config import SCALES
 
     cfg = _load_config(None, None, device_target)
-    if scale is not None and scale not in SCALES:
-        raise WdsrError(f"unsupported scale {scale}",
-                        "choose one of " + ", ".join(map(str, SCALES)))
+    _check_scale(scale)
     _check_tile(tile)
+    _check_json_out(json_out)
     checkpoint = _existing_checkpoint(checkpoint, scale)
-    sources, single = U.collect_inputs(inputs)
+    found = U.collect_inputs(inputs)
 
     if model is not None:
         from .core.export import model_scale
 
         if checkpoint is not None:
-            raise WdsrError("give --checkpoint or --model, not both")
+            raise WdsrError("give --checkpoint or --model, not both",
+                            "--model runs an exported file, --checkpoint a .ckpt")
         wanted, scale = scale, model_scale(model)
         if wanted is not None and wanted != scale:
             raise WdsrError(f"model '{model}' is a x{scale} model, but the scale asked for is "
@@ -833,14 +877,17 @@ def upscale(
         _init_inference(cfg)
         scale = E.checkpoint_scale(checkpoint)
     scale = 2 if scale is None else scale
-    jobs = U.plan_jobs(sources, output, scale, single, overwrite)
+    planned = U.plan_jobs(found, output, scale, overwrite)
+    jobs = planned.jobs
+    for left_out, source in planned.skipped:
+        ui.info(f"left out '{left_out}': it is the x{scale} output of '{source}'")
     todo, failures = U.preflight(jobs)
     if len(jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
     if checkpoint is None and model is None:
         checkpoint = U.default_upscale_checkpoint(scale)
     images: list[dict] = []
-    start = time.perf_counter()
+    summary = {"interrupted": False, "seconds": 0.0}
     if todo:
         _init_inference(cfg)
         if model is not None:
@@ -862,7 +909,7 @@ def upscale(
         images = summary["images"]
         order = {str(j.source): k for k, j in enumerate(jobs)}
         failures = sorted(failures + summary["failures"], key=lambda f: order[f["input"]])
-    seconds = time.perf_counter() - start
+    seconds = summary["seconds"]
     if len(jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
     console = ui.err if json_out == "-" else ui.out
@@ -870,23 +917,25 @@ def upscale(
         console.print(ui.upscale_table(images))
     if failures:
         console.print(ui.failures_table(failures))
+    megapixels = sum(r["output_megapixels"] for r in images)
+    if images:
+        ui.info(f"{len(images)} image(s), {megapixels:.2f} output MP in {seconds:.1f} s: "
+                f"{megapixels / seconds:.2f} MP/s, {len(images) / seconds:.2f} images/s")
     if json_out is not None:
-        mp = sum(r["output_megapixels"] for r in images)
-        data = {"scale": scale, "checkpoint": None if checkpoint is None else str(checkpoint),
-                "model": None if model is None else str(model), "tile": tile,
-                "self_ensemble": self_ensemble, "images": images, "failures": failures,
-                "seconds": seconds,
-                "output_megapixels_per_second": mp / seconds if seconds > 0 else None}
-        text = json.dumps(data, indent=1) + "\n"
-        if json_out == "-":
-            sys.stdout.write(text)
-        else:
-            E.write_text_atomic(json_out, text)
+        _write_json(json_out, {
+            "scale": scale, "checkpoint": None if checkpoint is None else str(checkpoint),
+            "model": None if model is None else str(model), "tile": tile,
+            "self_ensemble": self_ensemble, "images": images, "failures": failures,
+            "interrupted": summary["interrupted"], "seconds": seconds,
+            "output_megapixels_per_second": megapixels / seconds if seconds > 0 else None})
+    if summary["interrupted"]:
+        raise Interrupted(f"interrupted: {len(images)} of {len(jobs)} images were written "
+                          "(each complete, listed above); nothing else was left behind",
+                          "rerun with --overwrite to redo them all, or pass only the rest")
     if failures:
         ui.error(f"{len(failures)} of {len(jobs)} images failed (listed above)",
                  "the others were written")
         raise typer.Exit(2)
-
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -896,12 +945,15 @@ _LATEST = "latest"
 
 
 def _optional_values(args: list[str]) -> list[str]:
-    """`--resume` may stand alone (= the latest run): give it its implicit value."""
+    """`--resume` may stand alone (= the latest run) and `--json` too (= stdout): give them
+    their implicit values."""
+    implicit = {"--resume": _LATEST, "--json": "-"}
     out = []
     for i, arg in enumerate(args):
         out.append(arg)
-        if arg == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")):
-            out.append(_LATEST)
+        if arg in implicit and (i + 1 == len(args)
+                                or args[i + 1].startswith("-") and args[i + 1] != "-"):
+            out.append(implicit[arg])
     return out
 
 
@@ -928,7 +980,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         ui.error(exc.message, exc.hint)
-        code = 2
+        code = getattr(exc, "exit_code", 2)
+        interrupted_reported = code == 130
     except (KeyboardInterrupt, typer.Abort):
         from . import ui
 

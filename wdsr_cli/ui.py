@@ -118,10 +118,6 @@ class TrainView:
         self.live.update(self.render())
         self.live.__exit__(*exc)
 
-    def set_state(self, rank: int, state: str) -> None:
-        self.ranks.setdefault(rank, {})["state"] = state
-        self.live.update(self.render())
-
     def note(self, message: str) -> None:
         self.messages = (self.messages + [message])[-4:]
         self.live.update(self.render())

@@ -22,8 +22,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .contract import MODEL_FORMATS, check_contract, contract_path, file_sha256, read_contract
+from .contract import MODEL_FORMATS, check_contract, contract_path, read_contract
 from .errors import WdsrError
+from .fileio import sha256_file
 
 ONNX_INSTALL_HINT = "install the ONNX extra: pip install 'wdsr-cli[onnx]'"
 
@@ -186,7 +187,7 @@ def load_exported(path: str | os.PathLike, contract: dict[str, Any] | None = Non
                         f"{contract['format']} model, not '{path}'",
                         "re-export with wdsr export")
     recorded = contract.get("sha256")
-    if recorded and file_sha256(path) != recorded:
+    if recorded and sha256_file(path) != recorded:
         raise WdsrError(f"contract file '{contract_path(path)}' does not describe '{path}' "
                         "(the model's sha256 differs: the file changed after export)",
                         "re-export with wdsr export")

@@ -6,7 +6,8 @@ the model config, the scale, the step, metrics, the dataset id and (for training
 the whole run config. Evaluate, export and upscale rebuild the network from it, so no flag can
 build a network that does not match the weights.
 
-Writes are atomic: a temporary file in the same folder, then ``os.replace``.
+Writes are atomic (:mod:`.fileio`): a temporary file in the same folder, then ``os.replace``;
+no temporary file survives a failed save, and a save removes those of killed writers.
 """
 
 from __future__ import annotations
@@ -28,43 +29,55 @@ FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "weights"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextmanager
 def _quiet_mindspore_logger():
-    """MindSpore logs an [ERROR] line before raising on a bad file; we raise our own message."""
+    """MindSpore prints [ERROR]/[WARNING] lines (from Python and from C++, straight to file
+    descriptor 2) before raising on a bad file; we raise our own one-line message instead.
+    What it printed is passed on only when loading worked."""
+    import sys
+    import tempfile
+
     logger = logging.getLogger("mindspore")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    ok = False
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            logger.setLevel(level)
+            if ok:
+                captured.seek(0)
+                text = captured.read()
+                if text:
+                    os.write(2, text)
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
     """Save a Cell (or a list of {"name", "data"} dicts) with metadata, atomically."""
     import mindspore as ms
 
+    from .fileio import remove_stale_temps, replacing
+
     path = Path(path)
     meta = {"format_version": FORMAT_VERSION, **meta}
-    # The temporary name keeps the .ckpt suffix: MindSpore appends one to any other name.
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.ckpt")
+    remove_stale_temps(path.parent)  # what a killed writer left (kill -9 during a save)
     try:
-        ms.save_checkpoint(obj, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)},
-                           crc_check=True)
-        os.chmod(tmp, 0o666 & ~_umask())  # MindSpore writes 0400; use the usual permissions
-        os.replace(tmp, path)
+        # The temporary name keeps the .ckpt suffix (MindSpore appends one to any other name);
+        # MindSpore writes <stem>.tmp first, which replacing() also removes on failure.
+        with replacing(path, suffix=".ckpt") as tmp:
+            ms.save_checkpoint(obj, str(tmp),
+                               append_dict={META_KEY: json.dumps(meta, sort_keys=True)},
+                               crc_check=True)
     except OSError as exc:
         raise WdsrError(f"cannot write checkpoint '{path}': {exc.strerror or exc}",
-                        "check that the folder exists and is writable") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                        "free some disk space, or check that the folder is writable") from None
     return path
 
 

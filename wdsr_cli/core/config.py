@@ -9,6 +9,7 @@ mistake becomes a ``WdsrError`` naming the key and the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     val_images: int = 0  # 0 = the whole validation split
     seed: int = 0
+    # Weights a new run starts from (wdsr train --init); kept in the run's config.yaml so a
+    # --resume before the first checkpoint starts from them again. "" = random weights.
+    init: str = ""
 
 
 @dataclass
@@ -140,6 +144,9 @@ def resolve_config_path(name_or_path: str) -> Path:
     looks_like_path = candidate.suffix in (".yaml", ".yml") or "/" in name_or_path
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():
+        raise WdsrError(f"config '{name_or_path}' is a folder, not a YAML file",
+                        "pass a YAML file or one of: " + ", ".join(builtin_config_names()))
     if looks_like_path:
         raise WdsrError(
             f"config file '{name_or_path}' does not exist",
@@ -170,7 +177,8 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
                 "fix the file (sections: " + ", ".join(SECTIONS) + ")",
             ) from None
         except OSError as exc:
-            raise WdsrError(f"cannot read config '{path}': {exc.strerror}") from None
+            raise WdsrError(f"cannot read config '{path}': {exc.strerror}",
+                            "check the file's permissions, or pass another --config") from None
         cfg = config_from_dict(raw if raw is not None else {}, source=str(path))
         if cfg.name == "custom":
             cfg.name = path.stem
@@ -182,7 +190,9 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
 
 def config_from_dict(raw: Any, source: str = "config") -> Config:
     if not isinstance(raw, dict):
-        raise WdsrError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+        raise WdsrError(f"{source}: expected a mapping of sections, got {type(raw).__name__}",
+                        "a recipe maps sections to keys, e.g. 'train:' then '  lr: 0.001' "
+                        "(sections: " + ", ".join(SECTIONS) + ")")
     cfg = Config()
     for key, value in raw.items():
         if key in ("name", "description"):
@@ -196,7 +206,8 @@ def config_from_dict(raw: Any, source: str = "config") -> Config:
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise WdsrError(f"{source}: section '{key}' must be a mapping of keys to values")
+            raise WdsrError(f"{source}: section '{key}' must be a mapping of keys to values",
+                            f"write '{key}:' then one indented 'key: value' per line")
         section = getattr(cfg, key)
         for sub_key, sub_value in value.items():
             _set_field(section, key, sub_key, sub_value, source)
@@ -271,7 +282,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise bad
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
             raise bad
         return float(value)
     if tp is str:
@@ -290,7 +302,8 @@ def _example(tp: Any) -> str:
 
 def _check(ok: bool, message: str, hint: str | None = None) -> None:
     if not ok:
-        raise WdsrError(message, hint)
+        raise WdsrError(message, hint or "fix it in the recipe, or override it with --set "
+                                         "section.key=value (see configs/ for examples)")
 
 
 def _one_of(value: Any, choices: tuple, key: str) -> None:

@@ -8,7 +8,6 @@ Export writes it (:mod:`.export`); the backends and the weight resolver read it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,14 +22,6 @@ CONTRACT_VERSION = 1
 def contract_path(model: str | os.PathLike) -> Path:
     """Where ``wdsr export`` writes a model's I/O contract: ``<model file>.json``."""
     return Path(f"{os.fspath(model)}.json")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_contract(model: str | os.PathLike) -> dict[str, Any]:

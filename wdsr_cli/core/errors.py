@@ -18,3 +18,9 @@ class WdsrError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class Interrupted(WdsrError):
+    """Ctrl-C, reported as one line saying what was finished; exit code 130."""
+
+    exit_code = 130

@@ -340,22 +340,6 @@ def result_to_json(result: dict[str, Any]) -> dict[str, Any]:
     return clean(result)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a small text file (JSON results) atomically: temporary name, then os.replace."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise WdsrError(f"cannot write '{path}': folder '{path.parent}' does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _rgb_uint8(img: np.ndarray, name: str, what: str) -> np.ndarray:
     arr = np.asarray(img)
     if arr.ndim == 2:

@@ -52,12 +52,3 @@ class JsonLinesWriter:
         self.stream.write(encode(event) + "\n")
         self.stream.flush()
 
-
-def fan_out(*emitters: Emit | None) -> Emit:
-    targets = [e for e in emitters if e is not None]
-
-    def emit(event: Event) -> None:
-        for target in targets:
-            target(event)
-
-    return emit

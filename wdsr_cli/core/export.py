@@ -32,8 +32,10 @@ What :func:`export_model` does, in order:
    temporary behind (an existing output replaced with ``force`` is kept until the new one has
    passed).
 
-MINDIR files come out of MindSpore with mode 0400; the exported file gets the usual
-``0644 & ~umask``.
+The files are written into a private temporary folder next to the output (MindSpore's ONNX
+writer chmods the folder it writes into; no folder of the user's changes mode) and moved out
+of it (:mod:`.fileio`). MINDIR files come out of MindSpore with mode 0400; the exported file
+gets the usual ``0666 & ~umask``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,9 +52,11 @@ from typing import Any
 
 import numpy as np
 
+from . import fileio
 from .backends import ONNX_INSTALL_HINT
-from .contract import CONTRACT_VERSION, contract_path, file_sha256
+from .contract import CONTRACT_VERSION, contract_path
 from .errors import WdsrError
+from .fileio import sha256_file
 
 __all__ = [
     "FORMATS",
@@ -124,7 +127,9 @@ def parse_input_size(text: str | None) -> tuple[int, int] | None:
         raise WdsrError(f"--input-size must be HxW in LR pixels, got '{text}'",
                         "for example --input-size 270x480 (height x width)") from None
     if h < 1 or w < 1:
-        raise WdsrError(f"--input-size sides must be at least 1, got '{text}'")
+        raise WdsrError(f"--input-size sides must be at least 1, got '{text}'",
+                        "for example --input-size 270x480 (height x width), or leave it out "
+                        "for any size")
     return h, w
 
 
@@ -146,15 +151,11 @@ def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
 
 
 def _check_writable(folder: Path) -> None:
-    """Create and remove a file there: catches read-only mounts and root-proof folders that
-    ``os.access`` does not."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".wdsr-export-probe", dir=folder)
+        fileio.probe_writable(folder)
     except OSError as exc:
         raise WdsrError(f"cannot write to folder '{folder}': {exc.strerror or exc}",
                         "choose a writable --output") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def check_format(fmt: str, device_target: str | None = None) -> str:
@@ -357,26 +358,6 @@ def _export_onnx(net: Any, path: Path, scale: int, input_size: tuple[int, int] |
     raw.unlink()
 
 
-def _cleanup(folder: Path, prefix: str) -> None:
-    import glob
-    import shutil
-
-    for leftover in folder.glob(f"{glob.escape(prefix)}*"):
-        try:
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink()
-        except OSError:
-            pass
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o644 & ~mask
-
-
 # ------------------------------------------------------------------------------ parity
 
 
@@ -489,7 +470,7 @@ def load_model_predictor(path: str | os.PathLike, scale: int | None, tile: int,
 
 
 def _checkpoint_record(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    record = {"path": str(path), "file": path.name, "sha256": file_sha256(path)}
+    record = {"path": str(path), "file": path.name, "sha256": sha256_file(path)}
     for key in ("kind", "step", "run", "metrics", "protocol", "best_psnr"):
         if key in meta:
             record[key] = meta[key]
@@ -515,7 +496,7 @@ def build_contract(plan: ExportPlan, model_file: Path, cfg: Any, meta: dict[str,
         "contract_version": CONTRACT_VERSION,
         "format": plan.fmt,
         "file": plan.output.name,
-        "sha256": file_sha256(model_file),
+        "sha256": sha256_file(model_file),
         "bytes": model_file.stat().st_size,
         "input": {"name": names[0], "layout": "NCHW", "dtype": "float32", "channels": "RGB",
                   "range": [0.0, 255.0], "shape": in_shape,
@@ -569,11 +550,11 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
     cfg = net.cfg
     radius = receptive_radius(cfg)
 
-    folder = plan.output.parent if str(plan.output.parent) else Path(".")
-    prefix = f".{plan.output.stem}.tmp{os.getpid()}"
-    tmp = folder / f"{prefix}{SUFFIXES[plan.fmt]}"
-    tmp_contract = folder / f"{prefix}.json"
-    try:
+    # MindSpore's ONNX writer chmods the folder it writes into (0700): write into a folder of
+    # our own next to the output, then move the files out of it.
+    with fileio.private_folder(plan.output) as work:
+        tmp = work / plan.output.name
+        tmp_contract = work / plan.contract.name
         stage(f"writing {plan.fmt.upper()}")
         try:
             if plan.fmt == "onnx":
@@ -581,13 +562,13 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
             else:
                 _export_mindspore(net, plan.fmt, tmp, plan.input_size)
         except OSError as exc:
-            raise WdsrError(f"cannot write '{plan.output}': {exc.strerror or exc}") from None
+            raise WdsrError(f"cannot write '{plan.output}': {exc.strerror or exc}",
+                            "free some disk space or choose another --output") from None
         except (RuntimeError, ValueError) as exc:
             if plan.fmt != "air" or plan.input_size is not None:
                 raise
             raise WdsrError(f"MindSpore could not write a dynamic-shape AIR file: {exc}",
                             "pass --input-size HxW for a fixed-shape AIR") from None
-        os.chmod(tmp, _file_mode())
         contract = build_contract(plan, tmp, cfg, meta, radius)
         if check:
             stage("checking the exported model against the checkpoint")
@@ -611,11 +592,8 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
                 f"{tolerance} (0..255 scale); nothing was written",
                 "report this; --no-check writes the file without the check", result)
         _write_json(tmp_contract, contract)
-        os.chmod(tmp_contract, _file_mode())
-        os.replace(tmp, plan.output)
-        os.replace(tmp_contract, plan.contract)
-    finally:
-        _cleanup(folder, prefix)
+        fileio.commit(tmp, plan.output)
+        fileio.commit(tmp_contract, plan.contract)
     result["written"] = True
     result["seconds"] = time.perf_counter() - start
     return result

@@ -19,7 +19,6 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from .config import ModelConfig
-from .model_info import count_parameters, receptive_radius, summarize  # noqa: F401 (re-export)
 
 
 class Conv2d(nn.Cell):

@@ -127,3 +127,54 @@ def seed_everything(seed: int) -> None:
     ms.dataset.config.set_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
+
+
+def ctrl_c_stays_with_python() -> None:
+    """Make Ctrl-C a KeyboardInterrupt in the main thread even while MindSpore runs a graph.
+
+    Each MindSpore graph run installs a native SIGINT handler that ends the process with
+    SIGTERM (exit 143: no message, no cleanup) and leaves it installed. So SIGINT is blocked
+    in this thread before any other thread exists (numpy's OpenBLAS and MindSpore start
+    theirs on import and they inherit the mask), and one thread of ours takes it with
+    ``sigwait`` and interrupts the main thread, which raises KeyboardInterrupt as soon as it
+    runs Python again (between tiles, or when a network call returns). Call before importing
+    numpy or MindSpore; only in commands that start no subprocesses (they would inherit the
+    blocked signal). Nothing happens if SIGINT is ignored (a
+    background job) or this was done already."""
+    import _thread
+    import signal
+    import threading
+
+    if (_STATE.get("ctrl_c") or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def relay() -> None:
+        while True:
+            signal.sigwait({signal.SIGINT})
+            _thread.interrupt_main()
+
+    threading.Thread(target=relay, name="wdsr-ctrl-c", daemon=True).start()
+    _STATE["ctrl_c"] = True
+
+
+def die_with_parent(parent_pid: int | None = None) -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (even by SIGKILL), so helper
+    processes never outlive the command (orphans would print tracebacks into the user's
+    terminal). ``parent_pid``: the parent expected; if it is already gone, exit now. Returns
+    False where this is not available (not Linux/glibc)."""
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    if parent_pid is not None and os.getppid() != parent_pid:  # died before prctl took effect
+        os._exit(1)
+    return True

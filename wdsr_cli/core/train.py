@@ -34,9 +34,7 @@ import numpy as np
 from . import events
 from .config import Config, dump_yaml, load_config
 from .errors import WdsrError
-
-RUNS_DIR = Path("runs")
-
+from .fileio import atomic_write
 
 # ------------------------------------------------------------------------------ run folders
 
@@ -103,11 +101,20 @@ def open_resume(run_dir: Path, overrides: list[str] | None = None) -> ResumeStat
             continue
         if meta.get("kind") not in ("last", "periodic"):
             continue
+        done = int(meta.get("step", 0))
+        if done >= cfg.train.steps:
+            raise WdsrError(f"'{run_dir}' has already trained {done} steps and train.steps is "
+                            f"{cfg.train.steps}",
+                            f"pass --steps N with N > {done} to train it further")
         return ResumeState(run_dir, cfg, ckpt, params, meta, skipped)
     if skipped:
         raise WdsrError(f"no usable checkpoint in '{run_dir}': " + "; ".join(skipped),
                         "start a new run, or --init from a good checkpoint")
-    # A run that stopped before its first checkpoint: start it again from step 0.
+    # A run that stopped before its first checkpoint: start it again from step 0, from the
+    # same --init weights if it had some (train.init in its config.yaml).
+    if cfg.train.init and not Path(cfg.train.init).is_file():
+        raise WdsrError(f"this run started from --init '{cfg.train.init}', which no longer "
+                        "exists", "put the file back, or start a new run")
     return ResumeState(run_dir, cfg, None, None, None, skipped)
 
 
@@ -164,12 +171,6 @@ def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int,
     return "\n".join(parts)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @dataclass
 class TrainOptions:
     run_dir: Path
@@ -196,6 +197,7 @@ class Trainer:
         self.best_psnr = -math.inf
         self.bicubic_psnr: float | None = None
         self.init_loaded = 0
+        self.init_from: Path | None = None
         self._log = None
 
     # -- plumbing
@@ -241,12 +243,15 @@ class Trainer:
         if self.is_main:
             self.validation = load_validation(d.prepared, c.model.scale, t.val_images)
         self.net = build_model(c.model)
-        if self.opts.init_checkpoint is not None:
-            params, _ = read_checkpoint(self.opts.init_checkpoint)
-            loaded = assign_parameters(self.net, network_parameters(params),
-                                       self.opts.init_checkpoint, strict=False)
+        resume = self.opts.resume
+        resuming = resume is not None and resume.params is not None
+        self.init_from = self.opts.init_checkpoint or (Path(t.init) if t.init else None)
+        if self.init_from is not None and not resuming:  # a checkpoint holds its own weights
+            params, _ = read_checkpoint(self.init_from)
+            loaded = assign_parameters(self.net, network_parameters(params), self.init_from,
+                                       strict=False)
             if not loaded:
-                raise WdsrError(f"no parameter of '{self.opts.init_checkpoint}' fits this model",
+                raise WdsrError(f"no parameter of '{self.init_from}' fits this model",
                                 "--init needs a checkpoint of the same variant and width")
             self.init_loaded = len(loaded)  # parameters whose name and shape matched
 
@@ -255,8 +260,7 @@ class Trainer:
         self.step_cell = build_train_step(self.net, t, self.lrs, self.precision)
         self.optimizer = self.step_cell.optimizer
         self.start_step = 0
-        resume = self.opts.resume
-        if resume is not None and resume.params is not None:
+        if resuming:
             check_resume_compatible(self.cfg, resume.meta, self.patches.dataset_id,
                                     self.opts.allow_data_change)
             # The lr array is derived from the config (so train.steps may be extended on resume).
@@ -361,7 +365,7 @@ class Trainer:
         self.emit("validation", step=step, psnr=psnr, ssim=ssim, best_psnr=self.best_psnr,
                   is_best=is_best, bicubic_psnr=self.bicubic_psnr, protocol=self.cfg.eval.protocol)
         curve = _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr)
-        _atomic_write(self.run_dir / "plot.svg", curve)
+        atomic_write(self.run_dir / "plot.svg", curve)
         self._write_report(step, result, collector, curve)
 
     def _write_report(self, step: int, result: dict[str, Any], collector, curve: str) -> None:
@@ -393,7 +397,7 @@ class Trainer:
                   dataset_id=self.patches.dataset_id, bicubic_psnr=self.bicubic_psnr,
                   resumed_from=str(self.opts.resume.checkpoint) if self.opts.resume
                   and self.opts.resume.checkpoint else None,
-                  init_from=str(self.opts.init_checkpoint) if self.opts.init_checkpoint else None,
+                  init_from=str(self.init_from) if self.init_loaded else None,
                   init_loaded=self.init_loaded)
         step = self.start_step
         loss_avg, window_start, window_wait, window_steps = None, time.perf_counter(), 0.0, 0
@@ -520,13 +524,6 @@ def prepare_run(cfg: Config, runs_root: Path, name: str | None) -> Path:
     """Create the run folder and record the resolved config (rank 0 only)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
     run_dir = new_run_dir(runs_root, safe)
-    _atomic_write(run_dir / "config.yaml", dump_yaml(cfg))
+    atomic_write(run_dir / "config.yaml", dump_yaml(cfg))
     return run_dir
 
-
-def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
-    """The network weights of a run's last.ckpt as numpy arrays (for tests and tools)."""
-    from .checkpoints import network_parameters, read_checkpoint
-
-    params, _ = read_checkpoint(Path(run_dir) / "last.ckpt")
-    return {k: v.asnumpy() for k, v in network_parameters(params).items()}

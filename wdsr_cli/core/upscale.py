@@ -42,9 +42,13 @@ from .errors import WdsrError
 
 __all__ = [
     "MIN_SIDE",
+    "Inputs",
     "Job",
+    "JobPlan",
     "bleed_transparent",
+    "check_writable_folder",
     "collect_inputs",
+    "default_folder",
     "default_upscale_checkpoint",
     "plan_jobs",
     "preflight",
@@ -66,19 +70,27 @@ class Job:
 # --------------------------------------------------------------------------- inputs/outputs
 
 
-def collect_inputs(inputs: Sequence[str]) -> tuple[list[Path], bool]:
-    """Expand files, folders (their images, not recursive) and globs (``*``, ``?``, ``[]``,
-    expanded here so quoting them is fine) into a list of files, in order, without
-    duplicates. Returns ``(files, single_file)``, ``single_file`` when exactly one argument
-    naming one existing file was given (then ``-o`` names a file, not a folder).
+@dataclass
+class Inputs:
+    """What the INPUT arguments name: ``files`` in order without duplicates; ``single_file``
+    when exactly one argument named one existing file (then ``-o`` names a file);
+    ``folder_of`` maps each file found by listing a folder argument to that folder."""
 
-    Anything that names nothing raises WdsrError before any work is done.
-    """
+    files: list[Path]
+    single_file: bool
+    folder_of: dict[Path, Path]
+
+
+def collect_inputs(inputs: Sequence[str]) -> Inputs:
+    """Expand files, folders (their images, not recursive) and globs (``*``, ``?``, ``[]``,
+    expanded here so quoting them is fine) into files. Anything that names nothing raises
+    WdsrError before any work is done."""
     from .data.images import is_image_file
 
     if not inputs:
         raise WdsrError("no input images given", "example: wdsr upscale photo.png")
     files: list[Path] = []
+    folder_of: dict[Path, Path] = {}
     for arg in inputs:
         path = Path(arg).expanduser()
         if path.is_dir():
@@ -88,6 +100,7 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[Path], bool]:
                 raise WdsrError(f"no images in folder '{arg}'",
                                 "pass image files, folders of images or a glob like '*.png'")
             files.extend(found)
+            folder_of.update((f, path) for f in found)
         elif path.exists():
             files.append(path)
         elif _GLOB_CHARS & set(arg):
@@ -105,29 +118,50 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[Path], bool]:
             seen.add(key)
             unique.append(f)
     single = len(inputs) == 1 and Path(inputs[0]).expanduser().is_file()
-    return unique, single
+    return Inputs(unique, single, folder_of)
 
 
 def default_name(source: Path, scale: int) -> str:
     return f"{source.stem}_x{scale}.png"
 
 
-def plan_jobs(sources: Sequence[Path], output: str | None, scale: int, single_file: bool,
-              overwrite: bool) -> list[Job]:
-    """Where each result goes; all checks happen here, before any image is processed.
+def default_folder(folder: Path, scale: int) -> Path:
+    """Where a folder's results go without ``-o``: a sibling folder ``NAME_x{scale}``, so a
+    rerun never finds its own outputs among the inputs."""
+    folder = Path(os.path.abspath(folder))
+    return folder.with_name(f"{folder.name}_x{scale}")
 
-    No ``output``: ``NAME_x{scale}.png`` next to each input. ``output`` with one input file:
-    that file (unless it is an existing folder or ends with '/'). Otherwise ``output`` is a
-    folder (created if missing) holding ``NAME_x{scale}.png`` files.
+
+@dataclass
+class JobPlan:
+    jobs: list[Job]
+    skipped: list[tuple[Path, Path]]  # (input left out, the input whose earlier output it is)
+
+
+def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -> JobPlan:
+    """Where each result goes; every check on names and folders happens here, before any
+    image is read or anything is created.
+
+    No ``output``: a folder argument's images go to the sibling folder ``NAME_x{scale}/``
+    (:func:`default_folder`), other files to ``NAME_x{scale}.png`` next to them. ``output``
+    with one input file: that file (unless it is an existing folder or ends with '/').
+    Otherwise ``output`` is a folder (created if missing) of ``NAME_x{scale}.png`` files.
+
+    An input is never written over: an output that is its own input is refused, and an input
+    that is another input's output (``a_x2.png`` next to ``a.png``, left by an earlier run)
+    is left out of the inputs.
     """
     from .data.images import IMAGE_SUFFIXES
 
-    jobs: list[Job] = []
+    sources = inputs.files
     if output is None:
-        jobs = [Job(s, s.with_name(default_name(s, scale))) for s in sources]
+        jobs = [Job(s, (default_folder(inputs.folder_of[s], scale) / default_name(s, scale))
+                    if s in inputs.folder_of else s.with_name(default_name(s, scale)))
+                for s in sources]
     else:
         out = Path(output).expanduser()
-        as_folder = (not single_file or out.is_dir() or output.endswith(("/", os.sep)))
+        as_folder = (not inputs.single_file or out.is_dir()
+                     or output.endswith(("/", os.sep)))
         if as_folder:
             if out.exists() and not out.is_dir():
                 raise WdsrError(f"output '{output}' is a file, but {len(sources)} images need "
@@ -142,20 +176,49 @@ def plan_jobs(sources: Sequence[Path], output: str | None, scale: int, single_fi
                 raise WdsrError(f"folder '{out.parent}' for output '{output}' does not exist",
                                 "create it first")
             jobs = [Job(sources[0], out)]
+    real = {os.path.realpath(s): s for s in sources}
     by_target: dict[str, Path] = {}
     for job in jobs:
         key = os.path.realpath(job.target)
+        if key == os.path.realpath(job.source):
+            raise WdsrError(f"output '{job.target}' is the input itself",
+                            "wdsr never writes over an input: choose another -o")
         if key in by_target:
             raise WdsrError(f"'{by_target[key]}' and '{job.source}' would both be written to "
                             f"'{job.target}'", "rename one of them or upscale them separately")
         by_target[key] = job.source
+    skipped = [(real[k], by_target[k]) for k in by_target if k in real]
+    left_out = {os.path.realpath(s) for s, _ in skipped}
+    jobs = [j for j in jobs if os.path.realpath(j.source) not in left_out]
+    if not jobs:
+        raise WdsrError("every input is the output of another input", "check the inputs")
     if not overwrite:
         existing = [j.target for j in jobs if j.target.exists()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise WdsrError(f"output '{existing[0]}' already exists{more}",
                             "pass --overwrite to replace it, or choose another -o")
-    return jobs
+    for folder in sorted({j.target.parent for j in jobs}):
+        check_writable_folder(folder)
+    return JobPlan(jobs, skipped)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """The output folder, or the nearest existing folder above it (where it will be created),
+    takes a new file; checked by creating one, which catches read-only mounts too."""
+    from .fileio import probe_writable
+
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WdsrError(f"cannot create output folder '{folder}': '{existing}' is a file",
+                        "choose another -o")
+    try:
+        probe_writable(existing)
+    except OSError as exc:
+        raise WdsrError(f"cannot write to '{existing}': {exc.strerror or exc}",
+                        "choose a writable -o folder") from None
 
 
 def default_upscale_checkpoint(scale: int) -> Path:
@@ -204,27 +267,42 @@ def bleed_transparent(rgb: np.ndarray, alpha: np.ndarray, steps: int) -> np.ndar
 # ------------------------------------------------------------------------------- one image
 
 
-def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLike,
-                  on_tile: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Read ``source``, super-resolve it, write ``target`` atomically; returns a summary."""
-    from .data.images import Image, alpha_to_float, from_rgb_float, read_image, to_rgb_float
-    from .data.resize import bicubic_upscale
+@dataclass
+class _Read:
+    """An input read and made ready for the network (see the module docstring)."""
+
+    src: Any  # data.images.Image
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    seconds: float
+
+
+def _read(predictor, source: Path) -> _Read:
+    from .data.images import alpha_to_float, read_image, to_rgb_float
 
     start = time.perf_counter()
     src = read_image(source)
     if src.height < MIN_SIDE or src.width < MIN_SIDE:
         raise WdsrError(f"'{source}' is only {src.width}x{src.height} pixels",
                         f"wdsr needs at least {MIN_SIDE}x{MIN_SIDE} pixels to upscale")
-    s = predictor.scale
     rgb = to_rgb_float(src)
     alpha = alpha_to_float(src)
     if alpha is not None:
         rgb = bleed_transparent(rgb, alpha, predictor.receptive_radius + 2)
-    sr = predictor.predict(rgb, on_tile=on_tile)
-    del rgb
+    return _Read(src, rgb, alpha, time.perf_counter() - start)
+
+
+def _write(job: Job, read: _Read, sr: np.ndarray, scale: int, seconds: float
+           ) -> dict[str, Any]:
+    """Alpha upscaled, converted to the output depth band by band, written atomically."""
+    from .data.images import Image, from_rgb_float, write_image
+    from .data.resize import bicubic_upscale
+
+    start = time.perf_counter()
+    src = read.src
     up_alpha = None
-    if alpha is not None:
-        up_alpha = np.clip(bicubic_upscale(alpha, s), 0.0, 255.0)
+    if read.alpha is not None:
+        up_alpha = np.clip(bicubic_upscale(read.alpha, scale), 0.0, 255.0)
     pixels, alphas = [], []
     for a in range(0, sr.shape[0], _BAND_ROWS):
         band = from_rgb_float(sr[a:a + _BAND_ROWS], src,
@@ -232,27 +310,41 @@ def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLik
         pixels.append(band.pixels)
         if band.alpha is not None:
             alphas.append(band.alpha)
-    del sr
     out = Image(pixels=np.concatenate(pixels, axis=0),
                 alpha=np.concatenate(alphas, axis=0) if alphas else None,
                 bit_depth=src.bit_depth)
-    from .data.images import write_image
-
-    write_image(target, out)
-    seconds = time.perf_counter() - start
-    return {"input": str(source), "output": str(target), "mode": src.source_mode,
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    write_image(job.target, out)
+    return {"input": str(job.source), "output": str(job.target), "mode": src.source_mode,
             "input_size": [src.width, src.height], "output_size": [out.width, out.height],
             "bit_depth": src.bit_depth, "alpha": src.alpha is not None,
-            "seconds": seconds, "output_megapixels": out.width * out.height / 1e6}
+            "seconds": seconds + time.perf_counter() - start,
+            "output_megapixels": out.width * out.height / 1e6}
+
+
+def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLike,
+                  on_tile: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Read ``source``, super-resolve it, write ``target`` atomically; returns a summary."""
+    job = Job(Path(source), Path(target))
+    read = _read(predictor, job.source)
+    start = time.perf_counter()
+    sr = predictor.predict(read.rgb, on_tile=on_tile)
+    return _write(job, read, sr, predictor.scale,
+                  read.seconds + time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------- batches
 
 
+_NO_ALPHA_SUFFIXES = (".jpg", ".jpeg", ".bmp")
+
+
 def preflight(jobs: Sequence[Job]) -> tuple[list[Job], list[dict[str, str]]]:
     """Split jobs into those worth trying and failures found from the file headers alone
-    (not an image, truncated PNG, smaller than 2x2), before any model is loaded."""
+    (not an image, truncated PNG, animated, smaller than 2x2, transparency into a JPEG/BMP
+    output), before any model is loaded."""
     from .data.div2k import probe_image
+    from .data.images import has_alpha
 
     ok: list[Job] = []
     failures: list[dict[str, str]] = []
@@ -260,17 +352,37 @@ def preflight(jobs: Sequence[Job]) -> tuple[list[Job], list[dict[str, str]]]:
         try:
             h, w = probe_image(job.source)
         except WdsrError as exc:
-            failures.append({"input": str(job.source),
-                             "error": exc.message + (f" - {exc.hint}" if exc.hint else "")})
+            failures.append({"input": str(job.source), "error": _one_line(exc)})
             continue
         if h < MIN_SIDE or w < MIN_SIDE:
             failures.append({"input": str(job.source),
                              "error": f"'{job.source}' is only {w}x{h} pixels - wdsr needs at "
                                       f"least {MIN_SIDE}x{MIN_SIDE} pixels to upscale"})
             continue
+        if job.target.suffix.lower() in _NO_ALPHA_SUFFIXES and has_alpha(job.source):
+            failures.append({"input": str(job.source),
+                             "error": f"'{job.source}' has transparency, which "
+                                      f"'{job.target.name}' cannot store - write a .png, .tif "
+                                      "or .webp to keep it"})
+            continue
         ok.append(job)
     return ok, failures
 
+
+def _one_line(exc: WdsrError) -> str:
+    return exc.message + (f" - {exc.hint}" if exc.hint else "")
+
+
+def _failure(job: Job, exc: BaseException) -> str:
+    """A per-image problem as one line: the input's (WdsrError), the disk's (OSError) or
+    memory's. Anything else is a bug and propagates."""
+    if isinstance(exc, WdsrError):
+        return _one_line(exc)
+    if isinstance(exc, OSError):  # the output folder cannot be created
+        return f"cannot write '{job.target}': {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return f"not enough memory to upscale '{job.source}' - use a smaller --tile"
+    raise exc
 
 
 def upscale_batch(predictor, jobs: Sequence[Job],
@@ -278,34 +390,88 @@ def upscale_batch(predictor, jobs: Sequence[Job],
                   on_tile: Callable[[int, int], None] | None = None,
                   on_done: Callable[[int, int, Job, dict[str, Any] | None, str | None], None]
                   | None = None) -> dict[str, Any]:
-    """Upscale every job; a file that cannot be done is recorded and the batch goes on.
+    """Upscale every job with one loaded model; a file that cannot be done is recorded and
+    the batch goes on.
 
-    ``on_start(index, total, job)`` before an image, ``on_tile(done, total)`` per backend call
-    (tile) of that image, ``on_done(index, total, job, result, error)`` after it. Returns
-    ``{"images": [...], "failures": [{"input", "error"}]}``. Only problems with an input
-    (``WdsrError``) or memory (``MemoryError``) are per-image failures; anything else is a bug
-    and propagates.
+    Reading (decode, alpha bleed) of the next image and writing (encode, save) of finished
+    ones run in two background threads while the network computes, so on a folder the
+    network is rarely idle. ``on_start(index, total, job)`` before an image's network pass,
+    ``on_tile(done, total)`` per backend call (tile) of that image, ``on_done(index, total,
+    job, result, error)`` once its file is written (in input order; all callbacks run on the
+    calling thread). Returns ``{"images": [...], "failures": [{"input", "error"}],
+    "interrupted": bool, "seconds": float}``.
+
+    Ctrl-C (KeyboardInterrupt) stops the batch: the image being computed is dropped, the
+    files already being written are finished (atomically: each is complete or absent), and
+    the summary says ``interrupted``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     images: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     total = len(jobs)
-    for index, job in enumerate(jobs):
-        if on_start is not None:
-            on_start(index, total, job)
-        result, error = None, None
+    start = time.perf_counter()
+    # index -> (result, error), filled by whichever thread finishes the image: a Ctrl-C on
+    # this thread cannot lose an image that was written.
+    outcomes: dict[int, tuple[dict[str, Any] | None, str | None]] = {}
+    reported = 0  # images 0..reported-1 were passed to on_done, in input order
+    interrupted = False
+
+    def write(index: int, job: Job, read: _Read, sr: np.ndarray, seconds: float) -> None:
         try:
-            job.target.parent.mkdir(parents=True, exist_ok=True)
-            result = upscale_image(predictor, job.source, job.target, on_tile=on_tile)
-        except WdsrError as exc:
-            error = exc.message + (f" - {exc.hint}" if exc.hint else "")
-        except OSError as exc:  # the output folder cannot be created
-            error = f"cannot write '{job.target}': {exc.strerror or exc}"
-        except MemoryError:
-            error = f"not enough memory to upscale '{job.source}' - use a smaller --tile"
-        if result is not None:
-            images.append(result)
-        else:
-            failures.append({"input": str(job.source), "error": str(error)})
-        if on_done is not None:
-            on_done(index, total, job, result, error)
-    return {"images": images, "failures": failures}
+            outcomes[index] = (_write(job, read, sr, predictor.scale, seconds), None)
+        except (WdsrError, OSError, MemoryError) as exc:
+            outcomes[index] = (None, _failure(job, exc))
+
+    def report(until: int) -> None:
+        """Pass on every finished image before ``until`` (in order)."""
+        nonlocal reported
+        while reported < until and reported in outcomes:
+            index = reported
+            reported += 1
+            result, error = outcomes[index]
+            job = jobs[index]
+            if result is not None:
+                images.append(result)
+            else:
+                failures.append({"input": str(job.source), "error": str(error)})
+            if on_done is not None:
+                on_done(index, total, job, result, error)
+
+    pool = ThreadPoolExecutor(2, thread_name_prefix="wdsr-io")
+    writes: list[Any] = []
+    try:
+        reads = [pool.submit(_read, predictor, job.source) for job in jobs[:1]]
+        for index, job in enumerate(jobs):
+            if index + 1 < total:  # read the next image while this one computes
+                reads.append(pool.submit(_read, predictor, jobs[index + 1].source))
+            try:
+                read = reads[index].result()
+                reads[index] = None  # free it once written
+                if on_start is not None:
+                    on_start(index, total, job)
+                t0 = time.perf_counter()
+                sr = predictor.predict(read.rgb, on_tile=on_tile)
+                seconds = read.seconds + time.perf_counter() - t0
+            except (WdsrError, OSError, MemoryError) as exc:
+                outcomes[index] = (None, _failure(job, exc))
+            else:
+                writes.append(pool.submit(write, index, job, read, sr, seconds))
+                del read, sr
+            if len(writes) > 1:  # at most one write behind: bounded memory
+                writes.pop(0).result()
+            report(index + 1)
+        for future in writes:
+            future.result()
+        report(total)
+    except KeyboardInterrupt:
+        interrupted = True
+        for future in reads:
+            if future is not None:
+                future.cancel()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # writes under way are finished
+    if interrupted:
+        report(total)  # whatever was written, in order
+    return {"images": images, "failures": failures, "interrupted": interrupted,
+            "seconds": time.perf_counter() - start}

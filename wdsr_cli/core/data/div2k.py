@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import WdsrError
-from .images import IMAGE_SUFFIXES, is_image_file
+from .images import IMAGE_SUFFIXES, check_still_image, is_image_file
 
 __all__ = ["ALLOWED_SCALES", "DEGRADATIONS", "Image", "Inventory", "Pair", "Problem",
            "find_dataset", "probe_image"]
@@ -156,11 +156,13 @@ def probe_image(path: Path) -> tuple[int, int]:
         with open(path, "rb") as f:
             sig = f.read(8)
         if not sig:
-            raise WdsrError(f"cannot read image '{path}': the file is empty")
+            raise WdsrError(f"cannot read image '{path}': the file is empty",
+                            "copy or export it again, or remove it")
         if sig == b"\x89PNG\r\n\x1a\n" and not _png_complete(path):
             raise WdsrError(f"cannot read image '{path}': file is truncated",
                             "the file is incomplete: copy or download it again")
         with PILImage.open(path) as im:
+            check_still_image(im, path)
             width, height = im.size
             orientation = 1
             if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
@@ -174,9 +176,11 @@ def probe_image(path: Path) -> tuple[int, int]:
         raise WdsrError(f"cannot read image '{path}': not an image file, or a format "
                         "Pillow cannot read", "supported: " + ", ".join(IMAGE_SUFFIXES)) from None
     except OSError as exc:
-        raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}") from None
+        raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}",
+                        "check that the file is readable (permissions)") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise WdsrError(f"cannot read image '{path}': {type(exc).__name__}: {exc}") from None
+        raise WdsrError(f"cannot read image '{path}': {type(exc).__name__}: {exc}",
+                        "the file is damaged: copy or export it again") from None
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return height, width
@@ -186,8 +190,9 @@ def probe_image(path: Path) -> tuple[int, int]:
 
 
 class _Scan:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ignore: frozenset[Path] = frozenset()) -> None:
         self.root = root
+        self.ignore = ignore  # files that are not data (prepare-data's own, when --out = root)
         self.problems: list[Problem] = []
 
     def rel(self, path: Path) -> str:
@@ -206,7 +211,7 @@ class _Scan:
         """Image files in ``folder`` sorted by name; non-images become problems."""
         files = []
         for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or not entry.is_file() or entry in self.ignore:
                 continue
             if is_image_file(entry):
                 files.append(entry)
@@ -271,7 +276,8 @@ def check_scales(scales) -> tuple[int, ...]:
 
 
 def find_dataset(root: str | os.PathLike, scales=(2, 3, 4), *, make_lr: bool | None = None,
-                 degradation: str = "bicubic", valid_count: int = 0) -> Inventory:
+                 degradation: str = "bicubic", valid_count: int = 0,
+                 ignore: tuple[str | os.PathLike, ...] = ()) -> Inventory:
     """Recognise the layout under ``root`` and pair every HR image with its LR images.
 
     ``make_lr``: True generates any missing LR image; False never generates (a missing LR is
@@ -279,14 +285,15 @@ def find_dataset(root: str | os.PathLike, scales=(2, 3, 4), *, make_lr: bool | N
     does not exist at all, while a missing file inside an existing LR folder is a problem.
 
     Raises WdsrError for a missing root, an empty folder or bad arguments; per-file problems
-    are collected in ``Inventory.problems``.
+    are collected in ``Inventory.problems``. ``ignore``: files to pass over (not data).
     """
     scales = check_scales(scales)
     if degradation not in DEGRADATIONS:
         raise WdsrError(f"unknown degradation '{degradation}'",
                         "choose " + " or ".join(DEGRADATIONS))
     if valid_count < 0:
-        raise WdsrError("--valid-count must be 0 or more")
+        raise WdsrError("--valid-count must be 0 or more",
+                        "the last N images (by name) become validation; 0 = none")
     root = Path(root).expanduser()
     if not root.exists():
         raise WdsrError(f"dataset folder '{root}' does not exist",
@@ -295,17 +302,18 @@ def find_dataset(root: str | os.PathLike, scales=(2, 3, 4), *, make_lr: bool | N
         raise WdsrError(f"dataset path '{root}' is not a folder",
                         "pass the DIV2K root (holding DIV2K_train_HR) or a folder of HR images")
     root = root.resolve()
+    skip = frozenset(Path(p).expanduser().resolve() for p in ignore)
     train_dir, valid_dir = root / "DIV2K_train_HR", root / "DIV2K_valid_HR"
     if train_dir.is_dir() or valid_dir.is_dir():
         if valid_count:
             raise WdsrError("--valid-count only applies to a plain folder of images",
                             "DIV2K brings its own split (0801-0900 are validation)")
-        return _find_div2k(root, scales, make_lr, degradation)
-    return _find_folder(root, scales, make_lr, valid_count)
+        return _find_div2k(root, scales, make_lr, degradation, skip)
+    return _find_folder(root, scales, make_lr, valid_count, skip)
 
 
-def _find_div2k(root: Path, scales, make_lr, degradation) -> Inventory:
-    scan = _Scan(root)
+def _find_div2k(root: Path, scales, make_lr, degradation, skip) -> Inventory:
+    scan = _Scan(root, skip)
     train_dir, valid_dir = root / "DIV2K_train_HR", root / "DIV2K_valid_HR"
     notes: list[str] = []
     folders = []  # (folder split, files)
@@ -390,11 +398,11 @@ def _lr_size_ok(hr: Image, lr: Image, s: int) -> bool:
     return ok_h and ok_w
 
 
-def _find_folder(root: Path, scales, make_lr, valid_count) -> Inventory:
+def _find_folder(root: Path, scales, make_lr, valid_count, skip) -> Inventory:
     if make_lr is False:
         raise WdsrError(f"'{root}' is a plain folder of images, so it has no LR images",
                         "drop --no-make-lr (LR images are generated with the MATLAB bicubic)")
-    scan = _Scan(root)
+    scan = _Scan(root, skip)
     files = scan.listing(root, "train", True)
     if not files:
         if scan.problems:

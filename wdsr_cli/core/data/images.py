@@ -17,7 +17,10 @@ What :func:`read_image` does with each kind of file:
 * ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``RGBX`` -> RGB (Pillow's conversion).
 * 16-bit colour PNGs keep all 16 bits (own decoder, interlaced files too).
 * 32-bit float images (``F``) are refused with a hint.
-* Multi-frame files (GIF, multi-page TIFF) give their first frame.
+* Multi-frame files (animated GIF/WebP/PNG, multi-page TIFF) are refused: which frame to
+  take is the user's choice, not ours (:func:`check_still_image`).
+* 16-bit colour TIFFs are refused: Pillow would keep only their top 8 bits (16-bit gray TIFF
+  and 16-bit colour PNG keep all 16).
 * The EXIF orientation tag (JPEG, PNG ``eXIf``, TIFF, WebP) is applied, so the
   pixels come out upright as image viewers show them; the tag is not written back.
 * A truncated or damaged file raises :class:`WdsrError` naming the file. Pillow's
@@ -38,7 +41,6 @@ JPEG is written at quality 95 with 4:4:4 chroma, WebP lossy at quality 95 unless
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 import threading
 import zlib
@@ -256,13 +258,14 @@ def read_image(path: str | os.PathLike) -> Image:
     except FileNotFoundError:
         raise _cannot_read(p, "no such file", "check the path") from None
     except IsADirectoryError:
-        raise _cannot_read(p, "it is a folder") from None
+        raise _cannot_read(p, "it is a folder", "pass an image file") from None
     except PermissionError:
-        raise _cannot_read(p, "permission denied") from None
+        raise _cannot_read(p, "permission denied",
+                           "make it readable (chmod u+r) or copy it elsewhere") from None
     except OSError as e:
-        raise _cannot_read(p, e.strerror or str(e)) from None
+        raise _cannot_read(p, e.strerror or str(e), "check the file and the disk") from None
     if not head:
-        raise _cannot_read(p, "the file is empty")
+        raise _cannot_read(p, "the file is empty", "copy or export it again, or remove it")
 
     is_png = head.startswith(_PNG_SIG)
     if is_png:
@@ -279,11 +282,44 @@ def read_image(path: str | os.PathLike) -> Image:
     return _read_with_pillow(p)
 
 
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def check_still_image(im, path: str | os.PathLike) -> None:
+    """Refuse what :func:`read_image` would silently get wrong, from an open Pillow image
+    (header only): several frames (only one would be used) and 16-bit colour TIFF (Pillow
+    keeps only the top 8 bits)."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        raise _cannot_read(path, f"it has {frames} frames (animated or multi-page)",
+                           "save the frame you want as a PNG and pass that")
+    if im.format == "TIFF" and im.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        bits = im.tag_v2.get(258)  # BitsPerSample
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        if any(b == 16 for b in bits if isinstance(b, int)):
+            raise _cannot_read(path, "16-bit colour TIFF would be read as 8-bit",
+                               "convert it to a 16-bit PNG (wdsr keeps all 16 bits of those)")
+
+
+def has_alpha(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds transparency (alpha channel or a transparent colour), from its
+    header; False when it cannot be opened (reading it will say why)."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            return im.mode in _ALPHA_MODES or "transparency" in im.info
+    except Exception:  # noqa: BLE001 - the reader reports unreadable files
+        return False
+
+
 def _read_with_pillow(p: str) -> Image:
     import imageio.v3 as iio
     from PIL import Image as PILImage
 
     try:
+        with PILImage.open(p) as im:
+            check_still_image(im, p)
         with _NoTruncatedLoading(), iio.imopen(p, "r", plugin="pillow") as f:
             meta = f.metadata(index=0, exclude_applied=False)
             mode = meta.get("mode", "")
@@ -291,9 +327,12 @@ def _read_with_pillow(p: str) -> Image:
     except WdsrError:
         raise
     except PILImage.DecompressionBombError as e:
-        raise _cannot_read(p, f"image is too large ({e})") from None
+        raise _cannot_read(p, f"image is too large ({e})",
+                           "wdsr refuses such images as possible decompression bombs; "
+                           "downscale or crop it first") from None
     except MemoryError:
-        raise _cannot_read(p, "not enough memory to decode it") from None
+        raise _cannot_read(p, "not enough memory to decode it",
+                           "close other programs or downscale the image") from None
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
         raise _classify(p, e) from None
 
@@ -393,7 +432,9 @@ def _read_png16(p: str, data: bytes) -> Image:
     w, h = struct.unpack(">II", data[16:24])
     limit = PILImage.MAX_IMAGE_PIXELS
     if limit and w * h > 2 * limit:  # the same guard Pillow applies to other files
-        raise _cannot_read(p, f"image is too large ({w}x{h} pixels)")
+        raise _cannot_read(p, f"image is too large ({w}x{h} pixels)",
+                           "wdsr refuses such images as possible decompression bombs; "
+                           "downscale or crop it first")
     try:
         arr, info = _png_decode(data)
     except _PngError as e:
@@ -403,7 +444,8 @@ def _read_png16(p: str, data: bytes) -> Image:
             ) from None
         raise _cannot_read(p, f"file is damaged ({e})") from None
     except MemoryError:
-        raise _cannot_read(p, "not enough memory to decode it") from None
+        raise _cannot_read(p, "not enough memory to decode it",
+                           "close other programs or downscale the image") from None
     except Exception as e:  # noqa: BLE001 - malformed data in ways the checks didn't catch
         raise _cannot_read(p, f"file is damaged ({type(e).__name__}: {e})") from None
     ctype = info["color_type"]
@@ -559,40 +601,21 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None)
     folder = os.path.dirname(os.path.abspath(p))
     if not os.path.isdir(folder):
         raise WdsrError(f"cannot write image '{p}': folder '{folder}' does not exist")
-    base = os.path.basename(p)
-    tmp = None
+    from ..fileio import replacing
+
     try:
-        for _ in range(100):
-            cand = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
-            try:
-                fd = os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            tmp = cand
-            break
-        else:  # pragma: no cover
-            raise OSError("could not create a temporary file")
-        with os.fdopen(fd, "wb") as fh:
+        with replacing(p) as tmp, open(tmp, "xb") as fh:
             if own_png:
                 fh.write(_png_encode(arr, 16))
             else:
                 _write_with_pillow(fh, arr, fmt, quality)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-        tmp = None
     except WdsrError:
         raise
     except OSError as e:
-        raise WdsrError(f"cannot write image '{p}': {e.strerror or e}") from None
+        raise WdsrError(f"cannot write image '{p}': {e.strerror or e}",
+                        "check free disk space and the folder's permissions") from None
     except Exception as e:  # noqa: BLE001 - encoder failures become one clear line
         raise WdsrError(f"cannot write image '{p}': {type(e).__name__}: {e}") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _write_with_pillow(fh, arr: np.ndarray, fmt: str, quality: int | None) -> None:

@@ -34,7 +34,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import secrets
 import shutil
 import signal
 import time
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WdsrError
+from ..fileio import atomic_write, remove_stale_temps, sha256_file
 from . import div2k
 
 __all__ = ["Event", "Plan", "PrepareOptions", "check_options", "check_output_dir",
@@ -127,7 +127,8 @@ def check_options(opts: PrepareOptions) -> PrepareOptions:
                         f"(the lcm of scales {','.join(map(str, opts.scales))})",
                         f"use e.g. {max(m, opts.crop_step // m * m)}")
     if opts.workers < 0:
-        raise WdsrError("--workers must be 0 (one per CPU) or more")
+        raise WdsrError("--workers must be 0 (one per CPU) or more",
+                        "for example -j 0, or -j 2 for two processes")
     return opts
 
 
@@ -177,7 +178,7 @@ def lay_out_sample(dest: str | os.PathLike) -> Path:
                 data = (src / name).read_bytes()
                 if target.is_file() and target.read_bytes() == data:
                     continue
-                _atomic_write(target, data)
+                atomic_write(target, data)
         except OSError as exc:
             raise WdsrError(f"cannot write the sample to '{folder}': {exc.strerror or exc}",
                             "pass a writable folder to --sample") from None
@@ -210,30 +211,6 @@ def _count_subimages(inv, crop, step, m) -> tuple[int, list[str]]:
 # --------------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
@@ -242,14 +219,14 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 def _write_npy(out: Path, rel: str, arr: np.ndarray) -> dict[str, Any]:
     data = _npy_bytes(arr)
-    _atomic_write(out / rel, data)
+    atomic_write(out / rel, data)
     return {"file": rel, "shape": list(arr.shape), "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _source_info(path: Path, rel: str, role: str) -> dict[str, Any]:
     st = path.stat()
-    return {"file": rel, "role": role, "size": st.st_size, "sha256": _sha256_file(path),
+    return {"file": rel, "role": role, "size": st.st_size, "sha256": sha256_file(path),
             "mtime_ns": st.st_mtime_ns}
 
 
@@ -289,7 +266,8 @@ def _process_image(task: dict[str, Any]) -> dict[str, Any]:
         hr = read_rgb_uint8(task["hr"])
         h, w = hr.shape[0] // m * m, hr.shape[1] // m * m
         if h == 0 or w == 0:
-            raise WdsrError(f"image '{task['hr_rel']}' is smaller than {m}x{m} pixels")
+            raise WdsrError(f"image '{task['hr_rel']}' is smaller than {m}x{m} pixels",
+                            "remove it, pass --skip-bad, or prepare only smaller --scales")
         hr = hr[:h, :w]
         lrs: dict[int, np.ndarray] = {}
         kinds: dict[str, str] = {}
@@ -354,8 +332,10 @@ class Plan:
 
 
 def discover(opts: PrepareOptions) -> div2k.Inventory:
+    # --out may be the source folder itself: its manifest is not an image to prepare.
     return div2k.find_dataset(opts.root, opts.scales, make_lr=opts.make_lr,
-                              degradation=opts.degradation, valid_count=opts.valid_count)
+                              degradation=opts.degradation, valid_count=opts.valid_count,
+                              ignore=(Path(opts.out) / MANIFEST,))
 
 
 def _journal_options(opts: PrepareOptions) -> dict[str, Any]:
@@ -605,7 +585,7 @@ class _Journal:
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         old_header, _ = _read_journal(path)
         if old_header is None:
-            _atomic_write(path, (json.dumps(header, sort_keys=True) + "\n").encode())
+            atomic_write(path, (json.dumps(header, sort_keys=True) + "\n").encode())
         else:
             with open(path, "rb+") as f:  # drop a torn last line before appending
                 data = f.read()
@@ -649,8 +629,7 @@ def run(plan: Plan, on_event: Callback | None = None) -> dict[str, Any]:
                                          for s in opts.scales]:
         (out / d).mkdir(parents=True, exist_ok=True)
     for d in _our_dirs(out):  # temporary files of a killed run
-        for tmp in d.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        remove_stale_temps(d)
 
     todo = plan.todo
     total = len(plan.tasks)
@@ -685,7 +664,7 @@ def run(plan: Plan, on_event: Callback | None = None) -> dict[str, Any]:
     if not any(t["split"] == "train" for t in plan.tasks):
         raise WdsrError("every training image was skipped", "see the warnings above")
     manifest = build_manifest(plan)
-    _atomic_write(out / MANIFEST, _dump(manifest))
+    atomic_write(out / MANIFEST, _dump(manifest))
     _remove_stale(out, manifest)
     return _summary(plan, manifest, "prepared", processed, seconds)
 
@@ -697,13 +676,18 @@ def _results(todo: list[dict[str, Any]], workers: int):
             yield _process(task)
         return
     ctx = mp.get_context("spawn")  # safe with threads in the parent (progress UI)
-    with ctx.Pool(n, initializer=_worker_init) as pool:
+    with ctx.Pool(n, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=1)
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
+    from ..runtime import die_with_parent
+
     # Ctrl-C reaches the whole process group: the parent stops the pool, workers stay quiet.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # kill -9 of the parent: the workers go too (orphans printed BrokenPipeError tracebacks);
+    # what they were writing is a temporary file the next run removes.
+    die_with_parent(parent_pid)
 
 
 def _remove_stale(out: Path, manifest: dict[str, Any]) -> None:
@@ -741,7 +725,7 @@ def verify(out: str | os.PathLike, root: str | os.PathLike | None,
         try:
             if path.stat().st_size != size:
                 return f"size {path.stat().st_size} != {size}"
-            return "" if _sha256_file(path) == sha else "sha256 differs"
+            return "" if sha256_file(path) == sha else "sha256 differs"
         except OSError as exc:
             return "missing" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
 

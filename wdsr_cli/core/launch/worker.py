@@ -43,6 +43,7 @@ from typing import Any
 
 from .. import events
 from ..errors import WdsrError
+from ..fileio import atomic_write
 
 SPEC_VERSION = 1
 DUMP_ENV = "WDSR_DUMP_WEIGHTS"
@@ -72,9 +73,7 @@ def write_spec(run_dir: Path | str, config: dict[str, Any], *, device_target: st
     }
     path = spec_path(run_dir, node_rank)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(spec, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(spec, indent=2))
     return path
 
 
@@ -104,19 +103,12 @@ def read_spec(path: Path | str) -> dict[str, Any]:
 
 
 def _die_with_launcher() -> None:
-    """Ask Linux to SIGKILL this process when the launcher dies (even by SIGKILL)."""
-    pid = os.environ.get("WDSR_LAUNCHER_PID")
-    if not pid or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+    """SIGKILL this process when the launcher dies (even by SIGKILL)."""
+    from ..runtime import die_with_parent
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return
-    if str(os.getppid()) != pid:  # the launcher died before prctl took effect
-        os._exit(1)
+    pid = os.environ.get("WDSR_LAUNCHER_PID")
+    if pid:
+        die_with_parent(int(pid))
 
 
 def _install_signal_handlers() -> None:

@@ -1,0 +1,202 @@
+"""File safety in one place: atomic writes, temporary names, file modes, hashing.
+
+Every file wdsr writes goes through here, so the promises hold everywhere:
+
+* **Atomic**: a file is written under a temporary name in its own folder, flushed to disk
+  (``fsync``) and moved over the target with ``os.replace``; a reader never sees half a file
+  and an existing file survives a failed write.
+* **No temporary file survives**: on any failure (an error, Ctrl-C, a full disk) every file
+  whose name starts with the temporary name is removed (MindSpore writes checkpoints to a
+  name of its own, ``<stem>.tmp``, next to the one it was given). Temporary names carry the
+  writer's process id, so :func:`remove_stale_temps` can remove what a killed writer left
+  (``kill -9`` gives it no chance) without touching a live writer's file.
+* **No folder mode changed**: tools that chmod the folder they write into (MindSpore's ONNX
+  exporter sets it to 0700) write into :func:`private_folder`, a folder made for them.
+* **Usual modes**: written files get ``0666 & ~umask`` (MindSpore writes 0400).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import WdsrError
+
+__all__ = ["atomic_write", "commit", "file_mode", "private_folder", "probe_writable",
+           "remove_stale_temps", "replacing",
+           "sha256_file", "temp_path"]
+
+_TEMP = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\..*)?$")  # .NAME.tmpPID-TOKEN[.suffix...]
+_lock = threading.Lock()
+_mode: list[int] = []
+
+
+def file_mode() -> int:
+    """``0666 & ~umask``: the mode ``open()`` gives a new file. The umask is read once, under a
+    lock: reading it means setting it, which would race between writer threads."""
+    with _lock:
+        if not _mode:
+            mask = os.umask(0o022)
+            os.umask(mask)
+            _mode.append(0o666 & ~mask)
+        return _mode[0]
+
+
+def temp_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A fresh temporary name next to ``path``: ``.NAME.tmpPID-TOKEN`` + ``suffix`` (writers
+    that insist on a suffix, like MindSpore's, keep theirs)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+def _remove_temps(tmp: Path, suffix: str) -> None:
+    """Remove ``tmp`` and every file or folder whose name extends its stem."""
+    stem = tmp.name[:len(tmp.name) - len(suffix)] if suffix else tmp.name
+    try:
+        leftovers = [p for p in tmp.parent.iterdir() if p.name.startswith(stem)]
+    except OSError:
+        return
+    for p in leftovers:
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+        except OSError:
+            pass
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: str | os.PathLike, path: str | os.PathLike, fsync: bool = True) -> None:
+    """Give the finished file ``tmp`` the usual mode, sync it and move it over ``path`` (same
+    file system)."""
+    os.chmod(tmp, file_mode())
+    if fsync:
+        _fsync_file(Path(tmp))
+    os.replace(tmp, path)
+    if fsync:
+        _fsync_folder(Path(path).parent)
+
+
+@contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".tmp", fsync: bool = True
+              ) -> Iterator[Path]:
+    """``with replacing(target) as tmp: <write tmp>``; then ``tmp`` gets the usual mode, is
+    synced and replaces ``target``. On any exception (Ctrl-C included) the temporary file(s)
+    are removed and the exception goes on; ``target`` is untouched."""
+    path = Path(path)
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+        commit(tmp, path, fsync)
+    except BaseException:
+        _remove_temps(tmp, suffix)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, fsync: bool = True) -> None:
+    """Write ``data`` (str: UTF-8) to ``path`` atomically; a problem raises WdsrError naming
+    the file (the target is untouched and no temporary file is left)."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if not path.parent.is_dir():
+        raise WdsrError(f"cannot write '{path}': folder '{path.parent}' does not exist",
+                        "create the folder first or choose another path")
+    try:
+        with replacing(path, fsync=fsync) as tmp, open(tmp, "xb") as f:
+            f.write(raw)
+    except OSError as exc:
+        raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}",
+                        "check free disk space and the folder's permissions") from None
+
+
+def probe_writable(folder: str | os.PathLike) -> None:
+    """Create and remove a file in ``folder`` (OSError if that fails): catches read-only
+    mounts and root-proof folders that ``os.access`` does not."""
+    probe = temp_path(Path(folder) / "write-test")
+    with open(probe, "xb"):
+        pass
+    probe.unlink()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary files (see :func:`temp_path`) in ``folder`` whose writer process is
+    gone; a live writer's are left alone. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TEMP.match(p.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+@contextmanager
+def private_folder(near: str | os.PathLike) -> Iterator[Path]:
+    """A new folder next to ``near`` (same file system, so ``os.replace`` out of it is atomic)
+    for writers that change the mode of the folder they write into; removed afterwards with
+    whatever is left in it. Its name is a temporary name of ``near``."""
+    folder = temp_path(near, ".d")
+    folder.mkdir(0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
