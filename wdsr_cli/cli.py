@@ -359,7 +359,8 @@ def train(
         ui.warn(warning)
     for line in (job.plan.description if job.plan.mode != "single" else []) + job.notes:
         ui.info(line)
-    with ui.LaunchView(f"wdsr train {job.cfg.name}: {job.run_dir}",
+    run_dir = job.prepare_folder()  # an unwritable --runs-dir stops here, before the table
+    with ui.LaunchView(f"wdsr train {job.cfg.name}: {run_dir}",
                        [p.rank for p in job.plan.workers], job.batch_note) as view:
         outcome = job.run(view.handle, on_status=view.process_state, on_note=view.note)
     if outcome.error is not None:

@@ -226,6 +226,7 @@ class TrainJob:
     init: Path | None = None
     notes: list[str] = field(default_factory=list)  # to show before the start
     warnings: list[str] = field(default_factory=list)
+    prepared: Path | None = None  # the folder prepare_folder() created
 
     @property
     def batch_note(self) -> str:
@@ -271,16 +272,19 @@ class TrainJob:
 
     # -- running
     def prepare_folder(self) -> Path:
-        """Create what this machine writes: the run folder (rank 0's machine), or a logs-only
-        folder (the others); a resumed run continues in its folder."""
+        """Create what this machine writes (once): the run folder (rank 0's machine), or a
+        logs-only folder (the others); a resumed run continues in its folder."""
         from .. import train as T
 
-        if self.resume is not None:
-            return self.resume.run_dir
-        if self.holds_rank0:
-            return T.prepare_run(self.cfg, self.request.runs_dir, self.request.name)
-        name = f"{T.run_name(self.request.name, self.cfg)}-node{self.mode.node}"
-        return T.new_run_dir(self.request.runs_dir, name)
+        if self.prepared is None:
+            if self.resume is not None:
+                self.prepared = self.resume.run_dir
+            elif self.holds_rank0:
+                self.prepared = T.prepare_run(self.cfg, self.request.runs_dir, self.request.name)
+            else:
+                name = f"{T.run_name(self.request.name, self.cfg)}-node{self.mode.node}"
+                self.prepared = T.new_run_dir(self.request.runs_dir, name)
+        return self.prepared
 
     def run(self, on_event=None, on_status=None, on_note=None) -> Outcome:
         """Create the run (or logs) folder, write the worker spec, run the ranks to the end."""
