@@ -14,9 +14,9 @@ Every value is a string. ``device_id`` is the physical card on that server, ``ra
 global rank (0..N-1 over all servers). Version 1.2 (Atlas A3, super-pods) and cross-cluster
 tables add fields (``host_ip``, ``server_ip``, ``container_ip``, ``super_device_id``,
 ``super_pod_list``, ...) and may leave out ``server_count`` and ``device_ip``: both are optional
-here, and a server is recognised by its ``server_id`` or by any of those addresses. The older layout written by the model zoo's first
-``hccl_tools.py`` (``group_list[0].instance_list[*]`` with one ``devices`` entry per rank) is
-read too and converted to the same :class:`RankTable`.
+here, and a server is recognised by its ``server_id`` or by any of those addresses. The older
+layout written by the model zoo's first ``hccl_tools.py`` (``group_list[0].instance_list[*]``
+with one ``devices`` entry per rank) is read too and converted to the same :class:`RankTable`.
 
 Nothing here imports MindSpore: loading a table is instant and testable anywhere.
 """
@@ -543,7 +543,8 @@ def check_devices_present(table: RankTable, server_id: str, listed: list[int] | 
     if missing:
         raise WdsrError(
             f"rank table {table.path} gives server {server_id!r} device_id "
-            f"{format_ranges(missing)}, but this machine has /dev/davinci{{{format_ranges(listed)}}}",
+            f"{format_ranges(missing)}, but this machine has "
+            f"/dev/davinci{{{format_ranges(listed)}}}",
             "use this server's physical card numbers in the table (hccl_tools.py "
             "--visible_devices), or pass --server-id if this is another server's entry",
         )
