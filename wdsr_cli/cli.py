@@ -359,13 +359,20 @@ def train(
     stall_timeout: float = typer.Option(
         300.0, "--stall-timeout", min=0.0, help="Stop the run when no rank has reported for "
         "this many seconds (0 = never)."),
+    device_id: int | None = typer.Option(
+        None, "--device-id", help="The card for a one-device run on GPU/Ascend (default: "
+        "DEVICE_ID from the environment, else runtime.device_id)."),
+    rank_table_example: bool = typer.Option(
+        False, "--rank-table-example", help="Print an 8-device example rank table (JSON) to "
+        "edit, and exit."),
 ) -> None:
     """Train WDSR on one or more devices; writes runs/NAME/ (checkpoints, log, metrics, plot).
 
     data.batch_size is per device: the global batch is batch_size x devices x nodes (the
     recipes' 16 on --devices 8 trains with 128 patches per step). Every rank starts from the
     same seed and averages its gradients with the others; rank 0 validates and writes the run
-    folder; each rank logs to runs/NAME/logs/rank_N.log.
+    folder; each rank logs to runs/NAME/logs/rank_N.log (machines without rank 0: to
+    runs/NAME-nodeK/logs/).
 
     Example: wdsr train --config demo --set train.lr=5e-4
 
@@ -375,237 +382,64 @@ def train(
     Add --dry-run to see the plan.
     """
     from . import ui
-    from .core import train as T
+    from .core.launch import session as L
 
-    sets = list(overrides or []) + ([f"train.steps={steps}"] if steps is not None else [])
-    resume_state = None
-    if resume is not None:
-        run = T.latest_run_dir(runs_dir) if resume == _LATEST else Path(resume)
-        extra = sets + ([f"runtime.device_target={device_target}"] if device_target else [])
-        resume_state = T.open_resume(run, extra)
-        cfg = resume_state.config
-        for skipped in resume_state.skipped:
-            ui.warn(f"skipped unusable checkpoint {skipped}")
-        ui.info(f"resuming {run} from step {resume_state.meta['step']} "
-                f"({resume_state.checkpoint.name})" if resume_state.checkpoint else
-                f"resuming {run} from step 0 (it stopped before its first checkpoint)"
-                + (f", from --init {cfg.train.init}" if cfg.train.init else ""))
-    else:
-        cfg = _load_config(config, sets, device_target)
+    if rank_table_example:
+        from .core.launch.ranktable import example_table_text
+
+        sys.stdout.write(example_table_text())
+        return
+    if json_out is not None and not dry_run:
+        raise WdsrError("--json goes with --dry-run", "add --dry-run to print the launch plan")
+    _check_json_out(json_out)
+    request = L.TrainRequest(
+        config=config, overrides=list(overrides or []), device_target=device_target,
+        steps=steps, resume=resume, init=init, name=name, runs_dir=runs_dir,
+        allow_data_change=allow_data_change, devices=devices, rank_table=rank_table,
+        server_id=server_id, nodes=nodes, node_rank=node_rank, master=master,
+        device_id=device_id, dry_run=dry_run, stall_timeout=stall_timeout)
     if print_config:
         from .core.config import dump_yaml
         from .core.model_info import summarize
 
+        cfg, _ = L.load_config(request)
         ui.out.print(dump_yaml(cfg), end="", markup=False)
         ui.out.print(ui.key_value_table("model", summarize(cfg.model).rows()))
         return
-    if init is not None and resume is not None:
-        raise WdsrError("--init and --resume do not go together",
-                        "--resume continues a run; --init starts a new one from weights")
-    init = _bundled_alias(init, cfg.model.scale)  # --init bundled: fine-tune the shipped weights
-    if init is not None:
-        _check_file(init, "--init checkpoint")
-        cfg.train.init = str(init.resolve())  # recorded in config.yaml: --resume keeps it
-    if json_out is not None and not dry_run:
-        raise WdsrError("--json goes with --dry-run", "add --dry-run to print the launch plan")
-    _check_json_out(json_out)
-    from .core import runtime
-
-    launch = _Launch(runtime.resolve_device_target(cfg.runtime.device_target), devices,
-                     rank_table, server_id, nodes, node_rank, master, cfg.runtime.device_id)
-    if dry_run:  # no data, no run folder, no MindSpore: only the plan
-        run_dir = resume_state.run_dir if resume_state else _next_run_dir(runs_dir, name, cfg)
-        _print_plan(launch.plan(run_dir.absolute()), cfg, json_out)
+    job = L.plan_train(request)  # every check; nothing is created yet
+    if dry_run:
+        _print_plan(job.summary(), job.batch_note, json_out)
         return
-    launch.plan(runs_dir / "_")  # a bad rank table or flag fails before any folder is made
-    T.open_patches(cfg)  # data problems surface before a run folder is made
-    if resume_state:
-        run_dir = resume_state.run_dir
-    elif node_rank > 0:  # logs only: rank 0 (node 0) writes the run; not a --resume target
-        run_dir = T.new_run_dir(runs_dir, f"{_run_name(name, cfg)}-node{node_rank}")
-    else:
-        run_dir = T.prepare_run(cfg, runs_dir, name)
-    plan = launch.plan(run_dir.absolute())
-    _run_launch(plan, cfg, run_dir, resume_state, init, allow_data_change, stall_timeout,
-                launch)
+    for warning in job.warnings:
+        ui.warn(warning)
+    for line in (job.plan.description if job.plan.mode != "single" else []) + job.notes:
+        ui.info(line)
+    run_dir = job.prepare_folder()  # an unwritable --runs-dir stops here, before the table
+    with ui.LaunchView(f"wdsr train {job.cfg.name}: {run_dir}",
+                       [p.rank for p in job.plan.workers], job.batch_note) as view:
+        outcome = job.run(view.handle, on_status=view.process_state, on_note=view.note)
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.failure is not None:
+        ui.launch_failure(outcome.failure)
+    for line in outcome.messages:
+        ui.info(line)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
-# --------------------------------------------------------------------- train: launching ranks
-
-
-class _Launch:
-    """The launch flags of `wdsr train`, checked once, turned into a plan for a run folder."""
-
-    def __init__(self, target: str, devices: int | None, rank_table: Path | None,
-                 server_id: str | None, nodes: int, node_rank: int, master: str | None,
-                 device_id: int) -> None:
-        from .core.launch import plan as P
-
-        self.target, self.devices, self.device_id = target, devices, device_id
-        self.nodes, self.node_rank = nodes, node_rank
-        self.table = self.server = self.master = None
-        if rank_table is not None:
-            if nodes != 1 or node_rank != 0 or master is not None:
-                raise WdsrError("--nodes/--node-rank/--master are for the dynamic cluster",
-                                "a rank table already lists every server: run the same command "
-                                "with --rank-table on each of them")
-            if target != "Ascend":
-                raise WdsrError(
-                    f"--rank-table is for Ascend (HCCL); the device target is {target}",
-                    "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster "
-                    "(--devices N), or pass --device-target Ascend on an Ascend server")
-            from .core.launch.ranktable import load_rank_table, select_server
-
-            self.table = load_rank_table(rank_table)
-            self.server = select_server(self.table, server_id)
-            self.mode = "ranktable"
-            return
-        if server_id is not None:
-            raise WdsrError("--server-id needs --rank-table",
-                            "it names this machine's entry in an Ascend rank table")
-        if (devices or 1) * nodes == 1:
-            if node_rank != 0 or master is not None:
-                raise WdsrError("--node-rank and --master need several processes",
-                                "pass --nodes K (several machines) and/or --devices N")
-            self.mode = "single"
-            return
-        self.mode = "dynamic"
-        self.master = P.resolve_master(master, nodes)
-
-    def plan(self, run_dir: Path):
-        from .core.launch import plan as P
-        from .core.launch.launcher import attach_event_files
-        from .core.launch.worker import spec_path, worker_argv
-
-        argv = worker_argv(spec_path(run_dir, self.node))
-        if self.mode == "ranktable":
-            plan = P.plan_ranktable(self.table, self.server, self.devices, argv, run_dir,
-                                    self.target)
-        elif self.mode == "single":
-            plan = P.plan_single(argv, run_dir,
-                                 None if self.target == "CPU" else self.device_id)
-            plan.device_target = self.target
-        else:
-            host, port = self.master
-            plan = P.plan_dynamic(self.devices or 1, self.nodes, self.node_rank, host, port,
-                                  argv, run_dir, self.target)
-        return attach_event_files(plan)
-
-    @property
-    def node(self) -> int:
-        """This machine's index in the job (names its files in a shared run folder)."""
-        if self.table is not None:
-            return self.table.server_ids().index(self.server)
-        return self.node_rank
-
-    def resume_flags(self) -> str:
-        """The launch flags to repeat when resuming this run."""
-        if self.mode == "ranktable":
-            return f" --rank-table {self.table.path}"
-        if self.mode == "single":
-            return ""
-        flags = f" --devices {self.devices or 1}"
-        if self.nodes > 1:
-            flags += (f" --nodes {self.nodes} --node-rank {self.node_rank} "
-                      f"--master {self.master[0]}:{self.master[1]}")
-        return flags
-
-
-def _run_name(name: str | None, cfg) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
-
-
-def _next_run_dir(runs_dir: Path, name: str | None, cfg) -> Path:
-    """The folder `wdsr train` would create (for --dry-run, which creates nothing)."""
-    base = _run_name(name, cfg)
-    candidate, n = runs_dir / base, 1
-    while candidate.exists():
-        n += 1
-        candidate = runs_dir / f"{base}-{n}"
-    return candidate
-
-
-def _batch_note(cfg, world_size: int) -> str:
-    b = cfg.data.batch_size
-    return (f"global batch {b * world_size} = {b} per device x {world_size} ranks"
-            if world_size > 1 else f"batch {b}")
-
-
-def _print_plan(plan, cfg, json_out: str | None) -> None:
+def _print_plan(summary: dict, batch_note: str, json_out: str | None) -> None:
     from . import ui
-    from .core.launch.plan import render_plan
 
-    summary = {"mode": plan.mode, "world_size": plan.world_size,
-               "device_target": plan.device_target, "run_dir": str(plan.run_dir),
-               "batch_size": cfg.data.batch_size,
-               "global_batch": cfg.data.batch_size * plan.world_size,
-               "description": plan.description, "warnings": plan.warnings,
-               "processes": render_plan(plan)}
     if json_out is not None:
         _write_json(json_out, summary)
         return
-    for line in plan.description:
+    for line in summary["description"]:
         ui.info(line)
-    for warning in plan.warnings:
+    for warning in summary["warnings"]:
         ui.warn(warning)
     ui.launch_plan(summary)
-    ui.info(_batch_note(cfg, plan.world_size) + "; nothing was started (--dry-run)")
-
-
-def _run_launch(plan, cfg, run_dir: Path, resume_state, init: Path | None,
-                allow_data_change: bool, stall_timeout: float, launch: _Launch) -> None:
-    from . import ui
-    from .core.launch.launcher import Launcher, record_path
-    from .core.launch.worker import write_spec
-
-    if resume_state is not None and resume_state.meta:
-        before = int(resume_state.meta.get("world_size", 1) or 1)
-        if before != plan.world_size:
-            b = cfg.data.batch_size
-            ui.warn(f"this run was trained on {before} rank(s) (global batch {b * before}); "
-                    f"continuing on {plan.world_size} changes the global batch to "
-                    f"{b * plan.world_size} and the data order")
-    write_spec(run_dir, cfg.to_dict(), device_target=plan.device_target,
-               resume=resume_state is not None,
-               resume_checkpoint=resume_state.checkpoint if resume_state else None,
-               init_checkpoint=init, allow_data_change=allow_data_change,
-               node_rank=launch.node)
-    for warning in plan.warnings:
-        ui.warn(warning)
-    if plan.mode != "single":
-        for line in plan.description:
-            ui.info(line)
-    note = _batch_note(cfg, plan.world_size)
-    ranks = [p.rank for p in plan.workers]
-    title = f"wdsr train {cfg.name}: {run_dir}"
-    with ui.LaunchView(title, ranks, note) as view:
-        result = Launcher(plan, view.handle, on_status=view.process_state, on_note=view.note,
-                          stall_timeout=stall_timeout,
-                          record=record_path(run_dir, launch.node)).run()
-    failure = result.failure
-    if failure is not None:
-        if failure.user_error:
-            prefix = f"{failure.label}: " if plan.world_size > 1 else ""
-            raise WdsrError(prefix + str(failure.error.get("message")), failure.error.get("hint"))
-        ui.launch_failure(failure)
-        ui.info(f"all logs: {run_dir / 'logs'}")
-        raise typer.Exit(result.exit_code)
-    if result.status == "terminated":
-        raise typer.Exit(result.exit_code)
-    if launch.node_rank > 0:
-        ui.info(f"this node's logs: {run_dir / 'logs'} (rank 0 on node 0 writes the run folder)")
-    else:
-        ui.info(f"run folder: {run_dir} (best.ckpt, last.ckpt, log.txt, metrics.jsonl, "
-                "plot.svg, report/index.html, logs/)")
-    lead = result.done.get(min(ranks)) if ranks else None
-    if result.status == "interrupted" or (lead and lead.get("interrupted")):
-        step = lead.get("step") if lead else None
-        where = f" at step {step}" if step else ""
-        ui.info(f"interrupted{where}; continue with: wdsr train --resume {run_dir}"
-                + launch.resume_flags())
-        raise typer.Exit(130)
+    ui.info(batch_note + "; nothing was started (--dry-run)")
 
 
 @app.command()
@@ -941,7 +775,7 @@ def upscale(
 # ---------------------------------------------------------------------------- entry point
 
 
-_LATEST = "latest"
+_LATEST = "latest"  # = core.launch.session.LATEST (kept here so --help needs no core import)
 
 
 def _optional_values(args: list[str]) -> list[str]:

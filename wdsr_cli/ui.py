@@ -90,6 +90,9 @@ def rate_text(done: int, seconds: float, unit: str) -> str:
 
 # ------------------------------------------------------------------------------ training view
 
+#: Seconds between plain progress lines when the output is not a terminal.
+PLAIN_LINE_INTERVAL = 30.0
+
 
 class TrainView:
     """One live table for a training run, fed with events (from one rank or many).
@@ -98,7 +101,10 @@ class TrainView:
     progress (step/total, epoch, lr, ETA) and validation (last and best PSNR vs bicubic).
     """
 
-    def __init__(self, title: str, world_size: int = 1, console: Console | None = None) -> None:
+    lead = 0  # the rank whose progress the summary line follows
+
+    def __init__(self, title: str, world_size: int = 1, console: Console | None = None,
+                 line_interval: float = PLAIN_LINE_INTERVAL, clock=time.monotonic) -> None:
         from rich.live import Live
 
         self.title = title
@@ -107,6 +113,10 @@ class TrainView:
         self.run: dict = {}
         self.messages: list[str] = []
         self.console = console or err
+        # Not a terminal (CI, nohup, a scheduler's log): Rich draws nothing until the end,
+        # so print a plain line every line_interval seconds to show the run is alive.
+        self.plain = not self.console.is_terminal
+        self.line_interval, self.clock, self.last_line = line_interval, clock, None
         self.live = Live(self.render(), console=self.console, refresh_per_second=4,
                          transient=False)
 
@@ -140,7 +150,8 @@ class TrainView:
                                                                    self.run.get("total")))
         elif kind == "validation":
             self.run.update(psnr=event["psnr"], ssim=event["ssim"], best=event["best_psnr"],
-                            bicubic=event.get("bicubic_psnr"), protocol=event.get("protocol"))
+                            bicubic=event.get("bicubic_psnr"), protocol=event.get("protocol"),
+                            val_step=event["step"])
         elif kind == "checkpoint" and event.get("kind") == "best":
             self.run["best_path"] = event["path"]
         elif kind == "done":
@@ -149,6 +160,31 @@ class TrainView:
             row["state"] = "failed"
             self.messages.append(f"rank {rank}: {event.get('message')}")
         self.live.update(self.render())
+        if kind == "step" and rank == self.lead:
+            self.plain_line()
+
+    def plain_line(self) -> None:
+        """Non-terminal output: one plain progress line, at most every line_interval seconds
+        (the first step at once)."""
+        now = self.clock()
+        if not self.plain or (self.last_line is not None
+                              and now - self.last_line < self.line_interval):
+            return
+        self.last_line = now
+        r, row = self.run, self.ranks.get(self.lead, {})
+        parts = [f"step {r.get('step', 0)}/{r.get('total', '?')}"]
+        if "loss" in row:
+            parts.append(f"loss {row['loss']:.4f}")
+        if "lr" in r:
+            parts.append(f"lr {r['lr']:.3g}")
+        if "rate" in row:
+            parts.append(f"{row['rate']:.1f} patches/s")
+        parts.append(f"eta {self._eta()}")
+        if "psnr" in r:
+            parts.append(f"last val {r['psnr']:.2f} dB at step {r.get('val_step', '?')} "
+                         f"(best {r['best']:.2f})")
+        self.console.print(time.strftime("%H:%M:%S ") + ", ".join(parts), markup=False,
+                           highlight=False, soft_wrap=True)
 
     def _eta(self) -> str:
         r = self.run
@@ -349,10 +385,10 @@ class LaunchView(TrainView):
     _FINAL = ("done", "interrupted", "failed")
 
     def __init__(self, title: str, ranks: Sequence[int], batch_note: str = "",
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, **plain) -> None:
         self.lead = min(ranks) if ranks else 0
         title = f"{title} ({batch_note})" if batch_note else title
-        super().__init__(title, world_size=max(len(ranks), 1), console=console)
+        super().__init__(title, world_size=max(len(ranks), 1), console=console, **plain)
         self.ranks = {r: {"state": "starting"} for r in ranks}
         self.live.update(self.render())
 
@@ -368,12 +404,11 @@ class LaunchView(TrainView):
             self.ranks.setdefault(rank, {})["state"] = "training"
             self.live.update(self.render())
             return
-        super().handle(event)
         if kind == "step" and rank == self.lead != 0:
             self.run.update(step=event["step"], epoch=event["epoch"], lr=event["lr"],
                             now=event["time"], total=event.get("total_steps",
                                                                self.run.get("total")))
-            self.live.update(self.render())
+        super().handle(event)
 
     def process_state(self, label: str, rank: int | None, state: str) -> None:
         """The launcher's callback: what happened to a process (not what it reported)."""

@@ -97,8 +97,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
                         "use another checkpoint (e.g. the previous periodic one)") from None
     raw = params.pop(META_KEY, None)
     if raw is None:
-        raise WdsrError(f"'{path}' is not a wdsr checkpoint (no model metadata)",
-                        "use a checkpoint written by wdsr train")
+        from . import modelzoo
+
+        if modelzoo.is_modelzoo(params):  # weights trained with the MindSpore model zoo
+            return modelzoo.convert(params, path)
+        raise WdsrError(f"'{path}' is not a wdsr checkpoint (no model metadata) nor a "
+                        "MindSpore model-zoo WDSR one", "use a checkpoint written by wdsr train")
     try:
         meta = json.loads(str(raw))
     except json.JSONDecodeError:
@@ -129,10 +133,47 @@ def load_network(path: str | os.PathLike, weight_norm: bool = True):
 
     params, meta = read_checkpoint(path)
     cfg = model_config_of(meta)
+    if meta.get("weight_norm") is False:  # plain kernels (a model-zoo checkpoint): use as they are
+        net = build_model(cfg, weight_norm=False)
+        assign_parameters(net, params, path)
+        net.set_train(False)
+        return net, meta
     net = build_model(cfg)
     assign_parameters(net, network_parameters(params), path)
     net.set_train(False)
     return (net if weight_norm else fold_weight_norm(net)), meta
+
+
+def init_parameters(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The weights of ``train --init`` (any checkpoint wdsr reads), named as in a
+    weight-normalised network: (parameters, metadata)."""
+    params, meta = read_checkpoint(path)
+    params = network_parameters(params)
+    if meta.get("weight_norm") is False:
+        from .modelzoo import with_weight_norm
+
+        params = with_weight_norm(params)
+    return params, meta
+
+
+def check_init(path: str | os.PathLike, cfg: ModelConfig) -> tuple[int, int, dict[str, Any]]:
+    """How many of ``cfg``'s parameters ``path`` can fill (same name and shape), out of how
+    many, and its metadata. Reads the file; builds no network. WdsrError when none fits."""
+    from .model_info import parameter_shapes
+
+    params, meta = init_parameters(path)
+    wanted = parameter_shapes(cfg)
+    fits = [n for n, shape in wanted.items()
+            if n in params and tuple(np.shape(_as_array(params[n]))) == shape]
+    if not fits:
+        raise WdsrError(f"no parameter of --init checkpoint '{path}' fits this model",
+                        "--init needs a checkpoint of the same variant and width (see "
+                        "wdsr train --print-config)")
+    return len(fits), len(wanted), meta
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
 
 
 def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: bool = True) -> list:
@@ -148,8 +189,7 @@ def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: boo
                 raise WdsrError(f"checkpoint '{source}' has no parameter '{name}'",
                                 "the checkpoint does not match its recorded model config")
             continue
-        value = params[name]
-        data = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        data = _as_array(params[name])
         if tuple(data.shape) != tuple(param.shape):
             if strict:
                 raise WdsrError(f"checkpoint '{source}': '{name}' has shape {tuple(data.shape)}, "

@@ -3,6 +3,7 @@ parameter count, receptive field, the summary table shown by `wdsr train --print
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .config import ModelConfig
@@ -37,19 +38,37 @@ def receptive_radius(cfg: ModelConfig) -> int:
     return max(1 + per_block * cfg.n_resblocks + 1, 2)
 
 
-def count_parameters(cfg: ModelConfig, weight_norm: bool = True) -> int:
-    """Closed form (no network built): kernels, biases and, with weight norm, one g per output."""
+def parameter_shapes(cfg: ModelConfig, weight_norm: bool = True) -> dict[str, tuple[int, ...]]:
+    """Every parameter of ``build_model(cfg, weight_norm)``: name -> shape (no network built)."""
+    shapes: dict[str, tuple[int, ...]] = {}
 
-    def conv(cin: int, cout: int, k: int) -> int:
-        return cin * cout * k * k + cout + (cout if weight_norm else 0)
+    def conv(name: str, cin: int, cout: int, k: int) -> None:
+        if weight_norm:
+            shapes[f"{name}.weight_v"] = (cout, cin, k, k)
+            shapes[f"{name}.weight_g"] = (cout, 1, 1, 1)
+        else:
+            shapes[f"{name}.weight"] = (cout, cin, k, k)
+        shapes[f"{name}.bias"] = (cout,)
 
     c, f, out = cfg.n_colors, cfg.n_feats, cfg.n_colors * cfg.scale**2
-    if cfg.variant == "a":
-        block = conv(f, cfg.block_feats, 3) + conv(cfg.block_feats, f, 3)
-    else:
-        wide, low = f * cfg.expansion, int(f * cfg.low_rank_ratio)
-        block = conv(f, wide, 1) + conv(wide, low, 1) + conv(low, f, 3)
-    return conv(c, f, 3) + cfg.n_resblocks * block + conv(f, out, 3) + conv(c, out, 5)
+    conv("head", c, f, 3)
+    for i in range(cfg.n_resblocks):
+        if cfg.variant == "a":
+            conv(f"body.{i}.conv1", f, cfg.block_feats, 3)
+            conv(f"body.{i}.conv2", cfg.block_feats, f, 3)
+        else:
+            wide, low = f * cfg.expansion, int(f * cfg.low_rank_ratio)
+            conv(f"body.{i}.conv1", f, wide, 1)
+            conv(f"body.{i}.conv2", wide, low, 1)
+            conv(f"body.{i}.conv3", low, f, 3)
+    conv("tail", f, out, 3)
+    conv("skip", c, out, 5)
+    return shapes
+
+
+def count_parameters(cfg: ModelConfig, weight_norm: bool = True) -> int:
+    """Closed form (no network built): kernels, biases and, with weight norm, one g per output."""
+    return sum(math.prod(shape) for shape in parameter_shapes(cfg, weight_norm).values())
 
 
 def summarize(cfg: ModelConfig) -> ModelSummary:

@@ -235,9 +235,9 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
     as ``wdsr evaluate --json``). ``result``: what :func:`evaluate.evaluate_pairs` returned
     (with ``bicubic=True``); ``facts``: (label, value) lines for the summary (weights, data);
     ``curve_svg``: a training curve to embed. Returns the index.html path."""
-    from .checkpoints import _umask  # the file-mode helpers move to one module (issue 13)
     from .data.images import write_rgb_uint8
     from .evaluate import result_to_json
+    from .fileio import file_mode
     from .report_html import render_page
 
     dest = check_report_dest(dest, overwrite)
@@ -246,7 +246,7 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
     except OSError as exc:
         raise _not_writable(dest.parent, exc) from None
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a report is for reading
+        os.chmod(staging, file_mode() | 0o111)  # mkdtemp makes 0700; a report is for reading
         (staging / "img").mkdir()
         files: dict[tuple[str, str], str] = {}  # (image name, panel) -> relative path
         for i, entry in enumerate(collector.entries, start=1):

@@ -37,6 +37,20 @@ def detect_device_target() -> str:
     return "CPU"
 
 
+_DEVICE_NODES = {"Ascend": "/dev/davinci[0-9]*", "GPU": "/dev/nvidia[0-9]*"}
+
+
+def check_device_present(target: str) -> None:
+    """A GPU or Ascend target needs such a device on this machine (judged from device nodes,
+    without importing mindspore, so a launch can check before it creates anything)."""
+    pattern = _DEVICE_NODES.get(target)
+    if pattern is None or glob.glob(pattern) or (target == "GPU" and shutil.which("nvidia-smi")):
+        return
+    raise WdsrError(f"device target {target} was asked for, but this machine has no {target} "
+                    f"device ({pattern.rstrip('[0-9]*')}N not found)",
+                    "pass --device-target CPU (or auto), or run on a machine with that device")
+
+
 def resolve_device_target(requested: str) -> str:
     canonical = {"auto": "auto", "cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
     key = canonical.get(str(requested).lower())

@@ -39,8 +39,30 @@ from .fileio import atomic_write
 # ------------------------------------------------------------------------------ run folders
 
 
+def run_name(name: str | None, cfg: Config) -> str:
+    """The folder name of a run: --name, else the recipe's name, made filesystem-safe."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
+
+
+def _candidates(root: Path, name: str):
+    """runs/<name>, runs/<name>-2, -3, ... (the folder names a new run tries in turn)."""
+    yield root / name
+    n = 2
+    while True:
+        yield root / f"{name}-{n}"
+        n += 1
+
+
+def next_run_dir(root: Path, name: str) -> Path:
+    """The folder new_run_dir would create now (for --dry-run, which creates nothing)."""
+    return next(c for c in _candidates(Path(root), name) if not c.exists())
+
+
 def new_run_dir(root: Path, name: str) -> Path:
-    """runs/<name>, or runs/<name>-2, -3, ... if taken. Checked writable before any work."""
+    """runs/<name>, or runs/<name>-2, -3, ... if taken. Checked writable before any work.
+
+    mkdir without exist_ok claims a name atomically: two launchers on shared storage that
+    race for the same name get different folders instead of one dying."""
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -50,12 +72,13 @@ def new_run_dir(root: Path, name: str) -> Path:
     except OSError as exc:
         raise WdsrError(f"cannot write run folder under '{root}': {exc.strerror or exc}",
                         "pass --runs-dir with a writable folder") from None
-    candidate, n = root / name, 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{name}-{n}"
-    candidate.mkdir()
-    return candidate
+    for candidate in _candidates(root, name):
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")  # pragma: no cover - _candidates never ends
 
 
 def latest_run_dir(root: Path) -> Path:
@@ -232,7 +255,7 @@ class Trainer:
     def _build(self) -> None:
         import mindspore as ms
 
-        from .checkpoints import assign_parameters, network_parameters, read_checkpoint
+        from .checkpoints import assign_parameters, init_parameters
         from .data.pipeline import load_validation
         from .model import build_model
         from .schedule import learning_rates
@@ -247,9 +270,8 @@ class Trainer:
         resuming = resume is not None and resume.params is not None
         self.init_from = self.opts.init_checkpoint or (Path(t.init) if t.init else None)
         if self.init_from is not None and not resuming:  # a checkpoint holds its own weights
-            params, _ = read_checkpoint(self.init_from)
-            loaded = assign_parameters(self.net, network_parameters(params), self.init_from,
-                                       strict=False)
+            params, _ = init_parameters(self.init_from)
+            loaded = assign_parameters(self.net, params, self.init_from, strict=False)
             if not loaded:
                 raise WdsrError(f"no parameter of '{self.init_from}' fits this model",
                                 "--init needs a checkpoint of the same variant and width")
@@ -277,19 +299,9 @@ class Trainer:
             self._reload_history()
 
     def _resolve_precision(self) -> str:
-        p = self.cfg.train.precision
         from .runtime import _STATE
 
-        target = getattr(_STATE.get("info"), "device_target", "CPU")
-        if p == "auto":
-            return "fp32" if target == "CPU" else "fp16"
-        if p == "fp16" and target == "CPU":
-            raise WdsrError("fp16 training is not supported on the CPU",
-                            "use --set train.precision=fp32 (or auto)")
-        if p == "fp16" and self.cfg.train.clip_grad_norm > 0:
-            raise WdsrError("gradient clipping is not available with fp16 loss scaling",
-                            "set train.clip_grad_norm=0 or train.precision=fp32")
-        return p
+        return resolve_precision(self.cfg, getattr(_STATE.get("info"), "device_target", "CPU"))
 
     def _reload_history(self) -> None:
         """Bring back the plot's points (up to the resumed step) from metrics.jsonl."""
@@ -453,6 +465,21 @@ class Trainer:
         return applied if applied == counted + 1 else counted
 
 
+def resolve_precision(cfg: Config, device_target: str) -> str:
+    """fp32 or fp16 for this config on this device; impossible combinations are WdsrErrors
+    (checked by the launcher before a run folder exists, and again by each rank)."""
+    p = cfg.train.precision
+    if p == "auto":
+        return "fp32" if device_target == "CPU" else "fp16"
+    if p == "fp16" and device_target == "CPU":
+        raise WdsrError("fp16 training is not supported on the CPU",
+                        "use --set train.precision=fp32 (or auto)")
+    if p == "fp16" and cfg.train.clip_grad_norm > 0:
+        raise WdsrError("gradient clipping is not available with fp16 loss scaling",
+                        "set train.clip_grad_norm=0 or train.precision=fp32")
+    return p
+
+
 def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
     """The GRAPH-mode train cell: L1 loss, gradients (all-reduced when data-parallel), optional
     clipping by global norm, Adam with the per-step learning rates ``lrs``. Call it with
@@ -522,8 +549,7 @@ def bicubic_baseline(pairs, scale: int, protocol: str) -> float:
 
 def prepare_run(cfg: Config, runs_root: Path, name: str | None) -> Path:
     """Create the run folder and record the resolved config (rank 0 only)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
-    run_dir = new_run_dir(runs_root, safe)
+    run_dir = new_run_dir(runs_root, run_name(name, cfg))
     atomic_write(run_dir / "config.yaml", dump_yaml(cfg))
     return run_dir
 

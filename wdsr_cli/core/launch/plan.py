@@ -19,7 +19,9 @@ Three modes:
     ``mindspore/communication/management.py``), and ``SERVER_ID`` (some model-zoo scripts
     export it, but MindSpore 2.10 reads no such variable). Stale ``MS_ROLE``-family variables
     and ``MINDSPORE_HCCL_CONFIG_PATH`` (an older name for the table path that MindSpore also
-    reads) are removed from the inherited environment.
+    reads) are removed from the inherited environment. A table of several servers also gets
+    ``HCCL_CONNECT_TIMEOUT`` (HCCL's default is 120 s; the user starts the servers one by one, so
+    600 s as for a dynamic multi-node job) unless the user's environment sets it.
 
 ``dynamic`` (GPU, CPU, or Ascend without a table; MindSpore tutorial "Dynamic Cluster Startup",
 ``parallel/dynamic_cluster``)
@@ -32,6 +34,10 @@ Three modes:
     default 30 s) is set explicitly so the dry run shows how fast a dead rank is noticed.
     ``MS_TOPO_TIMEOUT`` and ``MS_NODE_TIMEOUT`` are left alone when the user's environment
     already sets them, unless a value is passed explicitly.
+
+Every mode removes ``OMPI_*`` and ``PMIX_RANK`` from the inherited environment: when MindSpore is
+imported it rewrites ``RANK_ID``/``DEVICE_ID`` from Open MPI's variables (``_set_rank_from_mpi``
+in ``communication/management.py``), which would undo the plan in a shell started by ``mpirun``.
 
 Every worker also gets the project's own variables, so the training code never needs
 backend-specific names: ``WDSR_ROLE`` (worker | scheduler), ``WDSR_LAUNCH_MODE``,
@@ -63,6 +69,8 @@ DEFAULT_TOPO_TIMEOUT_SINGLE_NODE = 120
 DEFAULT_TOPO_TIMEOUT_MULTI_NODE = 600
 #: Heartbeat timeout (``MS_NODE_TIMEOUT``); MindSpore's documented default.
 DEFAULT_NODE_TIMEOUT = 30
+#: ``HCCL_CONNECT_TIMEOUT`` (seconds) for rank tables of several servers (HCCL's own default: 120).
+DEFAULT_HCCL_CONNECT_TIMEOUT = 600
 #: MindSpore's documented default for ``MS_HEARTBEAT_RETRY_TIMEOUT``; the docs require
 #: ``MS_NODE_TIMEOUT`` to be greater.
 _DEFAULT_HEARTBEAT_RETRY_TIMEOUT = 20
@@ -77,6 +85,9 @@ _DEVICE_TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _DYNAMIC_VARS = ("MS_ROLE", "MS_NODE_ID", "MS_WORKER_NUM", "MS_SCHED_HOST", "MS_SCHED_PORT")
 _TABLE_VARS = ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH")
 _RANK_VARS = ("RANK_ID", "RANK_SIZE")
+# Open MPI's variables: MindSpore copies them over RANK_ID/DEVICE_ID/RANK_SIZE on import.
+# A trailing * removes every variable with that prefix.
+_MPI_VARS = ("OMPI_*", "PMIX_RANK")
 
 
 @dataclass
@@ -97,6 +108,9 @@ class ProcessSpec:
         ``unset_env`` plus ``env``."""
         merged = dict(os.environ if base is None else base)
         for name in self.unset_env:
+            if name.endswith("*"):
+                for key in [k for k in merged if k.startswith(name[:-1])]:
+                    del merged[key]
             merged.pop(name, None)
         merged.update(self.env)
         return merged
@@ -295,14 +309,16 @@ def _log_dir(run_dir: Path | str) -> Path:
 
 
 def plan_single(
-    worker_argv: Sequence[str], run_dir: Path | str, device_id: int | None = None
+    worker_argv: Sequence[str], run_dir: Path | str, device_id: int | None = None,
+    device_source: str = "",
 ) -> LaunchPlan:
-    """One worker, no cluster. ``device_id`` (GPU/Ascend card) sets ``DEVICE_ID`` when given."""
+    """One worker, no cluster. ``device_id`` (GPU/Ascend card) sets ``DEVICE_ID`` when given;
+    ``device_source`` says where it came from (shown in the plan)."""
     argv = _check_argv(worker_argv)
     if device_id is not None and (isinstance(device_id, bool) or device_id < 0):
         raise WdsrError(f"device id must be >= 0, got {device_id!r}")
     env = _wdsr_env("single", 0, 1, 0, 1, device_id)
-    unset = [*_DYNAMIC_VARS, *_TABLE_VARS, *_RANK_VARS]
+    unset = [*_DYNAMIC_VARS, *_TABLE_VARS, *_RANK_VARS, *_MPI_VARS]
     if device_id is not None:
         env["DEVICE_ID"] = str(device_id)
     spec = ProcessSpec(
@@ -316,6 +332,8 @@ def plan_single(
         unset_env=unset,
     )
     where = f" on device {device_id}" if device_id is not None else ""
+    if device_source:
+        where += f" ({device_source})"
     return LaunchPlan(
         mode="single",
         world_size=1,
@@ -332,11 +350,14 @@ def plan_ranktable(
     worker_argv: Sequence[str],
     run_dir: Path | str,
     device_target: str = "Ascend",
+    *,
+    base_env: Mapping[str, str] | None = None,
 ) -> LaunchPlan:
     """One worker per device that ``table`` lists for ``server_id`` (this machine).
 
     ``devices`` must equal that count (``None`` takes it from the table): HCCL waits for every
-    rank in the table, so starting fewer would hang and more cannot exist.
+    rank in the table, so starting fewer would hang and more cannot exist. ``base_env``
+    (default ``os.environ``) tells whether the user already set ``HCCL_CONNECT_TIMEOUT``.
     """
     target = normalise_device_target(device_target)
     if target != "Ascend":
@@ -365,6 +386,17 @@ def plan_ranktable(
     table_path = str(Path(table.path).resolve())
     world = table.world_size
     log_dir = _log_dir(run_dir)
+    env_in = os.environ if base_env is None else base_env
+    shared: dict[str, str] = {}
+    notes: list[str] = []
+    if len(table.servers) > 1:
+        if "HCCL_CONNECT_TIMEOUT" in env_in:
+            notes.append(f"HCCL_CONNECT_TIMEOUT={env_in['HCCL_CONNECT_TIMEOUT']} (from your "
+                         "environment)")
+        else:
+            shared["HCCL_CONNECT_TIMEOUT"] = str(DEFAULT_HCCL_CONNECT_TIMEOUT)
+            notes.append(f"HCCL_CONNECT_TIMEOUT={DEFAULT_HCCL_CONNECT_TIMEOUT} s: every server "
+                         "must start its ranks within that time (set it yourself to change it)")
     processes: list[ProcessSpec] = []
     for local_index, dev in enumerate(local):
         env = {
@@ -372,6 +404,7 @@ def plan_ranktable(
             "RANK_SIZE": str(world),
             "RANK_ID": str(dev.rank_id),
             "DEVICE_ID": str(dev.device_id),
+            **shared,
             **_wdsr_env("ranktable", dev.rank_id, world, local_index, len(local), dev.device_id),
         }
         processes.append(
@@ -383,7 +416,7 @@ def plan_ranktable(
                 env=env,
                 argv=list(argv),
                 log_path=log_dir / f"rank_{dev.rank_id}.log",
-                unset_env=[*_DYNAMIC_VARS, "MINDSPORE_HCCL_CONFIG_PATH"],
+                unset_env=[*_DYNAMIC_VARS, "MINDSPORE_HCCL_CONFIG_PATH", *_MPI_VARS],
             )
         )
     ranks = [d.rank_id for d in local]
@@ -397,6 +430,7 @@ def plan_ranktable(
             "run the same command on every other server listed in the table: "
             + ", ".join(s for s in table.server_ids() if s != server_id)
         )
+    description.extend(notes)
     return LaunchPlan(
         mode="ranktable",
         world_size=world,
@@ -431,6 +465,45 @@ def plan_dynamic(
     """
     target = normalise_device_target(device_target)
     argv = _check_argv(worker_argv)
+    env_in = os.environ if base_env is None else base_env
+    sched_host, warnings = _check_dynamic(devices, nodes, node_rank, master_host, master_port,
+                                          target, env_in)
+    world = nodes * devices
+    common, timeout_notes = _cluster_env(world, sched_host, master_port, nodes, topo_timeout,
+                                         node_timeout, env_in)
+    log_dir = _log_dir(run_dir)
+    processes = [_scheduler_spec(common, world, argv, log_dir)] if node_rank == 0 else []
+    processes += _dynamic_workers(common, devices, node_rank, world, target, argv, log_dir)
+
+    first = node_rank * devices
+    description = [
+        f"dynamic cluster on {target}: {nodes} node(s) x {devices} worker(s) = {world} rank(s), "
+        f"scheduler at {sched_host}:{master_port}",
+        f"node {node_rank} starts "
+        + ("the scheduler and " if node_rank == 0 else "")
+        + f"rank(s) {format_ranges(range(first, first + devices))}",
+        *timeout_notes,
+    ]
+    if nodes > 1:
+        description.append(
+            f"start the same command with --node-rank 0..{nodes - 1} on the {nodes} machines, "
+            "each with its own host name"
+        )
+    return LaunchPlan(
+        mode="dynamic",
+        world_size=world,
+        processes=processes,
+        description=description,
+        warnings=warnings,
+        device_target=target,
+        run_dir=Path(run_dir),
+    )
+
+
+def _check_dynamic(devices: int, nodes: int, node_rank: int, master_host: str,
+                   master_port: int, target: str, env_in: Mapping[str, str]
+                   ) -> tuple[str, list[str]]:
+    """Validate the dynamic-cluster flags: (scheduler IP, warnings)."""
     _check_count(devices, "--devices")
     _check_count(nodes, "--nodes")
     if isinstance(node_rank, bool) or not isinstance(node_rank, int):
@@ -451,10 +524,13 @@ def plan_dynamic(
     if isinstance(master_port, bool) or not isinstance(master_port, int):
         raise WdsrError(f"scheduler port must be a number, got {master_port!r}")
     _check_port(master_port, "scheduler")
+    warnings: list[str] = []
     if nodes > 1 and _is_loopback(host):
-        raise WdsrError(
-            f"--master {host}:{master_port} is a loopback address, which other nodes cannot reach",
-            "give node 0's network address, the same on every node",
+        # Fine for several "nodes" on one machine (tests, trying it out); other machines
+        # cannot reach it and would wait for the scheduler until MS_TOPO_TIMEOUT.
+        warnings.append(
+            f"--master {host}:{master_port} is a loopback address: only nodes on this machine "
+            "can join; give node 0's network address for several machines"
         )
     sched_host = resolve_host(host)
     if _is_ipv6(sched_host) and target != "Ascend":
@@ -462,16 +538,27 @@ def plan_dynamic(
             f"--master {host} is IPv6; MindSpore's dynamic cluster supports IPv6 on Ascend only",
             "use node 0's IPv4 address",
         )
-    env_in = os.environ if base_env is None else base_env
-    warnings: list[str] = []
+    if _is_ipv6(sched_host) and not _is_loopback(sched_host) and "MS_WORKER_IP" not in env_in:
+        warnings.append(
+            "the scheduler address is IPv6: MindSpore needs MS_WORKER_IP (this node's IPv6 "
+            "address) in the environment of every process"
+        )
+    cpus = os.cpu_count() or 1
+    if target == "CPU" and devices > cpus:
+        warnings.append(
+            f"{devices} CPU workers on a machine with {cpus} CPU(s): they will share cores and "
+            "run slower than fewer workers"
+        )
+    return sched_host, warnings
 
-    world = nodes * devices
-    common: dict[str, str] = {
-        "MS_WORKER_NUM": str(world),
-        "MS_SCHED_HOST": sched_host,
-        "MS_SCHED_PORT": str(master_port),
-    }
-    timeout_notes: list[str] = []
+
+def _cluster_env(world: int, sched_host: str, port: int, nodes: int, topo_timeout: int | None,
+                 node_timeout: int | None, env_in: Mapping[str, str]
+                 ) -> tuple[dict[str, str], list[str]]:
+    """The variables every process of the cluster shares, and notes on inherited timeouts."""
+    common = {"MS_WORKER_NUM": str(world), "MS_SCHED_HOST": sched_host,
+              "MS_SCHED_PORT": str(port)}
+    notes: list[str] = []
     topo_default = (
         DEFAULT_TOPO_TIMEOUT_MULTI_NODE if nodes > 1 else DEFAULT_TOPO_TIMEOUT_SINGLE_NODE
     )
@@ -482,7 +569,7 @@ def plan_dynamic(
         if value is not None:
             common[name] = str(_check_timeout(value, name))
         elif name in env_in:
-            timeout_notes.append(f"{name}={env_in[name]} (from your environment)")
+            notes.append(f"{name}={env_in[name]} (from your environment)")
         else:
             common[name] = str(default)
     retry = _int_or(env_in.get("MS_HEARTBEAT_RETRY_TIMEOUT"), _DEFAULT_HEARTBEAT_RETRY_TIMEOUT)
@@ -494,90 +581,46 @@ def plan_dynamic(
             f"timeout ({retry}s, MS_HEARTBEAT_RETRY_TIMEOUT)",
             f"use at least {retry + 1} seconds",
         )
-    if _is_ipv6(sched_host) and not _is_loopback(sched_host) and "MS_WORKER_IP" not in env_in:
-        warnings.append(
-            "the scheduler address is IPv6: MindSpore needs MS_WORKER_IP (this node's IPv6 "
-            "address) in the environment of every process"
-        )
+    return common, notes
 
-    log_dir = _log_dir(run_dir)
-    processes: list[ProcessSpec] = []
-    if node_rank == 0:
-        processes.append(
-            ProcessSpec(
-                role=SCHEDULER,
-                rank=None,
-                local_index=None,
-                device_id=None,
-                env={
-                    "MS_ROLE": "MS_SCHED",
-                    **common,
-                    "RANK_ID": "0",  # as msrun: the scheduler always gets RANK_ID=0
-                    "RANK_SIZE": str(world),
-                    "WDSR_ROLE": SCHEDULER,
-                    "WDSR_LAUNCH_MODE": "dynamic",
-                },
-                argv=list(argv),
-                log_path=log_dir / "scheduler.log",
-                unset_env=["MS_NODE_ID", *_TABLE_VARS],
-            )
-        )
-    uses_device = target in ("GPU", "Ascend")
+
+def _scheduler_spec(common: dict[str, str], world: int, argv: list[str],
+                    log_dir: Path) -> ProcessSpec:
+    return ProcessSpec(
+        role=SCHEDULER,
+        rank=None,
+        local_index=None,
+        device_id=None,
+        env={
+            "MS_ROLE": "MS_SCHED",
+            **common,
+            "RANK_ID": "0",  # as msrun: the scheduler always gets RANK_ID=0
+            "RANK_SIZE": str(world),
+            "WDSR_ROLE": SCHEDULER,
+            "WDSR_LAUNCH_MODE": "dynamic",
+        },
+        argv=list(argv),
+        log_path=log_dir / "scheduler.log",
+        unset_env=["MS_NODE_ID", *_TABLE_VARS, *_MPI_VARS],
+    )
+
+
+def _dynamic_workers(common: dict[str, str], devices: int, node_rank: int, world: int,
+                     target: str, argv: list[str], log_dir: Path) -> list[ProcessSpec]:
+    workers = []
     for local_index in range(devices):
         rank = node_rank * devices + local_index
-        device_id = local_index if uses_device else None
-        env = {
-            "MS_ROLE": "MS_WORKER",
-            "MS_NODE_ID": str(rank),
-            **common,
-            "RANK_ID": str(rank),
-            "RANK_SIZE": str(world),
-        }
+        device_id = local_index if target in ("GPU", "Ascend") else None
+        env = {"MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(rank), **common,
+               "RANK_ID": str(rank), "RANK_SIZE": str(world)}
         if device_id is not None:
             env["DEVICE_ID"] = str(device_id)
         env.update(_wdsr_env("dynamic", rank, world, local_index, devices, device_id))
-        processes.append(
-            ProcessSpec(
-                role=WORKER,
-                rank=rank,
-                local_index=local_index,
-                device_id=device_id,
-                env=env,
-                argv=list(argv),
-                log_path=log_dir / f"rank_{rank}.log",
-                unset_env=list(_TABLE_VARS),
-            )
-        )
-
-    first, last = node_rank * devices, node_rank * devices + devices - 1
-    description = [
-        f"dynamic cluster on {target}: {nodes} node(s) x {devices} worker(s) = {world} rank(s), "
-        f"scheduler at {sched_host}:{master_port}",
-        f"node {node_rank} starts "
-        + ("the scheduler and " if node_rank == 0 else "")
-        + f"rank(s) {format_ranges(range(first, last + 1))}",
-    ]
-    description.extend(timeout_notes)
-    if nodes > 1:
-        description.append(
-            f"start the same command with --node-rank 0..{nodes - 1} on the {nodes} machines, "
-            "each with its own host name"
-        )
-    cpus = os.cpu_count() or 1
-    if target == "CPU" and devices > cpus:
-        warnings.append(
-            f"{devices} CPU workers on a machine with {cpus} CPU(s): they will share cores and "
-            "run slower than fewer workers"
-        )
-    return LaunchPlan(
-        mode="dynamic",
-        world_size=world,
-        processes=processes,
-        description=description,
-        warnings=warnings,
-        device_target=target,
-        run_dir=Path(run_dir),
-    )
+        workers.append(ProcessSpec(role=WORKER, rank=rank, local_index=local_index,
+                                   device_id=device_id, env=env, argv=list(argv),
+                                   log_path=log_dir / f"rank_{rank}.log",
+                                   unset_env=[*_TABLE_VARS, *_MPI_VARS]))
+    return workers
 
 
 def _int_or(text: str | None, default: int) -> int:

@@ -11,9 +11,12 @@ here (``"version": "1.0"``) is the one in MindSpore's "rank table Startup" tutor
      "status": "completed"}
 
 Every value is a string. ``device_id`` is the physical card on that server, ``rank_id`` the
-global rank (0..N-1 over all servers). The older layout written by the model zoo's first
-``hccl_tools.py`` (``group_list[0].instance_list[*]`` with one ``devices`` entry per rank) is
-read too and converted to the same :class:`RankTable`.
+global rank (0..N-1 over all servers). Version 1.2 (Atlas A3, super-pods) and cross-cluster
+tables add fields (``host_ip``, ``server_ip``, ``container_ip``, ``super_device_id``,
+``super_pod_list``, ...) and may leave out ``server_count`` and ``device_ip``: both are optional
+here, and a server is recognised by its ``server_id`` or by any of those addresses. The older
+layout written by the model zoo's first ``hccl_tools.py`` (``group_list[0].instance_list[*]``
+with one ``devices`` entry per rank) is read too and converted to the same :class:`RankTable`.
 
 Nothing here imports MindSpore: loading a table is instant and testable anywhere.
 """
@@ -34,7 +37,10 @@ from typing import Any
 from ..errors import WdsrError
 
 _INT_RE = re.compile(r"[0-9]+")
-_RANK_TABLE_HINT = "see configs/hccl_8p.example.json for the expected layout"
+_RANK_TABLE_HINT = ("print the expected layout with 'wdsr train --rank-table-example' (an 8-device "
+                    "table to edit)")
+#: Fields of a server entry that can name this machine besides ``server_id``.
+_ADDRESS_FIELDS = ("host_ip", "server_ip", "container_ip")
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,24 @@ class RankTable:
     world_size: int
     layout: str = "server_list"  # or "group_list" (older hccl_tools.py output)
     warnings: tuple[str, ...] = field(default=())
+    version: str = "1.0"
+    #: server_id -> its other addresses (host_ip, server_ip, container_ip) when the table has them
+    addresses: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def server_ids(self) -> list[str]:
         return list(self.servers)
 
     def devices_for(self, server_id: str) -> list[RankDevice]:
         return list(self.servers[server_id])
+
+    def server_of_rank(self, rank: int) -> str:
+        return next(s for s, devs in self.servers.items() if any(d.rank_id == rank for d in devs))
+
+    def node_index(self, server_id: str) -> int:
+        """The server's place when servers are ordered by their ranks: 0 for the server holding
+        rank 0 (it creates the run folder), 1, 2, ... for the others (their log folders)."""
+        order = sorted(self.servers, key=lambda s: min(d.rank_id for d in self.servers[s]))
+        return order.index(server_id)
 
 
 # --------------------------------------------------------------------------- loading
@@ -122,8 +140,9 @@ def parse_rank_table(data: Any, path: Path) -> RankTable:
             "HCCL only uses a finished table; regenerate it or wait until the tool writing it "
             "has finished",
         )
+    addresses: dict[str, tuple[str, ...]] = {}
     if "server_list" in data:
-        servers, warnings = _parse_server_list(data, where)
+        servers, warnings, addresses = _parse_server_list(data, where)
         layout = "server_list"
     elif "group_list" in data:
         servers, warnings = _parse_group_list(data, where)
@@ -135,39 +154,44 @@ def parse_rank_table(data: Any, path: Path) -> RankTable:
             _RANK_TABLE_HINT,
         )
     world_size = _check_ranks(servers, where)
+    _check_blocks(servers, where)
+    _check_device_ips(servers, where)
     warnings.extend(_order_warnings(servers))
     for devices in servers.values():
         devices.sort(key=lambda d: d.rank_id)
     return RankTable(
-        path=path, servers=servers, world_size=world_size, layout=layout, warnings=tuple(warnings)
+        path=path, servers=servers, world_size=world_size, layout=layout, warnings=tuple(warnings),
+        version=str(data.get("version", "1.0")), addresses=addresses,
     )
 
 
 def _parse_server_list(
     data: dict[str, Any], where: str
-) -> tuple[dict[str, list[RankDevice]], list[str]]:
+) -> tuple[dict[str, list[RankDevice]], list[str], dict[str, tuple[str, ...]]]:
     warnings: list[str] = []
-    _require_keys(data, ("version", "server_count", "server_list"), where, "")
+    _require_keys(data, ("version", "server_list"), where, "")
     version = data["version"]
-    if version != "1.0":
+    if version not in ("1.0", "1.2"):
         warnings.append(
-            f"rank table version is {json.dumps(version)}; wdsr checks the 1.0 layout only, "
-            "extra fields are passed to HCCL untouched"
+            f"rank table version is {json.dumps(version)}; wdsr checks the 1.0 and 1.2 layouts "
+            "only, extra fields are passed to HCCL untouched"
         )
-    server_count = _int_field(data, "server_count", where, "")
     server_list = data["server_list"]
     if not isinstance(server_list, list) or not server_list:
         raise WdsrError(
             f'{where}: "server_list" must be a non-empty list, found {_json_kind(server_list)}',
             _RANK_TABLE_HINT,
         )
-    if server_count != len(server_list):
-        raise WdsrError(
-            f'{where}: "server_count" says {server_count} but "server_list" has '
-            f"{len(server_list)} server(s)",
-            "make server_count the number of entries in server_list",
-        )
+    if "server_count" in data:  # optional in v1.2 and cross-cluster tables
+        server_count = _int_field(data, "server_count", where, "")
+        if server_count != len(server_list):
+            raise WdsrError(
+                f'{where}: "server_count" says {server_count} but "server_list" has '
+                f"{len(server_list)} server(s)",
+                "make server_count the number of entries in server_list",
+            )
     servers: dict[str, list[RankDevice]] = {}
+    addresses: dict[str, tuple[str, ...]] = {}
     for s_index, server in enumerate(server_list):
         loc = f"server_list[{s_index}]"
         if not isinstance(server, dict):
@@ -182,6 +206,9 @@ def _parse_server_list(
                 "server)",
                 "each server must appear once; merge its devices into one entry",
             )
+        addresses[server_id] = tuple(
+            _str_field(server, key, where, loc) for key in _ADDRESS_FIELDS if key in server
+        )
         device_list = server["device"]
         if not isinstance(device_list, list) or not device_list:
             raise WdsrError(
@@ -197,18 +224,19 @@ def _parse_server_list(
                     f"{where}: {dloc} must be an object, found {_json_kind(dev)}",
                     _RANK_TABLE_HINT,
                 )
-            _require_keys(dev, ("device_id", "device_ip", "rank_id"), where, dloc)
+            _require_keys(dev, ("device_id", "rank_id"), where, dloc)
             devices.append(
                 RankDevice(
                     rank_id=_int_field(dev, "rank_id", where, dloc),
                     device_id=_int_field(dev, "device_id", where, dloc),
-                    device_ip=_str_field(dev, "device_ip", where, dloc, allow_empty=True),
+                    device_ip=(_str_field(dev, "device_ip", where, dloc, allow_empty=True)
+                               if "device_ip" in dev else ""),  # optional in v1.2
                     server_id=server_id,
                 )
             )
         _check_device_ids(devices, server_id, where)
         servers[server_id] = devices
-    return servers, warnings
+    return servers, warnings, addresses
 
 
 def _parse_group_list(
@@ -317,19 +345,45 @@ def _check_ranks(servers: Mapping[str, list[RankDevice]], where: str) -> int:
     return world_size
 
 
+def _check_blocks(servers: Mapping[str, list[RankDevice]], where: str) -> None:
+    """Each server must hold one contiguous block of ranks: CANN does not support ranks
+    interleaved across servers (e.g. server A 0, 2, 4 and server B 1, 3, 5)."""
+    if len(servers) < 2:
+        return
+    for sid, devices in servers.items():
+        ranks = sorted(d.rank_id for d in devices)
+        if ranks[-1] - ranks[0] + 1 != len(ranks):
+            raise WdsrError(
+                f"{where}: the ranks of server {sid!r} ({format_ranges(ranks)}) are not one "
+                "contiguous block; HCCL does not support ranks interleaved across servers",
+                "number the ranks server by server: the first server 0..n-1, the next n..2n-1, ...",
+            )
+
+
+def _check_device_ips(servers: Mapping[str, list[RankDevice]], where: str) -> None:
+    seen: dict[str, RankDevice] = {}
+    for devices in servers.values():
+        for dev in devices:
+            if not dev.device_ip:
+                continue
+            first = seen.setdefault(dev.device_ip, dev)
+            if first is not dev:
+                raise WdsrError(
+                    f"{where}: device_ip {dev.device_ip} is given to two devices (rank "
+                    f"{first.rank_id} and rank {dev.rank_id})",
+                    "each card has its own NIC address: take them from /etc/hccn.conf on each "
+                    "server (hccn_tool -i N -ip -g)",
+                )
+
+
 def _order_warnings(servers: Mapping[str, list[RankDevice]]) -> list[str]:
     """Orderings that MindSpore's rank-table tutorial asks for but that do not stop loading."""
     if len(servers) < 2:
         return []
     warnings: list[str] = []
-    blocks = {sid: sorted(d.rank_id for d in devs) for sid, devs in servers.items()}
-    for sid, ranks in blocks.items():
-        if ranks[-1] - ranks[0] + 1 != len(ranks):
-            warnings.append(
-                f"the ranks of server {sid!r} ({format_ranges(ranks)}) are not one contiguous block"
-            )
+    first = {sid: min(d.rank_id for d in devs) for sid, devs in servers.items()}
     file_order = list(servers)
-    by_rank = sorted(servers, key=lambda s: blocks[s][0])
+    by_rank = sorted(servers, key=lambda s: first[s])
     by_name = sorted(servers)
     if by_rank != file_order:
         warnings.append(
@@ -425,9 +479,10 @@ def select_server(
 ) -> str:
     """Which server of ``table`` this machine is.
 
-    In order: the explicit ``--server-id``; else the one server whose ``server_id`` is one of
-    this machine's addresses or host names (``local_addresses``, or :func:`local_ip_addresses`
-    plus the host name when ``None``); else the only server of a one-server table.
+    In order: the explicit ``--server-id``; else the one server whose ``server_id`` or
+    ``host_ip``/``server_ip``/``container_ip`` is one of this machine's addresses or host names
+    (``local_addresses``, or :func:`local_ip_addresses` plus the host name when ``None``); else
+    the only server of a one-server table.
     """
     ids = table.server_ids()
     listed = ", ".join(ids)
@@ -441,7 +496,9 @@ def select_server(
         )
     if local_addresses is None:
         local_addresses = local_ip_addresses() | _local_host_names()
-    matches = [sid for sid in ids if _normalise_addr(sid) in local_addresses]
+    matches = [sid for sid in ids
+               if any(_normalise_addr(a) in local_addresses
+                      for a in (sid, *table.addresses.get(sid, ())))]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -458,6 +515,39 @@ def select_server(
         f"(its addresses: {shown})",
         "run the same command on every server and pass --server-id SERVER_ID on each",
     )
+
+
+def example_table_text() -> str:
+    """The 8-device example rank table shipped with wdsr (``wdsr train --rank-table-example``)."""
+    from ..config import builtin_config_dir
+
+    return (builtin_config_dir() / "hccl_8p.example.json").read_text(encoding="utf-8")
+
+
+def list_ascend_devices() -> list[int] | None:
+    """The Ascend cards this machine shows as /dev/davinciN (their numbers), or None when
+    there are none to list (not an Ascend machine, or a container without device nodes)."""
+    import glob
+
+    found = sorted(int(p[len("/dev/davinci"):]) for p in glob.glob("/dev/davinci[0-9]*")
+                   if p[len("/dev/davinci"):].isdigit())
+    return found or None
+
+
+def check_devices_present(table: RankTable, server_id: str, listed: list[int] | None) -> None:
+    """Every device_id the table gives this server must be a card this machine has (when the
+    cards can be listed): HCCL would otherwise fail, or hang waiting for a rank."""
+    if not listed:
+        return
+    missing = [d.device_id for d in table.devices_for(server_id) if d.device_id not in listed]
+    if missing:
+        raise WdsrError(
+            f"rank table {table.path} gives server {server_id!r} device_id "
+            f"{format_ranges(missing)}, but this machine has "
+            f"/dev/davinci{{{format_ranges(listed)}}}",
+            "use this server's physical card numbers in the table (hccl_tools.py "
+            "--visible_devices), or pass --server-id if this is another server's entry",
+        )
 
 
 def local_ip_addresses() -> set[str]:
