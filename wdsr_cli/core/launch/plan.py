@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WdsrError
+from ..testpoint import loopback_nodes_allowed
 from .ranktable import RankTable, format_ranges
 
 WORKER = "worker"
@@ -451,7 +452,7 @@ def plan_dynamic(
     if isinstance(master_port, bool) or not isinstance(master_port, int):
         raise WdsrError(f"scheduler port must be a number, got {master_port!r}")
     _check_port(master_port, "scheduler")
-    if nodes > 1 and _is_loopback(host):
+    if nodes > 1 and _is_loopback(host) and not loopback_nodes_allowed():
         raise WdsrError(
             f"--master {host}:{master_port} is a loopback address, which other nodes cannot reach",
             "give node 0's network address, the same on every node",
