@@ -67,6 +67,16 @@ def _events(run_dir):
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
+def _rank_error(res):
+    """A usage error found inside the training process: exit 2, no traceback, the one-line
+    `error:` message last (after the launch table)."""
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:"), res.stderr
+    return last
+
+
 def _copy(run, dest):
     shutil.copytree(run, dest)
     return dest
@@ -244,8 +254,8 @@ def test_all_checkpoints_corrupt_is_a_clear_error(workdir, straight):
 
 def test_resume_with_another_model_is_refused(workdir, straight):
     run = _copy(straight, workdir / "runs" / "model")
-    line = one_line_error(run_wdsr("train", "--resume", str(run), "--steps", "9", "--set", "model.n_feats=16",
-                                   cwd=workdir))
+    line = _rank_error(run_wdsr("train", "--resume", str(run), "--steps", "9",
+                                "--set", "model.n_feats=16", cwd=workdir))
     assert "model config differs" in line
 
 
@@ -262,7 +272,7 @@ def test_resume_on_changed_data_needs_allow_data_change(workdir, straight):
     run = _copy(straight, workdir / "runs" / "newdata")
     resume = ["train", "--resume", str(run), "--set", f"data.prepared={other / 'prepared'}",
               "--steps", "9"]
-    line = one_line_error(run_wdsr(*resume, cwd=workdir))
+    line = _rank_error(run_wdsr(*resume, cwd=workdir))
     assert f"trained on dataset {old_id}" in line and new_id in line
     assert "--allow-data-change" in line
     res = run_wdsr(*resume, "--allow-data-change", cwd=workdir)
