@@ -306,7 +306,7 @@ def test_second_ctrl_c_kills_at_once(fake) -> None:
             asked_to_save.set()
 
     launcher = L.Launcher(plan, poll_interval=0.05, grace=5.0, on_note=note,
-                          interrupt_timeout=3600)
+                          interrupt_timeout=60)  # bounds a failure; never reached otherwise
 
     def press_twice() -> None:
         events = fake.run_dir / "events" / "rank_0.jsonl"
