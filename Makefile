@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 WDSR   := $(BIN)/wdsr
 
-.PHONY: install demo test lint bench report-screenshot clean
+.PHONY: install demo test test-quick lint bench report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: install
 
 test: install
 	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider ..
+
+# The inner loop: everything but the tests marked slow (training runs, several ranks, kills).
+test-quick: install
+	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" ..
 
 lint: install
 	$(BIN)/ruff check wdsr_cli tests scripts

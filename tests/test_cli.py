@@ -22,9 +22,14 @@ def test_subcommand_help_has_an_example(name):
 
 
 def test_version():
+    from importlib.metadata import version
+
+    import wdsr_cli
+
     res = run_wdsr("--version")
     assert res.returncode == 0
-    assert res.stdout.startswith("wdsr ")
+    assert res.stdout == f"wdsr {wdsr_cli.__version__}\n"
+    assert version("wdsr-cli") == wdsr_cli.__version__  # what pip installed says the same
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"],
@@ -85,3 +90,13 @@ def test_python_dash_m_works():
     res = subprocess.run([sys.executable, "-m", "wdsr_cli", "--version"], capture_output=True,
                          text=True)
     assert res.returncode == 0 and res.stdout.startswith("wdsr ")
+
+
+def test_debug_shows_the_traceback():
+    args = ["train", "--set", "train.learning_rate=1", "--print-config"]
+    plain = run_wdsr(*args)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    res = run_wdsr("--debug", *args)
+    assert res.returncode != 0
+    assert "Traceback (most recent call last)" in res.stderr
+    assert "WdsrError" in res.stderr and "unknown key 'train.learning_rate'" in res.stderr

@@ -31,7 +31,8 @@ def test_sample_prepares_x2_x3_x4_with_a_progress_bar(sample):
     assert spec["options"]["scales"] == [2, 3, 4]
     assert spec["options"]["crop_size"] == 192 and "bundled sample" in spec["options"]["note"]
     n = spec["counts"]["train_subimages"]
-    assert n > 200 and spec["counts"]["patches"] == {"x2": n, "x3": n, "x4": n}
+    assert n == 306 and spec["counts"]["patches"] == {"x2": n, "x3": n, "x4": n}  # README
+    assert spec["dataset_id"] == "bf373d76280aec7b"  # README; any change of the data changes it
     assert spec["counts"]["train_images"] == 13 and spec["counts"]["valid_images"] == 3
     total = 0
     for entry in spec["train"]:
@@ -117,46 +118,45 @@ def _gone(pgid) -> bool:
 
 
 def test_kill_9_midway_then_rerun_gives_the_identical_manifest(tmp_path):
-    """SIGKILL the real `wdsr prepare-data` once the journal holds a record, rerun it, and
-    compare with an uninterrupted run. Many small images come first (by name), two large
-    ones last, so there is plenty left to do when the first record lands."""
+    """SIGKILL the real `wdsr prepare-data` while one pool worker is held before image z0
+    (the WDSR_TEST_HOLD hook) and every other image is journaled, rerun it, and compare with
+    an uninterrupted run."""
     src = tmp_path / "src"
     plain_folder(src, [(48, 48)] * 8, prefix="a")
     for i in range(2):
-        save(src / f"z{i}.png", photo(1800, 1800, 50 + i))
+        save(src / f"z{i}.png", photo(96, 96, 50 + i))
     args = [str(src), "--crop-size", "48", "--crop-step", "48", "--workers", "2",
             "--valid-count", "1"]
     ref = run_wdsr("prepare-data", *args, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
 
-    out = tmp_path / "out"
+    out, marker = tmp_path / "out", tmp_path / "held"
     proc = subprocess.Popen([WDSR, "prepare-data", *args, "--out", str(out)],
+                            env={**os.environ, "WDSR_TEST_HOLD": f"prepare-image-z0={marker}"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     journal = out / ".journal.jsonl"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # a safety net: z0 is held until the kill
     try:
-        while _journal_records(journal) < 1:
+        while not (marker.exists() and _journal_records(journal) == 9):
             assert proc.poll() is None, "prepare-data ended before the test could kill it"
-            assert time.monotonic() < deadline, "no journal record within 300 s"
-            time.sleep(0.005)
-        assert proc.poll() is None, "prepare-data finished before the kill"
+            assert time.monotonic() < deadline, "the other 9 images were never journaled"
+            time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)  # only the main process, like `kill -9 PID`
         proc.wait(timeout=60)
-        # its pool workers notice their parent is gone and exit on their own
+        # its pool workers (the held one too) notice their parent is gone and exit on their own
         while not _gone(proc.pid):
             assert time.monotonic() < deadline, "orphaned workers did not exit"
             time.sleep(0.01)
     finally:
         if not _gone(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
-    done_before = _journal_records(journal)
-    assert 1 <= done_before < 10
+    assert _journal_records(journal) == 9
     assert not (out / "manifest.json").exists()
 
     res = run_wdsr("prepare-data", *args, "--out", str(out))
     assert res.returncode == 0, res.stderr
-    assert "resuming:" in res.stderr
+    assert "resuming: 9 of 10 images already done" in res.stderr, res.stderr
     assert (out / "manifest.json").read_bytes() == (tmp_path / "ref/manifest.json").read_bytes()
     assert not list(out.rglob("*.tmp"))
 
@@ -221,23 +221,43 @@ def test_crop_not_divisible_by_scale(tmp_path):
     assert "crop size 100 is not divisible by scale 3" in line
 
 
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None
+            for p in sorted(root.rglob("*"))}
+
+
 def test_unwritable_output_folder(tmp_path):
     # tests run as root, where a read-only folder is still writable: a path under a file is not
     root = plain_folder(tmp_path / "src", [(48, 48)])
     (tmp_path / "file.txt").write_text("x")
-    line = one_line_error(run_wdsr("prepare-data", str(root),
-                                    "--out", str(tmp_path / "file.txt" / "sub")))
-    assert "cannot write to output folder" in line
-    assert not list((tmp_path / "src").glob("*.npy"))
+    (tmp_path / "cwd").mkdir()
+    before = _tree(tmp_path)
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out",
+                                    str(tmp_path / "file.txt" / "sub"), cwd=tmp_path / "cwd"))
+    assert "cannot write to output folder" in line and "file.txt/sub" in line
+    assert _tree(tmp_path) == before  # nothing written anywhere, the file untouched
 
 
 def test_other_options_on_the_same_output_need_force(tmp_path):
-    root = plain_folder(tmp_path / "src", [(48, 48)])
-    base = ["prepare-data", str(root), "--out", str(tmp_path / "o"), "--crop-size", "24"]
+    root = plain_folder(tmp_path / "src", [(48, 48), (48, 48)])
+    base = ["prepare-data", str(root), "--out", str(tmp_path / "o"), "--crop-size", "24",
+            "--valid-count", "1", "--scales", "2"]
     assert run_wdsr(*base, "--crop-step", "12").returncode == 0
+    first = _tree(tmp_path / "o")
     line = one_line_error(run_wdsr(*base, "--crop-step", "24"))
     assert "other options" in line and "--force" in line
+    assert _tree(tmp_path / "o") == first  # refused: untouched
     assert run_wdsr(*base, "--crop-step", "24", "--force").returncode == 0
+    # The forced rerun holds exactly what a fresh preparation with the new options holds.
+    fresh = run_wdsr("prepare-data", str(root), "--out", str(tmp_path / "fresh"),
+                     "--crop-size", "24", "--valid-count", "1", "--scales", "2",
+                     "--crop-step", "24")
+    assert fresh.returncode == 0, fresh.stderr
+    forced = _tree(tmp_path / "o")
+    assert forced != first
+    assert forced == _tree(tmp_path / "fresh")
+    manifest = json.loads(forced["manifest.json"])
+    assert manifest["options"]["crop_step"] == 24 and manifest["counts"]["patches"] == {"x2": 4}
 
 
 def test_config_supplies_root_and_output(tmp_path):

@@ -6,13 +6,20 @@ from wdsr_cli.core import config as C
 from wdsr_cli.core.errors import WdsrError
 
 
-def test_builtin_recipes_load_by_name_from_the_installed_package():
+def test_builtin_recipes_load_by_name_from_the_installed_package(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import wdsr_cli
+
+    monkeypatch.chdir(tmp_path)  # not found through the current folder
     names = C.builtin_config_names()
     for expected in ("demo", "wdsr-a-x2", "wdsr-b-x2", "wdsr-b-x3", "wdsr-b-x4",
                      "modelzoo-wdsr-b-x2"):
         assert expected in names
-    # `make test` installs non-editable: recipes must come from site-packages, not the checkout.
-    assert "site-packages" in str(C.builtin_config_dir())
+    # From the imported package: wdsr_cli/configs when installed, ./configs beside it in a
+    # source checkout or an editable install.
+    package = Path(wdsr_cli.__file__).resolve().parent
+    assert C.builtin_config_dir() in (package / "configs", package.parent / "configs")
     for name in names:
         cfg = C.load_config(name)
         assert cfg.name == name

@@ -6,9 +6,9 @@ weights (WDSR_DUMP_WEIGHTS, a test hook of worker.py) so ranks can be compared.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -21,12 +21,15 @@ from conftest import WDSR, run_wdsr
 
 pytestmark = pytest.mark.slow
 
-STEPS = 100  # ~60 ms per tiny 2-rank step on 2 cores: time to interrupt, still quick
+STEPS = 6
+# Adam's eps = 1 makes its update nearly linear in the gradient (m / (sqrt(v) + 1), with
+# |gradients| << 1), so gradients summed over the ranks instead of averaged would double every
+# update instead of cancelling out in m / sqrt(v); lr 0.05 makes updates large enough to see.
 TINY = ["--config", "demo", "--device-target", "CPU", "--steps", str(STEPS),
         "--set", "model.n_resblocks=2", "--set", "model.n_feats=8",
         "--set", "data.batch_size=4", "--set", "data.patch_size=16",
         "--set", "train.val_images=1", "--set", "train.log_every=1",
-        "--set", "train.warmup_steps=0"]
+        "--set", "train.warmup_steps=0", "--set", "train.eps=1", "--set", "train.lr=0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def _events(path: Path) -> list[dict]:
 
 def _assert_gone(run: Path, node: int = 0) -> None:
     pids = [p["pid"] for p in _record(run, node)["processes"]]
-    end = time.monotonic() + 5
+    end = time.monotonic() + 60
     while time.monotonic() < end:
         alive = [p for p in pids if psutil.pid_exists(p)
                  and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
@@ -64,6 +67,14 @@ def _assert_gone(run: Path, node: int = 0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"processes left behind: {alive}")
+
+
+def _wait_for_marker(proc: subprocess.Popen, marker: Path, lines: int) -> None:
+    end = time.monotonic() + 600  # a safety net only: the ranks hold until signalled
+    while not (marker.exists() and len(marker.read_text().splitlines()) >= lines):
+        assert proc.poll() is None, "the run ended before the hold point"
+        assert time.monotonic() < end, "the ranks never reached the hold point"
+        time.sleep(0.02)
 
 
 def _losses(path: Path) -> dict[int, float]:
@@ -102,15 +113,13 @@ def test_two_ranks_bit_identical_and_equal_to_one_process(workdir, two_ranks):
     rel = [abs((loss[0][s] + loss[1][s]) / 2 - single[s]) / single[s] for s in range(1, STEPS + 1)]
     rel_w = max(float(np.linalg.norm(r0[k].astype(np.float64) - one[k]) / np.linalg.norm(one[k]))
                 for k in one)
-    print(f"\n2 ranks x 4 vs 1 process x 8: loss rel diff {max(rel[:50]):.2g} (steps 1-50), "
-          f"{max(rel):.2g} (1-{STEPS}); after {STEPS} steps max |weight diff| "
-          f"{_max_diff(r0, one):.2g}, worst per-tensor relative L2 {rel_w:.2g}; "
-          f"2-rank run {seconds:.1f} s")
-    # Float sums in another order, then Adam (m / sqrt(v) of near-zero gradients) amplifies
-    # the rounding over the steps: tight at first, drifting slowly.
-    assert max(rel[:50]) < 1e-6
-    assert max(rel) < 1e-2
-    assert rel_w < 1e-3
+    print(f"\n2 ranks x 4 vs 1 process x 8: loss rel diff {max(rel):.2g}; after {STEPS} "
+          f"steps max |weight diff| {_max_diff(r0, one):.2g}, worst per-tensor relative L2 "
+          f"{rel_w:.2g}; 2-rank run {seconds:.1f} s")
+    # Float sums in another order: measured 1e-7 (AMD EPYC Zen 3). Gradients summed instead
+    # of averaged over the 2 ranks: relative weight differences of ~1e-1 (see TINY).
+    assert max(rel) < 1e-5
+    assert rel_w < 1e-5
 
     # Only rank 0 wrote the run folder; every rank has its log and events.
     for name in ("config.yaml", "last.ckpt", "best.ckpt", "metrics.jsonl", "log.txt"):
@@ -127,26 +136,23 @@ def test_two_ranks_bit_identical_and_equal_to_one_process(workdir, two_ranks):
     _assert_gone(run)
 
 
-def test_ctrl_c_saves_last_and_resume_on_two_ranks_is_exact(workdir, two_ranks):
+def test_ctrl_c_saves_last_and_resume_on_two_ranks_is_exact(workdir, two_ranks, tmp_path):
     reference = _dump(workdir, "two", 0)
     run = workdir / "runs" / "intr"
+    marker = tmp_path / "held"  # both ranks hold after step 3 (the WDSR_TEST_HOLD hook)
     proc = subprocess.Popen([WDSR, "train", *TINY, "--devices", "2", "--name", "intr"],
                             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    events = run / "events" / "rank_0.jsonl"
-    end = time.monotonic() + 60
-    while time.monotonic() < end and proc.poll() is None:
-        if events.exists() and sum('"type": "step"' in line
-                                   for line in events.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.02)
+                            text=True, env={**os.environ,
+                                            "WDSR_TEST_HOLD": f"train-step-3={marker}"})
+    _wait_for_marker(proc, marker, lines=2)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    events = run / "events" / "rank_0.jsonl"
     done = [e for e in _events(events) if e["type"] == "done"]
     assert done and done[-1]["interrupted"] is True
     stopped_at = done[-1]["step"]
-    assert 3 <= stopped_at < STEPS, "the run ended before Ctrl-C: the test proves nothing"
+    assert stopped_at == 3
     assert f"interrupted at step {stopped_at}" in err
     assert f"wdsr train --resume {Path('runs') / 'intr'} --devices 2" in err
     _assert_gone(run)
@@ -175,14 +181,13 @@ def test_killed_rank_stops_the_run(workdir):
         pid = next(p["pid"] for p in _record(run)["processes"] if p["rank"] == 1)
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)  # noticed by poll, not the 300 s stall timeout
         seconds = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
     print(f"\nkilled rank 1: the launcher exited {seconds:.2f} s later")
     assert proc.returncode == 1
-    assert seconds < 60
     assert "rank 1 was killed by SIGKILL" in " ".join(err.split())
     assert "rank_1.log" in err
     _assert_gone(run)
@@ -190,28 +195,13 @@ def test_killed_rank_stops_the_run(workdir):
     assert record["failure"]["process"] == "rank 1"
 
 
-def _local_ipv4() -> str | None:
-    from wdsr_cli.core.launch.ranktable import local_ip_addresses
-
-    for addr in sorted(local_ip_addresses()):
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            continue
-        if ip.version == 4 and not ip.is_loopback:
-            return addr
-    return None
-
-
 def test_two_launchers_as_two_nodes(workdir, two_ranks):
     """Node 0 (scheduler + rank 0) and node 1 (rank 1) started separately on this machine.
 
-    The scheduler address is this machine's own non-loopback address: wdsr refuses a loopback
-    --master with several nodes, because real nodes could not reach it.
+    On loopback, so it runs without a network (a loopback --master with several nodes is only a
+    warning: nodes on this machine can join).
     """
-    host = _local_ipv4()
-    if host is None:
-        pytest.skip("this machine has no non-loopback IPv4 address")
+    host = "127.0.0.1"
     from wdsr_cli.core.launch.plan import free_port
 
     master = f"{host}:{free_port(host)}"
@@ -244,3 +234,19 @@ def test_user_error_inside_a_rank_is_one_line(workdir):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: fp16 training is not supported on the CPU"), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_resume_on_another_number_of_ranks(workdir, two_ranks):
+    """A 2-rank run continued on 1 device: allowed, with a warning about the global batch."""
+    run = workdir / "runs" / "two-on-one"
+    shutil.copytree(two_ranks[0], run)
+    res = run_wdsr("train", "--resume", str(run), "--devices", "1", "--steps", str(STEPS + 1),
+                   cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    err = " ".join(res.stderr.split())
+    assert ("this run was trained on 2 rank(s) (global batch 8); continuing on 1 changes the "
+            "global batch to 4") in err
+    start = [e for e in _events(run / "metrics.jsonl") if e["type"] == "start"][-1]
+    assert (start["start_step"], start["world_size"], start["global_batch"]) == (STEPS, 1, 4)
+    assert _events(run / "metrics.jsonl")[-1] == {**_events(run / "metrics.jsonl")[-1],
+                                                  "type": "done", "step": STEPS + 1}

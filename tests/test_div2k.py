@@ -153,7 +153,7 @@ def test_nested_div2k_root_gets_a_hint(tmp_path):
 @pytest.mark.parametrize("scales", [(5,), (2, 16), (), (1,)])
 def test_unsupported_scales(tmp_path, scales):
     plain_folder(tmp_path, [(24, 24)])
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="unsupported scale|no scale given"):
         div2k.find_dataset(tmp_path, scales)
 
 

@@ -43,18 +43,32 @@ def data(ms_cpu, tmp_path_factory):
             "corrupt": corrupt}
 
 
-def _expected(hr_path: Path, ckpt: Path, scale: int, protocol: str):
+def _expected(hr_path: Path, ckpt: Path, scale: int, protocol: str, self_ensemble=False):
     """PSNR/SSIM of model and MATLAB bicubic, computed here step by step."""
     hr = read_rgb_uint8(hr_path)
     hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
     lr = bicubic_downscale(hr, scale)
     bic = bicubic_upscale(lr, scale)
-    sr = Predictor.from_checkpoint(ckpt).predict_uint8(lr)
+    sr = Predictor.from_checkpoint(ckpt, self_ensemble=self_ensemble).predict_uint8(lr)
     return (metrics.psnr(sr, hr, scale, protocol), metrics.ssim(sr, hr, scale, protocol),
             metrics.psnr(bic, hr, scale, protocol), metrics.ssim(bic, hr, scale, protocol))
 
 
 # ------------------------------------------------------------------------------ must show
+
+
+def test_self_ensemble_scores_the_averaged_output(data):
+    res = run_wdsr("evaluate", "--scale", "2", "--hr", str(data["hr"]), "--self-ensemble",
+                   "--json", "-", "--checkpoint", str(data["x2"]))
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)["images"]}
+    for name, row in rows.items():
+        psnr, ssim, _, _ = _expected(data["hr"] / f"{name}.png", data["x2"], 2, "y",
+                                     self_ensemble=True)
+        plain = _expected(data["hr"] / f"{name}.png", data["x2"], 2, "y")[0]
+        assert abs(psnr - plain) > 0.01  # the ensemble changes the score of these weights
+        assert row["psnr"] == pytest.approx(psnr, abs=1e-3)
+        assert row["ssim"] == pytest.approx(ssim, abs=1e-4)
 
 
 def test_hr_folder_bicubic_column_is_the_matlab_baseline(data):

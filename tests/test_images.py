@@ -565,7 +565,7 @@ def test_unknown_suffix_fails_before_touching_anything(tmp_path):
         write_image(target, Image(_smooth(4, 4, 3)))
     assert ".png" in e.value.hint
     assert target.read_bytes() == b"precious" and _leftovers(tmp_path) == []
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"unknown image format '\(no suffix\)'"):
         write_image(tmp_path / "noext", Image(_smooth(4, 4, 3)))
 
 

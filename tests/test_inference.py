@@ -239,9 +239,11 @@ def test_a_backend_with_the_wrong_scale_is_a_clear_error():
         p.predict(_image(5, 5))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4)), np.zeros((4, 4, 4)), np.zeros((0, 3, 3))])
-def test_bad_input_arrays(bad):
-    with pytest.raises(WdsrError):
+@pytest.mark.parametrize("bad,message", [(np.zeros((4, 4)), "expected an HxWx3 RGB image"),
+                                         (np.zeros((4, 4, 4)), "expected an HxWx3 RGB image"),
+                                         (np.zeros((0, 3, 3)), "cannot upscale an empty image")])
+def test_bad_input_arrays(bad, message):
+    with pytest.raises(WdsrError, match=message):
         Predictor(NumpyNet(2), 2, 3).predict(bad)
 
 
@@ -295,8 +297,8 @@ def test_weight_norm_and_folded_networks_agree(ms_cpu):
     wn, folded = _tiny_net(2, variant="a")
     img = _image(10, 11)
     a = Predictor.from_network(wn).predict(img)
-    b = Predictor.from_network(folded, tile=4).predict(img)
-    assert np.abs(a - b).max() < 1e-2
+    b = Predictor.from_network(folded).predict(img)
+    assert np.abs(a - b).max() < 1e-3  # the README's promise (0..255 scale)
 
 
 def test_from_checkpoint_exposes_metadata(ms_cpu, tmp_path):

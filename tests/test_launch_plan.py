@@ -321,7 +321,7 @@ def test_dynamic_explicit_timeouts_win(tmp_path) -> None:
 
 @pytest.mark.parametrize("value", [0, -3, 20, 5])
 def test_dynamic_node_timeout_too_small(tmp_path, value) -> None:
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="MS_NODE_TIMEOUT must be|node timeout of"):
         plan_dynamic(
             2, 1, 0, "127.0.0.1", 8118, ARGV, tmp_path, "CPU", node_timeout=value, base_env={}
         )

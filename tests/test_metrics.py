@@ -75,9 +75,9 @@ def test_rgb_to_y_hand_values():
 
 
 def test_rgb_to_y_rejects_non_rgb():
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"rgb_to_y expects an HxWx3 RGB image, got shape \(4, 4\)"):
         rgb_to_y(np.zeros((4, 4)))
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"got shape \(4, 4, 4\)"):
         rgb_to_y(np.zeros((4, 4, 4)))
 
 
@@ -98,9 +98,9 @@ def test_shave():
     assert shave(img, 0) is img
     rgb = np.zeros((10, 12, 3))
     assert shave(rgb, 3).shape == (4, 6, 3)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="too small to shave a border of 5"):
         shave(img, 5)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="non-negative integer, got -1"):
         shave(img, -1)
 
 
@@ -258,7 +258,7 @@ def test_ssim_decreases_with_noise():
 
 def test_ssim_needs_window():
     img = np.zeros((14, 14), dtype=np.uint8)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="SSIM needs at least 11x11 pixels .* got 10x10"):
         ssim(img, img, 2)  # 10x10 left after shaving 2
     assert psnr(img, img, 2) == float("inf")  # PSNR has no window
 
@@ -272,14 +272,14 @@ def test_unknown_protocol():
         with pytest.raises(WdsrError) as exc:
             fn(img, img, 2, "ycbcr")
         assert "rgb" in exc.value.hint
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="unknown evaluation protocol 'Y'"):
         border_for("Y", 2)
 
 
 def test_bad_scale():
     img = _rand_rgb(12)
     for scale in (0, -2, 2.0, True):
-        with pytest.raises(WdsrError):
+        with pytest.raises(WdsrError, match=f"must be a positive integer, got {scale}"):
             psnr(img, img, scale)
 
 
@@ -288,13 +288,13 @@ def test_shape_mismatch():
     with pytest.raises(WdsrError) as exc:
         psnr(a, a[:38], 2)
     assert "crop_hr_to" in exc.value.hint
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"differ in shape: \(40, 40, 3\) vs \(40, 40\)"):
         ssim(a, a[..., 0], 2)  # RGB vs gray
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"differ in shape: .* vs \(40, 36, 3\)"):
         evaluate_pair(a, a[:, :36], 2)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"HxW, HxWx1 or HxWx3, got shape \(40, 40, 4\)"):
         psnr(np.zeros((40, 40, 4), np.uint8), np.zeros((40, 40, 4), np.uint8), 2)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="SR image is empty"):
         psnr(np.zeros((0, 40), np.uint8), np.zeros((0, 40), np.uint8), 2)
 
 
@@ -306,7 +306,7 @@ def test_crop_hr_to():
     lr = np.zeros((25, 21))
     assert crop_hr_to(hr, lr, 2).shape == (50, 42, 3)
     assert crop_hr_to(hr, lr.shape, 2).shape == (50, 42, 3)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match=r"smaller than 3 x LR \(17x14 -> 51x42\)"):
         crop_hr_to(hr, (17, 14), 3)  # needs 51 rows
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="must be a positive integer, got 0"):
         crop_hr_to(hr, (16, 14), 0)

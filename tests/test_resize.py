@@ -372,11 +372,11 @@ def test_helpers():
     up = bicubic_upscale(lr, 3)
     assert up.shape == hr.shape
     np.testing.assert_array_equal(up, imresize(lr, 3.0))
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="must be a positive integer, got 0"):
         bicubic_downscale(hr, 0)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="must be a positive integer, got 2.5"):
         bicubic_upscale(lr, 2.5)
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="must be a positive integer, got True"):
         bicubic_downscale(hr, True)
 
 
@@ -413,5 +413,6 @@ def test_bad_arguments(kwargs):
     ],
 )
 def test_bad_images(img):
-    with pytest.raises(WdsrError):
+    with pytest.raises(WdsrError, match="cannot resize an empty image|expects an HxW or HxWxC "
+                       "image|does not support images of dtype"):
         imresize(img, 0.5)

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from conftest import run_wdsr
 
+pytestmark = pytest.mark.slow  # a subprocess per tile size, each importing MindSpore
+
 PROBE = r"""
 import json, sys
 import numpy as np

@@ -46,17 +46,21 @@ def batch(ckpt, tmp_path_factory):
     src.mkdir()
     rgb = _picture(21, 30)
     write_image(src / "rgb.png", Image(pixels=rgb))
-    write_image(src / "gray.png", Image(pixels=_picture(17, 12, 1)))
+    kinds = {"gray": _picture(17, 12, 1), "rgb16": _picture(13, 19, 3, 65535),
+             "gray16": _picture(15, 11, 1, 65535)}
+    write_image(src / "gray.png", Image(pixels=kinds["gray"]))
     alpha = np.zeros((20, 26), np.uint8)
     alpha[4:16, 6:20] = 255
     alpha[4:16, 5] = 128
     rgba_rgb = _picture(20, 26)
     rgba_rgb[alpha == 0] = 0  # transparent pixels are black, as many editors store them
     write_image(src / "rgba.png", Image(pixels=rgba_rgb, alpha=alpha))
-    write_image(src / "rgb16.png", Image(pixels=_picture(13, 19, 3, 65535), bit_depth=16))
-    write_image(src / "gray16.png", Image(pixels=_picture(15, 11, 1, 65535), bit_depth=16))
-    PILImage.fromarray(_picture(16, 18)).convert("P", palette=PILImage.ADAPTIVE,
-                                                 colors=12).save(src / "palette.png")
+    write_image(src / "rgb16.png", Image(pixels=kinds["rgb16"], bit_depth=16))
+    write_image(src / "gray16.png", Image(pixels=kinds["gray16"], bit_depth=16))
+    palette = PILImage.fromarray(_picture(16, 18)).convert("P", palette=PILImage.ADAPTIVE,
+                                                           colors=12)
+    palette.save(src / "palette.png")
+    kinds["palette"] = np.asarray(palette.convert("RGB"))
     PILImage.fromarray(_picture(24, 20)).save(src / "photo.jpg", quality=92)
     good = (src / "rgb.png").read_bytes()
     (src / "broken.png").write_bytes(good[: len(good) // 2])
@@ -64,8 +68,34 @@ def batch(ckpt, tmp_path_factory):
     out = d / "out"
     res = run_wdsr("upscale", str(src), "-o", str(out), "--checkpoint", str(ckpt["x2"]),
                    "--tile", "32", "--json", str(d / "summary.json"), env={"COLUMNS": "250"})
-    return {"res": res, "src": src, "out": out, "rgb": rgb, "alpha": alpha,
+    return {"res": res, "src": src, "out": out, "rgb": rgb, "alpha": alpha, "kinds": kinds,
             "summary": json.loads((d / "summary.json").read_text())}
+
+
+LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, what the README promises for gray images
+
+
+def _expected(checkpoint, pixels, *, sixteen=False, gray=False, self_ensemble=False):
+    """The untiled Predictor on the source pixels, converted as the README says: 16-bit fed as
+    x * 255/65535 (no 8-bit rounding), gray replicated in and merged back with BT.601 luma."""
+    from wdsr_cli.core.inference import Predictor
+
+    x = pixels.astype(np.float64) * (255 / 65535 if sixteen else 1)
+    if gray:
+        x = np.repeat(x, 3, axis=2)
+    sr = Predictor.from_checkpoint(checkpoint, self_ensemble=self_ensemble).predict(
+        x.astype(np.float32)).astype(np.float64)
+    if gray:
+        sr = (sr @ LUMA)[:, :, None]
+    top = 65535 if sixteen else 255
+    return np.clip(np.rint(sr * (top / 255)), 0, top)
+
+
+def _assert_pixels(got, want):
+    """Equal up to one step of the last bit where the float output sits on a rounding edge."""
+    assert got.shape == want.shape
+    diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (diff.max(), (diff == 0).mean())
 
 
 def test_batch_continues_past_a_corrupt_file_and_reports_it(batch):
@@ -93,20 +123,25 @@ def test_rgb_output_is_the_predictor_output(batch, ckpt):
     assert (out.pixels == want).mean() > 0.999
 
 
-def test_gray_stays_gray_and_sixteen_bit_stays_sixteen_bit(batch):
+def test_gray_stays_gray_and_sixteen_bit_stays_sixteen_bit(batch, ckpt):
+    kinds = batch["kinds"]
     gray = read_image(batch["out"] / "gray_x2.png")
     assert gray.pixels.shape == (34, 24, 1) and gray.bit_depth == 8
+    _assert_pixels(gray.pixels, _expected(ckpt["x2"], kinds["gray"], gray=True))
     g16 = read_image(batch["out"] / "gray16_x2.png")
     assert g16.pixels.shape == (30, 22, 1) and g16.bit_depth == 16
+    _assert_pixels(g16.pixels, _expected(ckpt["x2"], kinds["gray16"], sixteen=True, gray=True))
     c16 = read_image(batch["out"] / "rgb16_x2.png")
     assert c16.pixels.shape == (26, 38, 3) and c16.bit_depth == 16
+    _assert_pixels(c16.pixels, _expected(ckpt["x2"], kinds["rgb16"], sixteen=True))
     # real 16-bit precision, not 8-bit values scaled by 257
     assert np.mean(c16.pixels % 257 != 0) > 0.5
 
 
-def test_palette_and_jpeg_become_rgb_png(batch):
+def test_palette_and_jpeg_become_rgb_png(batch, ckpt):
     pal = read_image(batch["out"] / "palette_x2.png")
     assert pal.pixels.shape == (32, 36, 3) and pal.alpha is None
+    _assert_pixels(pal.pixels, _expected(ckpt["x2"], batch["kinds"]["palette"]))
     photo = batch["out"] / "photo_x2.png"
     assert photo.read_bytes().startswith(b"\x89PNG")
     assert read_image(photo).pixels.shape == (48, 40, 3)
@@ -192,6 +227,28 @@ def test_default_name_single_output_and_overwrite(ckpt, tmp_path):
     assert (tmp_path / "shot_x2.png").stat().st_mtime_ns >= before
 
 
+def test_self_ensemble_is_the_average_of_the_8_flips(ckpt, tmp_path):
+    pixels = _picture(9, 11)
+    img = tmp_path / "shot.png"
+    write_image(img, Image(pixels=pixels))
+    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--self-ensemble")
+    assert res.returncode == 0, res.stderr
+    got = read_image(tmp_path / "shot_x2.png").pixels
+    want = _expected(ckpt["x2"], pixels, self_ensemble=True)
+    _assert_pixels(got, want)
+    # and it is not the plain output (random tiny weights are far from flip-invariant)
+    assert np.abs(want - _expected(ckpt["x2"], pixels)).max() > 2
+
+
+def test_two_inputs_that_would_write_the_same_output_are_refused(ckpt, tmp_path):
+    for name in ("a.png", "a.jpg"):
+        write_image(tmp_path / name, Image(pixels=_picture(6, 7)))
+    line = one_line_error(run_wdsr("upscale", str(tmp_path / "a.png"), str(tmp_path / "a.jpg"),
+                                   "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt["x2"])))
+    assert "a.png" in line and "a.jpg" in line and "a_x2.png" in line
+    assert not (tmp_path / "out" / "a_x2.png").exists()
+
+
 def test_globs_and_output_folder(ckpt, tmp_path):
     for name in ("a.png", "b.png", "c.jpg"):
         write_image(tmp_path / name, Image(pixels=_picture(6, 7)))
@@ -237,13 +294,16 @@ def test_no_bundled_weights_is_a_clear_message(tmp_path):
     assert "bundled x8 weights" in line and "--checkpoint" in line
 
 
-def test_bundled_weights_work_out_of_the_box(tmp_path):
+def test_bundled_weights_work_out_of_the_box(ms_cpu, tmp_path):
     img = tmp_path / "x.png"
-    write_image(img, Image(pixels=_picture(21, 17)))
+    pixels = _picture(21, 17)
+    write_image(img, Image(pixels=pixels))
     res = run_wdsr("upscale", str(img))
     assert res.returncode == 0, res.stderr
     out = read_image(tmp_path / "x_x2.png")
-    assert out.pixels.shape == (42, 34, 3)
+    from wdsr_cli.core.checkpoints import bundled_checkpoint
+
+    _assert_pixels(out.pixels, _expected(bundled_checkpoint(2), pixels))
 
 
 def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):

@@ -35,6 +35,7 @@ from . import events
 from .config import Config, dump_yaml, load_config
 from .errors import WdsrError
 from .fileio import atomic_write
+from .testpoint import hold_if_asked
 
 # ------------------------------------------------------------------------------ run folders
 
@@ -442,6 +443,7 @@ class Trainer:
                     self.save_training_state(step)
                     if step % t.ckpt_every == 0:
                         self.save_periodic(step)
+                hold_if_asked(f"train-step-{step}")  # tests only (testpoint.py)
         except KeyboardInterrupt:
             interrupted = True
             step = self._applied_step(step)

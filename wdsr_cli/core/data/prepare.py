@@ -47,6 +47,7 @@ import numpy as np
 
 from ..errors import WdsrError
 from ..fileio import atomic_write, remove_stale_temps, sha256_file
+from ..testpoint import hold_if_asked
 from . import div2k
 
 __all__ = ["Event", "Plan", "PrepareOptions", "check_options", "check_output_dir",
@@ -239,6 +240,7 @@ class _BadSource(Exception):
 
 def _process(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: one image -> its shards. Returns {"ok", "record"} or an error description."""
+    hold_if_asked(f"prepare-image-{task['name']}")  # tests only (testpoint.py)
     try:
         return {"ok": True, "record": _process_image(task)}
     except _BadSource as exc:
