@@ -130,10 +130,10 @@ def _bench_checkpoint(folder: Path) -> Path:
 
 def bench_upscale(repeats: int = 5) -> list[dict]:
     """`wdsr upscale` at x2 on a 512x512 photo (bundled brushes.png, cropped) with WDSR-B
-    32 features x 16 blocks (random weights: speed does not depend on them), untiled and
-    tiled: output megapixels per second (read + network + write, the fastest of ``repeats``
-    runs after a warm-up run, as other processes may share the CPU), the 8-bit output values
-    that differ from the untiled result, and the wall time of one `wdsr upscale` process
+    32 features x 16 blocks (random weights: speed does not depend on them), in the
+    Predictor's fixed windows: output megapixels per second (read + network + write, the
+    fastest of ``repeats`` runs after a warm-up run, as other processes may share the CPU),
+    and the wall time of one `wdsr upscale` process
     (start-up, checkpoint load and graph compile included).
     """
     import subprocess
@@ -156,27 +156,19 @@ def bench_upscale(repeats: int = 5) -> list[dict]:
         src = tmp / "in.png"
         write_image(src, Image(pixels=np.ascontiguousarray(photo)))
         out_mp = 1024 * 1024 / 1e6
-        untiled = None
-        for tile in (0, 256, 128):
-            predictor = Predictor.from_checkpoint(ckpt, tile=tile)
-            dst = tmp / f"out_{tile}.png"
-            upscale_image(predictor, src, dst)  # warm-up: first call of each input shape
-            secs = min(upscale_image(predictor, src, dst)["seconds"] for _ in range(repeats))
-            pixels = read_image(dst).pixels.astype(int)
-            untiled = pixels if untiled is None else untiled
-            differ = int((pixels != untiled).sum())
-            name = "untiled" if tile == 0 else f"tile {tile}"
-            note = (f"512x512 -> 1024x1024, WDSR-B 32x16, {secs:.2f} s/image (best of "
-                    f"{repeats})"
-                    + ("" if tile == 0 else f"; {differ} of {pixels.size} 8-bit values differ "
-                       f"from untiled (max {int(np.abs(pixels - untiled).max())} level)"))
-            rows.append(_row("upscale", f"output MP/s x2 ({name})", out_mp / secs, "MP/s",
-                             note))
+        predictor = Predictor.from_checkpoint(ckpt)
+        dst = tmp / "out.png"
+        upscale_image(predictor, src, dst)  # warm-up: first call of each input shape
+        secs = min(upscale_image(predictor, src, dst)["seconds"] for _ in range(repeats))
+        side = "x".join(map(str, predictor.window))
+        rows.append(_row("upscale", "output MP/s x2", out_mp / secs, "MP/s",
+                         f"512x512 -> 1024x1024, WDSR-B 32x16, windows of {side} LR px, "
+                         f"{secs:.2f} s/image (best of {repeats})"))
         wdsr = str(Path(sys.executable).with_name("wdsr"))
         t0 = time.perf_counter()
         subprocess.run([wdsr, "upscale", str(src), "--checkpoint", str(ckpt), "-o",
                         str(tmp / "cli.png")], check=True, capture_output=True)
-        rows.append(_row("upscale", "wdsr upscale process (tile 256)",
+        rows.append(_row("upscale", "wdsr upscale process",
                          time.perf_counter() - t0, "s",
                          "one 512x512 photo, incl. start-up, load and graph compile"))
     return rows
@@ -190,9 +182,9 @@ def bench_export(repeats: int = 3) -> list[dict]:
     checkpoint (MindSpore GRAPH), its MINDIR (MindSpore, ms.load + GraphCell) and its ONNX
     file (ONNX Runtime, CPU), WDSR-B 32 features x 16 blocks, random weights: output
     megapixels per second (read + network + write, the fastest of ``repeats`` runs after a
-    warm-up, as other processes may share the CPU), untiled and with upscale's default tile
-    256; 8-bit values that differ from the checkpoint's image; the export's own parity
-    numbers and its time (export + check)."""
+    warm-up, as other processes may share the CPU), in the Predictor's windows; 8-bit
+    values that differ from the checkpoint's image; the export's own parity numbers and its
+    time (export + check)."""
 
     import numpy as np
 
@@ -225,26 +217,22 @@ def bench_export(repeats: int = 3) -> list[dict]:
         src = tmp / "in.png"
         write_image(src, Image(pixels=np.ascontiguousarray(photo)))
         out_mp = 1024 * 1024 / 1e6
-        for tile in (0, 256):
-            reference = None
-            for kind, path in files.items():
-                predictor = (Predictor.from_checkpoint(path, tile=tile) if kind == "checkpoint"
-                             else Predictor.from_model(path, tile=tile))
-                dst = tmp / f"out_{kind}_{tile}.png"
-                upscale_image(predictor, src, dst)  # warm-up
-                secs = min(upscale_image(predictor, src, dst)["seconds"]
-                           for _ in range(repeats))
-                pixels = read_image(dst).pixels.astype(int)
-                reference = pixels if reference is None else reference
-                differ = int((pixels != reference).sum())
-                name = "untiled" if tile == 0 else f"tile {tile}"
-                note = (f"{predictor.backend.name}; 512x512 -> 1024x1024, {secs:.2f} s/image "
-                        f"(best of {repeats})"
-                        + ("" if kind == "checkpoint" else
-                           f"; {differ} of {pixels.size} 8-bit values differ from the "
-                           "checkpoint's"))
-                rows.append(_row("export", f"upscale MP/s x2, {kind} ({name})", out_mp / secs,
-                                 "MP/s", note))
+        reference = None
+        for kind, path in files.items():
+            predictor = (Predictor.from_checkpoint(path) if kind == "checkpoint"
+                         else Predictor.from_model(path))
+            dst = tmp / f"out_{kind}.png"
+            upscale_image(predictor, src, dst)  # warm-up
+            secs = min(upscale_image(predictor, src, dst)["seconds"] for _ in range(repeats))
+            pixels = read_image(dst).pixels.astype(int)
+            reference = pixels if reference is None else reference
+            differ = int((pixels != reference).sum())
+            note = (f"{predictor.backend.name}; 512x512 -> 1024x1024, {secs:.2f} s/image "
+                    f"(best of {repeats})"
+                    + ("" if kind == "checkpoint" else
+                       f"; {differ} of {pixels.size} 8-bit values differ from the "
+                       "checkpoint's"))
+            rows.append(_row("export", f"upscale MP/s x2, {kind}", out_mp / secs, "MP/s", note))
     return rows
 
 

@@ -57,7 +57,7 @@ def test_int_accepted_for_float_but_not_bool_for_int():
     ("model.variant=c", "model.variant"),
     ("train.schedule=linear", "train.schedule"),
     ("eval.protocol=ycbcr", "eval.protocol"),
-    ("eval.tile=16", "eval.tile"),
+    ("eval.tile=-1", "eval.tile"),
     ("train.steps=0", "train.steps"),
     ("nosection.key=1", "must be section.key"),
     ("train.lr", "section.key=value"),

@@ -16,7 +16,7 @@ from wdsr_cli.core import metrics
 from wdsr_cli.core.data.images import Image, read_rgb_uint8, write_image
 from wdsr_cli.core.data.resize import bicubic_downscale, bicubic_upscale
 from wdsr_cli.core.evaluate import evaluate_pairs, result_to_json
-from wdsr_cli.core.inference import Predictor
+from wdsr_cli.core.inference import WINDOW, Predictor
 
 RNG = np.random.default_rng(11)
 
@@ -115,7 +115,8 @@ def test_hr_and_lr_folders_matched_by_name(data, tmp_path):
                    "--tile", "32", "--json", "-")
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
-    assert result["protocol"] == "rgb" and result["border"] == 8 and result["tile"] == 32
+    assert result["protocol"] == "rgb" and result["border"] == 8
+    assert result["window"] == [WINDOW, WINDOW] and "--tile has no effect" in res.stderr
     assert [r["name"] for r in result["images"]] == ["0801"]
     assert "bicubic_psnr" not in result["mean"]
     psnr, _, _, _ = _expected(hr / "0801.png", data["x2"], 2, "rgb")
@@ -191,7 +192,6 @@ def test_no_div2k_under_the_data_root(data, tmp_path):
     (["--protocol", "psnr"], "unknown protocol 'psnr'"),
     (["--lr", "somewhere"], "--lr needs --hr"),
     (["--scale", "5"], "unsupported scale 5"),
-    (["--tile", "16"], "--tile must be 0 (whole image) or at least 32"),
     (["--limit", "-1"], "--limit must be 0 or more"),
     (["--checkpoint", "nope.ckpt"], "nope.ckpt' does not exist"),
     (["--hr", "no-such-folder"], "no-such-folder"),

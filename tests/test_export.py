@@ -152,8 +152,8 @@ def test_fixed_input_size_mindir(exported, tmp_path):
     # checked at its own size and at a larger one (run in exact windows of its size)
     assert [r["lr_size"] for r in summary["parity"]["images"]] == [[24, 32], [37, 65]]
     reference = Predictor.from_checkpoint(exported["ckpt"])
-    predictor = Predictor.from_model(out, tile=16)
-    assert predictor.tile == 0  # the fixed size is the tile
+    predictor = Predictor.from_model(out)
+    assert predictor.window == (24, 32) and predictor.exact_window  # the fixed size
     for h, w in ((24, 32), (50, 41)):
         lr = _photo(h, w, seed=1)
         want, got = reference.predict(lr), predictor.predict(lr)
@@ -335,7 +335,7 @@ def test_upscale_with_exported_models_equals_the_checkpoint(exported, tmp_path):
                        ("--model", exported["mindir"]["output"]),
                        ("--model", exported["onnx"]["output"])):
         dst = tmp_path / f"{Path(path).suffix[1:]}.png"
-        res = run_wdsr("upscale", str(src), flag, str(path), "-o", str(dst), "--tile", "32")
+        res = run_wdsr("upscale", str(src), flag, str(path), "-o", str(dst))
         assert res.returncode == 0, res.stderr
         results[dst.stem] = read_image(dst).pixels.astype(int)
     ckpt = results["ckpt"]

@@ -1,4 +1,5 @@
-"""The Predictor: exact halo tiling, self-ensemble, error propagation, the MindSpore backend."""
+"""The Predictor: the fixed window grid, self-ensemble, error propagation, the MindSpore
+backend."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 
+from wdsr_cli.core.backends import Backend
 from wdsr_cli.core.errors import WdsrError
 from wdsr_cli.core.inference import (
-    Backend,
+    WINDOW,
     Predictor,
     dihedral_transforms,
-    plan_tiles,
+    plan_windows,
     to_uint8,
+    window_side,
 )
 
 RNG = np.random.default_rng(7)
@@ -82,85 +85,126 @@ def test_numpy_net_satisfies_the_backend_protocol():
     assert isinstance(NumpyNet(2), Backend)
 
 
-# ---------------------------------------------------------------------------- tile planning
+# -------------------------------------------------------------------------- the window grid
 
 
-@pytest.mark.parametrize("h,w,tile,halo", [(1, 1, 0, 3), (7, 13, 3, 2), (31, 29, 8, 5),
-                                           (50, 9, 16, 20), (10, 10, 10, 1), (33, 64, 1, 4)])
-def test_tiles_cover_the_image_once_and_crops_hold_the_halo(h, w, tile, halo):
-    tiles = plan_tiles(h, w, tile, halo)
+@pytest.mark.parametrize("h,w,window,halo", [(1, 1, 8, 3), (7, 13, 7, 2), (31, 29, 11, 5),
+                                             (50, 9, 40, 10), (10, 10, 10, 1), (33, 64, 9, 4),
+                                             (1000, 301, 256, 18), (257, 512, 256, 18)])
+@pytest.mark.parametrize("exact", [False, True])
+def test_windows_cover_the_image_once_have_one_shape_and_keep_the_halo(h, w, window, halo,
+                                                                        exact):
+    tiles = plan_windows(h, w, window, halo, exact)
     cover = np.zeros((h, w), int)
-    shapes = set()
+    shapes = {(t.cy1 - t.cy0, t.cx1 - t.cx0) for t in tiles}
+    assert len(shapes) == 1  # one input shape per image
+    rows, cols = shapes.pop()
+    assert rows == (h if h <= window else window if exact else rows) <= min(h, window)
+    assert cols == (w if w <= window else window if exact else cols) <= min(w, window)
     for t in tiles:
         cover[t.y0:t.y1, t.x0:t.x1] += 1
-        assert t.cy0 <= max(t.y0 - halo, 0) and t.cy1 >= min(t.y1 + halo, h)
-        assert t.cx0 <= max(t.x0 - halo, 0) and t.cx1 >= min(t.x1 + halo, w)
-        assert 0 <= t.cy0 < t.cy1 <= h and 0 <= t.cx0 < t.cx1 <= w
-        shapes.add((t.cy1 - t.cy0, t.cx1 - t.cx0))
+        assert 0 <= t.cy0 and t.cy1 <= h and 0 <= t.cx0 and t.cx1 <= w
+        # every kept pixel is >= halo from each window edge that is not an image border
+        assert t.y0 - t.cy0 >= (halo if t.cy0 > 0 else 0) and t.cy0 <= t.y0
+        assert t.cy1 - t.y1 >= (halo if t.cy1 < h else 0)
+        assert t.x0 - t.cx0 >= (halo if t.cx0 > 0 else 0) and t.cx0 <= t.x0
+        assert t.cx1 - t.x1 >= (halo if t.cx1 < w else 0)
     assert (cover == 1).all()
-    assert len(shapes) == 1  # one input shape per image: last crops move inwards
-    if tile == 0:
-        assert len(tiles) == 1
+    # the fewest windows that can do it: first/last keep window - halo, the others window - 2 halo
+    for n, side, starts in ((h, rows, {t.cy0 for t in tiles}), (w, cols, {t.cx0 for t in tiles})):
+        want = 1 if n <= window else 1 + -(-(n - window) // (window - 2 * halo))
+        assert len(starts) == want and min(starts) == 0 and max(starts) == n - side
 
 
-@pytest.mark.parametrize("h,w", [(5, 400), (400, 5), (12, 13), (47, 47), (48, 48), (49, 300),
-                                 (300, 47), (1000, 1000)])
-def test_tiles_hold_the_memory_budget_and_are_never_thinner_than_needed(h, w):
-    """--tile 32 with a halo of 8: a crop holds at most (32 + 16)^2 pixels (about: a stretched
-    crop rounds down), and no crop is smaller than that unless it is the whole image, so
-    crops stay in the size range where the convolutions compute a pixel the same way."""
-    tile, halo = 32, 8
-    budget = (tile + 2 * halo) ** 2
-    tiles = plan_tiles(h, w, tile, halo)
-    areas = {(t.cy1 - t.cy0) * (t.cx1 - t.cx0) for t in tiles}
-    assert len(areas) == 1
-    area = areas.pop()
-    if h * w <= budget:
-        assert len(tiles) == 1
-    else:
-        assert len(tiles) > 1 and budget - max(h, w) < area <= budget
+def test_the_grid_depends_on_the_image_size_window_and_halo_only():
+    """300 rows need 2 windows of at most 256 (halo 18): 2 x 168 rows cover 300 + 2 * 18;
+    520 columns need 3: 3 x 198 >= 520 + 4 * 18. Exact windows are 256 wide."""
+    a = plan_windows(300, 520, 256, 18)
+    assert a == plan_windows(300, 520, (256, 256), 18) and len(a) == 2 * 3
+    assert {(t.cy1 - t.cy0, t.cx1 - t.cx0) for t in a} == {(168, 198)}
+    assert [t.cy0 for t in a[::3]] == [0, 132] and [t.cx0 for t in a[:3]] == [0, 161, 322]
+    assert [(t.x0, t.x1) for t in a[:3]] == [(0, 179), (179, 340), (340, 520)]
+    b = plan_windows(300, 520, 256, 18, exact=True)
+    assert [t.cy0 for t in b[::3]] == [0, 44] and [t.cx0 for t in b[:3]] == [0, 132, 264]
 
 
-def test_bad_tile_arguments():
+def test_window_side_grows_for_a_wide_receptive_field():
+    assert window_side(18) == WINDOW and window_side(150) == 600 and window_side(5, 64) == 64
+
+
+def test_bad_window_arguments():
     with pytest.raises(WdsrError):
-        plan_tiles(0, 5, 4, 1)
+        plan_windows(0, 5, 4, 1)
+    with pytest.raises(WdsrError, match="halo"):
+        plan_windows(20, 20, 6, 3)  # nothing of a window would be kept
     with pytest.raises(WdsrError):
-        Predictor(NumpyNet(2), 2, 3, tile=-1)
+        Predictor(NumpyNet(2), 2, 3, window=0)
+    with pytest.raises(TypeError):
+        Predictor(NumpyNet(2), 2, 3, 64)  # the old positional tile: window is keyword-only
 
 
-# ------------------------------------------------------------------ tiled == untiled, exactly
+# ---------------------------------------------------------- windows == whole image, exactly
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (17, 5), (23, 31)])
-def test_tiled_equals_untiled_bit_for_bit(scale, h, w):
+def test_windowed_equals_whole_image_bit_for_bit(scale, h, w):
     net = NumpyNet(scale)
     img = _image(h, w)
-    ref = Predictor(net, scale, net.receptive_radius).predict(img)
+    whole = Predictor(net, scale, net.receptive_radius, window=max(h, w))
+    ref = whole.predict(img)
+    assert whole.windows_for(h, w) == 1
     assert ref.shape == (h * scale, w * scale, 3) and ref.dtype == np.float32
-    for tile in (1, 2, 3, 5, 8, 16, 100):
-        out = Predictor(net, scale, net.receptive_radius, tile=tile).predict(img)
-        np.testing.assert_array_equal(out, ref, err_msg=f"tile {tile}")
-        np.testing.assert_array_equal(to_uint8(out), to_uint8(ref))
+    for window in (7, 8, 11, 16, 100):
+        p = Predictor(net, scale, net.receptive_radius, window=window)
+        net.calls.clear()
+        out = p.predict(img)
+        np.testing.assert_array_equal(out, ref, err_msg=f"window {window}")
+        assert len(net.calls) == p.windows_for(h, w) and len(set(net.calls)) == 1
+        assert p.windows_for(h, w) > 1 or max(h, w) <= window
+        np.testing.assert_array_equal(p.predict_uint8(img.round().astype(np.uint8)),
+                                      to_uint8(whole.predict(img.round())))
 
 
 def test_a_halo_below_the_receptive_radius_would_show_seams():
     """The exactness test above has teeth: one pixel less of halo changes the output."""
     net = NumpyNet(2)
     img = _image(20, 20)
-    ref = Predictor(net, 2, net.receptive_radius).predict(img)
-    short = Predictor(net, 2, net.receptive_radius - 1, tile=5).predict(img)
-    assert not np.array_equal(short, ref)
+    ref = Predictor(net, 2, net.receptive_radius, window=20).predict(img)
+    assert np.array_equal(Predictor(net, 2, net.receptive_radius, window=8).predict(img), ref)
+    short = Predictor(net, 2, net.receptive_radius - 1, window=8)
+    assert short.windows_for(20, 20) > 1
+    assert not np.array_equal(short.predict(img), ref)
 
 
-def test_tiles_are_streamed_one_at_a_time_with_progress():
+def test_windows_are_streamed_one_at_a_time_with_progress():
     net = NumpyNet(2)
     seen = []
-    out = Predictor(net, 2, net.receptive_radius, tile=4).predict(
+    out = Predictor(net, 2, net.receptive_radius, window=8).predict(
         _image(12, 13), on_tile=lambda d, t: seen.append((d, t)))
     assert out.shape == (24, 26, 3)
-    assert seen == [(i, 12) for i in range(1, 13)]  # 3 rows x 4 columns of 4x4 tiles
-    assert set(net.calls) == {(1, 3, 10, 10)}  # crops of 4 + 2 * 3: one shape
+    # a window of 8 keeps 8 - 2 * 3 = 2 pixels inside (5 at the ends): 3 x 4 windows of 8x8
+    assert seen == [(i, 12) for i in range(1, 13)]
+    assert set(net.calls) == {(1, 3, 8, 8)}
+
+
+def test_predict_uint8_never_holds_the_float_image(monkeypatch):
+    """Rounding happens per window: the full-size float output is never allocated."""
+    import wdsr_cli.core.inference as inference
+
+    big = []
+    real_empty = np.empty
+
+    def watched(shape, dtype=float, *a, **k):
+        if np.dtype(dtype).kind == "f" and int(np.prod(shape)) >= 40 * 40 * 3:
+            big.append(shape)
+        return real_empty(shape, dtype, *a, **k)
+
+    monkeypatch.setattr(inference.np, "empty", watched)
+    net = NumpyNet(2)
+    out = Predictor(net, 2, net.receptive_radius, window=8).predict_uint8(
+        RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    assert out.dtype == np.uint8 and out.shape == (40, 40, 3) and not big
 
 
 # ------------------------------------------------------------------------------ self-ensemble
@@ -197,18 +241,18 @@ def test_self_ensemble_is_the_mean_of_the_eight_passes_numpy():
     want = _ensemble_by_hand(net, img)
     got = Predictor(net, 3, net.receptive_radius, self_ensemble=True).predict(img)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
-    tiled = Predictor(net, 3, net.receptive_radius, tile=2, self_ensemble=True)
-    assert tiled.tiles_for(11, 8) > 8  # really tiled
+    tiled = Predictor(net, 3, net.receptive_radius, window=7, self_ensemble=True)
+    assert tiled.windows_for(11, 8) > 8  # really windowed
     np.testing.assert_array_equal(tiled.predict(img), got)
 
 
 def test_self_ensemble_progress_counts_every_pass():
     net = NumpyNet(2)
-    p = Predictor(net, 2, net.receptive_radius, tile=2, self_ensemble=True)
+    p = Predictor(net, 2, net.receptive_radius, window=9, self_ensemble=True)
     seen = []
     p.predict(_image(13, 11), on_tile=lambda d, t: seen.append((d, t)))
-    assert p.tiles_for(13, 11) == 4 * 42 + 4 * 42 == len(seen)  # 7 x 6 tiles of 2x2 each way
-    assert seen[-1] == (336, 336)
+    assert p.windows_for(13, 11) == 4 * 6 + 4 * 6 == len(seen)  # 3 x 2 windows each way
+    assert seen[-1] == (48, 48)
 
 
 # --------------------------------------------------------------------------------- errors
@@ -228,7 +272,7 @@ class _Failing:
 
 
 def test_an_error_inside_a_tile_propagates():
-    p = Predictor(_Failing(3), 2, 1, tile=4)
+    p = Predictor(_Failing(3), 2, 1, window=4)
     with pytest.raises(MemoryError, match="tile"):
         p.predict(_image(10, 10))
 
@@ -264,25 +308,46 @@ def _tiny_net(scale: int, variant: str = "b"):
     return net, fold_weight_norm(net)
 
 
+class _Counting:
+    """Wraps a backend and records the shape of every call."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.name, self.calls = backend, backend.name, []
+
+    def __call__(self, x):
+        self.calls.append(x.shape)
+        return self.backend(x)
+
+
+@pytest.mark.parametrize("variant", ["a", "b"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_mindspore_tiled_matches_untiled(ms_cpu, scale):
-    """Tiling is exact; MindSpore's CPU convolutions differ by float rounding between input
-    shapes (see inference.py), so tiled and untiled agree to ~1e-4 and, after rounding to
-    8 bits, in all but a vanishing fraction of values (which differ by one level)."""
-    _, net = _tiny_net(scale)
-    compared = flipped = 0
-    for h, w in [(7, 13), (21, 16), (30, 41)]:
-        img = _image(h, w)
-        ref = Predictor.from_network(net).predict(img)
-        assert ref.shape == (h * scale, w * scale, 3)
-        for tile in (4, 9, 16):
-            out = Predictor.from_network(net, tile=tile).predict(img)
-            assert np.abs(out - ref).max() < 1e-3
-            a, b = to_uint8(out).astype(int), to_uint8(ref).astype(int)
-            assert np.abs(a - b).max() <= 1
-            compared += a.size
-            flipped += int((a != b).sum())
-    assert flipped <= compared * 1e-4
+def test_mindspore_windows_are_exactly_the_planned_calls(ms_cpu, variant, scale):
+    """With the real kernels: an image larger than the window runs as the planned number of
+    calls, all of one shape, and each output pixel is, bit for bit, the kept part of its own
+    window's call (nothing else is batched or recomputed); it also agrees with the whole image
+    run in one call to float rounding (a wrong halo would show seams of many levels), and a
+    call history with other shapes in between changes no bit."""
+    from wdsr_cli.core.backends import MindSporeBackend
+
+    _, net = _tiny_net(scale, variant)
+    r = Predictor.from_network(net).receptive_radius
+    counting = _Counting(MindSporeBackend(net))
+    p = Predictor(counting, scale, r, window=window_side(r, 24))
+    img = _image(50, 37)
+    out = p.predict(img)
+    plan = plan_windows(50, 37, p.window, r)
+    assert len(counting.calls) == len(plan) == p.windows_for(50, 37) >= 4
+    assert len(set(counting.calls)) == 1
+    for t in plan:
+        crop = np.ascontiguousarray(img[t.cy0:t.cy1, t.cx0:t.cx1].transpose(2, 0, 1)[None])
+        y = counting.backend(crop)[0].transpose(1, 2, 0)
+        s = scale
+        want = y[(t.y0 - t.cy0) * s:(t.y1 - t.cy0) * s, (t.x0 - t.cx0) * s:(t.x1 - t.cx0) * s]
+        np.testing.assert_array_equal(out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s], want)
+    whole = Predictor(counting, scale, r, window=50).predict(img)
+    assert np.abs(out - whole).max() < 1e-3
+    Predictor(counting, scale, r, window=13).predict(_image(30, 41))  # other shapes between
+    np.testing.assert_array_equal(p.predict(img), out)
 
 
 def test_mindspore_self_ensemble_is_the_mean_of_the_eight_passes(ms_cpu):
@@ -310,8 +375,8 @@ def test_from_checkpoint_exposes_metadata(ms_cpu, tmp_path):
     path = save_checkpoint(wn, tmp_path / "tiny.ckpt",
                            meta={"model": cfg, "scale": 3, "step": 0, "kind": "weights",
                                  "dataset_id": "test"})
-    p = Predictor.from_checkpoint(path, tile=5)
-    assert p.meta["scale"] == 3 and p.scale == 3 and p.tile == 5
+    p = Predictor.from_checkpoint(path)
+    assert p.meta["scale"] == 3 and p.scale == 3 and p.window == (WINDOW, WINDOW)
     assert p.receptive_radius == 4 and p.source == str(path)
     img = (RNG.uniform(0, 255, (9, 7, 3))).astype(np.uint8)
     out = p.predict_uint8(img)

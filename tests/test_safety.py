@@ -244,7 +244,7 @@ def test_ctrl_c_during_a_folder_says_what_finished_and_exits_130(tiny, tmp_path)
         write_image(src / f"p{i:02d}.png", Image(pixels=photo(160, 160, i)))
     out = tmp_path / "out"
     proc = subprocess.Popen([WDSR, "upscale", str(src), "-o", str(out), "--checkpoint",
-                             str(tiny), "--tile", "0"], stdout=subprocess.PIPE,
+                             str(tiny)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

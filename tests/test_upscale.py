@@ -67,7 +67,7 @@ def batch(ckpt, tmp_path_factory):
     (src / "notes.txt").write_text("not an image, not picked up from a folder")
     out = d / "out"
     res = run_wdsr("upscale", str(src), "-o", str(out), "--checkpoint", str(ckpt["x2"]),
-                   "--tile", "32", "--json", str(d / "summary.json"), env={"COLUMNS": "250"})
+                   "--json", str(d / "summary.json"), env={"COLUMNS": "250"})
     return {"res": res, "src": src, "out": out, "rgb": rgb, "alpha": alpha, "kinds": kinds,
             "summary": json.loads((d / "summary.json").read_text())}
 
@@ -216,7 +216,7 @@ def test_default_name_single_output_and_overwrite(ckpt, tmp_path):
 
     target = tmp_path / "custom.tif"
     res = run_wdsr("upscale", str(img), "-o", str(target), "--checkpoint", str(ckpt["x3"]),
-                   "--tile", "32", "--json", "-")
+                   "--json", "-")
     assert res.returncode == 0, res.stderr
     assert read_image(target).pixels.shape == (27, 33, 3)  # scale taken from the checkpoint
     assert json.loads(res.stdout)["images"][0]["output"] == str(target)
@@ -318,9 +318,7 @@ def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):
     assert not list(tmp_path.glob("*_x2.png"))
 
 
-@pytest.mark.parametrize("args,needle", [(["--tile", "-1"], "--tile"),
-                                         (["--tile", "8"], "at least 32"),
-                                         (["--scale", "5"], "unsupported scale 5"),
+@pytest.mark.parametrize("args,needle", [(["--scale", "5"], "unsupported scale 5"),
                                          (["-o", "no-suffix"], "has no image suffix")])
 def test_bad_options(tmp_path, args, needle):
     img = tmp_path / "x.png"

@@ -85,12 +85,18 @@ def _check_scale(scale: int | None) -> None:
                         "choose one of " + ", ".join(map(str, SCALES)))
 
 
-def _check_tile(tile: int) -> None:
-    from .core.config import MIN_TILE
+def _obsolete_tile(tile: int | None, where: str = "--tile") -> None:
+    """--tile / eval.tile are accepted so old scripts and configs still run; they no longer
+    change anything (a setting that picked other windows could change the output)."""
+    if tile is not None:
+        from . import ui
 
-    if tile != 0 and tile < MIN_TILE:
-        raise WdsrError(f"--tile must be 0 (whole image) or at least {MIN_TILE} LR pixels, "
-                        f"got {tile}", f"tiles only bound memory: use --tile {MIN_TILE} or more")
+        ui.warn(f"{where} has no effect any more: every image runs in the same fixed windows "
+                "(output independent of any setting, memory bounded); drop it")
+
+
+TileOpt = typer.Option(None, "--tile", hidden=True,
+                       help="Obsolete, no effect: images always run in fixed windows.")
 
 
 def _bundled_alias(checkpoint: Path | None, scale: int | None) -> Path | None:
@@ -460,9 +466,7 @@ def evaluate(
     self_ensemble: bool | None = typer.Option(
         None, "--self-ensemble/--no-self-ensemble", help="x8 self-ensemble "
         "(default: eval.self_ensemble)."),
-    tile: int | None = typer.Option(
-        None, "--tile", help="LR tile side (32 or more), 0 = whole image (default: "
-        "eval.tile). The results do not depend on it."),
+    tile: int | None = TileOpt,
     bicubic: bool = typer.Option(
         False, "--bicubic", help="Add the MATLAB-bicubic baseline columns."),
     save_images: Path | None = typer.Option(
@@ -497,10 +501,10 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise WdsrError(f"unknown protocol '{protocol}'",
                         "use y (PSNR on Y, border = scale) or rgb (RGB, border = scale + 6)")
-    tile = cfg.eval.tile if tile is None else tile
     self_ensemble = cfg.eval.self_ensemble if self_ensemble is None else self_ensemble
     _check_scale(scale)
-    _check_tile(tile)
+    _obsolete_tile(tile if tile is not None else (cfg.eval.tile or None),
+                   "--tile" if tile is not None else "eval.tile")
     _check_json_out(json_out)
     if limit < 0:
         raise WdsrError("--limit must be 0 or more", "0 = all images")
@@ -523,7 +527,7 @@ def evaluate(
         if checkpoint is not None:
             raise WdsrError("give --checkpoint or --model, not both",
                             "--model runs an exported file, --checkpoint a .ckpt")
-        predictor = load_model_predictor(model, scale, tile, self_ensemble)
+        predictor = load_model_predictor(model, scale, self_ensemble)
         scale, checkpoint, why = predictor.scale, model, f"--model, {predictor.backend.name}"
     if scale is None:
         scale = E.checkpoint_scale(checkpoint) if checkpoint is not None else 2
@@ -535,7 +539,7 @@ def evaluate(
         dataset = E.dataset_from_div2k(cfg.data.root, scale)
     dataset = dataset.limited(limit)
     if model is None:
-        predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
+        predictor = E.load_predictor(checkpoint, scale, self_ensemble)
     step = (predictor.meta.get("checkpoint") or {}).get("step", "?") if model else \
         predictor.meta.get("step", "?")
     ui.info(f"{'model' if model else 'checkpoint'}: {checkpoint} ({why}; step {step})")
@@ -672,9 +676,7 @@ def upscale(
         None, "--checkpoint", help="Checkpoint to use (default, or 'bundled': the weights shipped "
         "with wdsr)."),
     model: Path | None = ModelOpt,
-    tile: int = typer.Option(
-        256, "--tile", help="LR tile side (32 or more), 0 = whole image at once. Tiles only "
-        "bound memory: the output is the same whatever the tile."),
+    tile: int | None = TileOpt,
     self_ensemble: bool = typer.Option(
         False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -692,7 +694,7 @@ def upscale(
 
     cfg = _load_config(None, None, device_target)
     _check_scale(scale)
-    _check_tile(tile)
+    _obsolete_tile(tile)
     _check_json_out(json_out)
     checkpoint = _existing_checkpoint(checkpoint, scale)
     found = U.collect_inputs(inputs)
@@ -727,12 +729,12 @@ def upscale(
         if model is not None:
             from .core.export import load_model_predictor
 
-            predictor = load_model_predictor(model, scale, tile, self_ensemble)
+            predictor = load_model_predictor(model, scale, self_ensemble)
         else:
-            predictor = E.load_predictor(checkpoint, scale, tile, self_ensemble)
+            predictor = E.load_predictor(checkpoint, scale, self_ensemble)
         what = f"model: {model} ({predictor.backend.name}, " if model else \
             f"checkpoint: {checkpoint} ("
-        ui.info(f"{what}x{scale}, tile {predictor.tile or 'off'}"
+        ui.info(f"{what}x{scale}, windows of {'x'.join(map(str, predictor.window))} LR px"
                 + (", self-ensemble x8" if self_ensemble else "") + ")")
         with ui.ImageProgress("upscaling", len(todo)) as bar:
             summary = U.upscale_batch(
@@ -758,7 +760,8 @@ def upscale(
     if json_out is not None:
         _write_json(json_out, {
             "scale": scale, "checkpoint": None if checkpoint is None else str(checkpoint),
-            "model": None if model is None else str(model), "tile": tile,
+            "model": None if model is None else str(model),
+            "window": list(predictor.window) if todo else None,
             "self_ensemble": self_ensemble, "images": images, "failures": failures,
             "interrupted": summary["interrupted"], "seconds": seconds,
             "output_megapixels_per_second": megapixels / seconds if seconds > 0 else None})

@@ -26,7 +26,6 @@ DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 PROTOCOLS = ("y", "rgb")
 PRECISIONS = ("auto", "fp32", "fp16")
-MIN_TILE = 32  # smaller LR tiles are mostly halo (and thin crops pick other CPU kernels)
 
 
 @dataclass
@@ -89,7 +88,7 @@ class TrainConfig:
 class EvalConfig:
     protocol: str = "y"  # "y": BT.601 luma, border = scale; "rgb": RGB, border = scale + 6
     self_ensemble: bool = False
-    tile: int = 0  # LR tile side for the Predictor; 0 = whole image at once
+    tile: int = 0  # obsolete, no effect (images run in fixed windows); kept so old configs load
 
 
 @dataclass
@@ -342,8 +341,7 @@ def validate(cfg: Config) -> None:
         _check(getattr(t, key) >= 1, f"'train.{key}' must be at least 1")
     _check(t.val_images >= 0 and t.seed >= 0, "'train.val_images' and 'train.seed' must be >= 0")
     _one_of(e.protocol, PROTOCOLS, "eval.protocol")
-    _check(e.tile == 0 or e.tile >= MIN_TILE,
-           f"'eval.tile' must be 0 (off) or a tile side of at least {MIN_TILE} LR pixels")
+    _check(e.tile >= 0, "'eval.tile' must be >= 0 (it is obsolete and has no effect)")
     _one_of(r.device_target, DEVICE_TARGETS, "runtime.device_target")
     _check(r.device_id >= 0, "'runtime.device_id' must be >= 0")
 

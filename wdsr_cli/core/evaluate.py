@@ -238,12 +238,11 @@ def default_checkpoint(scale: int, runs_dir: str | os.PathLike = "runs") -> tupl
                     "pass --checkpoint PATH, or train one with 'wdsr train'")
 
 
-def load_predictor(checkpoint: str | os.PathLike, scale: int | None, tile: int,
-                   self_ensemble: bool):
+def load_predictor(checkpoint: str | os.PathLike, scale: int | None, self_ensemble: bool):
     """A Predictor for ``checkpoint``; its recorded scale must equal ``scale`` (if given)."""
     from .inference import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, self_ensemble=self_ensemble)
+    predictor = Predictor.from_checkpoint(checkpoint, self_ensemble=self_ensemble)
     if scale is not None and predictor.scale != scale:
         raise WdsrError(f"checkpoint '{checkpoint}' is a x{predictor.scale} model, but the "
                         f"scale asked for is x{scale}",
@@ -270,7 +269,7 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
 
     HR is cropped to scale x LR. Returns a dict: ``images`` (name, psnr, ssim, seconds, LR size
     and, with ``bicubic``, bicubic_psnr / bicubic_ssim per image), ``mean`` (same keys),
-    ``count``, ``scale``, ``protocol``, ``border``, ``self_ensemble``, ``tile``. PSNR of two
+    ``count``, ``scale``, ``protocol``, ``border``, ``self_ensemble``, ``window``. PSNR of two
     identical images is ``inf``. ``on_image(done, total, row)`` is called after each image
     (``total`` is None for an iterable without a length). ``save_dir``: write each 8-bit
     result as ``NAME_x{scale}.png`` there. ``on_arrays(name, lr, hr, sr, bicubic)`` gets each
@@ -313,7 +312,7 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
     mean = {k: _mean([r[k] for r in rows]) for k in keys}
     return {"scale": scale, "protocol": protocol, "border": border,
             "self_ensemble": bool(getattr(predictor, "self_ensemble", False)),
-            "tile": int(getattr(predictor, "tile", 0)), "count": len(rows),
+            "window": list(getattr(predictor, "window", ())), "count": len(rows),
             "images": rows, "mean": mean}
 
 

@@ -454,12 +454,11 @@ def model_scale(path: str | os.PathLike) -> int:
     return int(read_contract(path)["scale"])
 
 
-def load_model_predictor(path: str | os.PathLike, scale: int | None, tile: int,
-                         self_ensemble: bool):
+def load_model_predictor(path: str | os.PathLike, scale: int | None, self_ensemble: bool):
     """A Predictor over an exported model; its scale must equal ``scale`` (if given)."""
     from .inference import Predictor
 
-    predictor = Predictor.from_model(path, tile=tile, self_ensemble=self_ensemble)
+    predictor = Predictor.from_model(path, self_ensemble=self_ensemble)
     if scale is not None and predictor.scale != scale:
         raise WdsrError(f"model '{path}' is a x{predictor.scale} model, but the scale asked "
                         f"for is x{scale}", f"pass --scale {predictor.scale} or a x{scale} model")
@@ -509,7 +508,7 @@ def build_contract(plan: ExportPlan, model_file: Path, cfg: Any, meta: dict[str,
         "input_size": None if dynamic else list(plan.input_size),
         "receptive_radius": receptive_radius,
         "tiling": f"exact with a halo of receptive_radius ({receptive_radius}) LR pixels on "
-                  "every tile side that is not an image border",
+                  "every window side that is not an image border",
         "model": model,
         "weight_norm": "folded into plain convolutions",
         "dataset_id": meta.get("dataset_id"),

@@ -4,34 +4,33 @@ images through :class:`Predictor`.
 A Predictor wraps a *backend* (anything that maps an NCHW float32 batch to the upscaled NCHW
 float32 batch, see :class:`.backends.Backend`) and adds what every caller needs:
 
-* **Tiling with an exact halo.** ``tile`` is the side of an LR tile (0 = the whole image in one
-  call; an image within the tile's memory budget is not cut, see :func:`tile_sides`). Each
-  tile is sent with a halo of ``receptive_radius`` LR pixels on every side that is not a true
-  image border, so every output pixel is computed from exactly the input pixels it
-  would see untiled (zero padding happens only at the real borders, inside the network).
-  Tiles are streamed: one tile plus halo is on the device at a time; the output is assembled on
-  the host. Every crop of one image has the same shape (the crops of the last row/column are
-  moved inwards instead of being cut short), so a tiled run uses a single input shape.
+* **A fixed window grid, exact by construction.** The network only ever sees windows of one
+  shape, ``window`` x ``window`` LR pixels (:data:`WINDOW`, grown for models with a wide
+  receptive field, see :func:`window_side`), or the whole image along an axis no longer than
+  that. :func:`plan_windows` places them from the image size, the window and the halo alone:
+  the first and last window of a row/column flush with the image borders (so the network's
+  zero padding falls on true borders only), the others evenly spaced, neighbours overlapping
+  by at least ``2 * receptive_radius`` and split in the middle of the overlap. Each kept pixel
+  is at least the receptive radius away from every window edge that is not an image border,
+  so it is computed from exactly the input pixels it would see untiled.
+  No user setting changes which call computes a pixel, on what input shape or at what
+  position in it, so the output cannot depend on one: this holds on any CPU, whatever
+  oneDNN kernel it picks for that shape. (Batching several windows per call is not done:
+  another batch size can pick other kernels.) Windows are streamed: one is on the device at a
+  time, the output is assembled on the host, so memory is bounded by the window, not the image.
 * **Self-ensemble (x8).** The eight dihedral transforms of the input (flips and transpose)
   are each run, transformed back and averaged in float64.
-* **Errors are never swallowed.** An exception inside a tile propagates to the caller.
+* **Errors are never swallowed.** An exception inside a window propagates to the caller.
 
-Numerics of tiling (measured, MindSpore 2.10 CPU): the halo makes tiled and untiled output
-*mathematically* identical, and the tiling arithmetic here is exact (the tests check it bit for
-bit with a position-independent numpy backend). For the real kernels two more things are needed,
-because oneDNN computes a pixel differently in different input shapes: (1) inference processes
-cap oneDNN at AVX (``runtime.prepare_environment``): with AVX2 the vectorised main loop uses FMA
-and the remainder loop does not, which made ~6 values per million differ by one 8-bit level;
-(2) :func:`tile_sides` never makes a crop smaller than the memory budget requires, since very
-small crops select other gemm blockings. With both, tiled output equalled untiled output bit
-for bit in every measured case (``tests/test_tiling_exact.py``). ``tile`` is a budget: crops
-hold about ``(tile + 2 * halo) ** 2`` pixels. See README.md ("upscale", "Tiling").
+The grid equals the whole-image result *mathematically* (the tests check it bit for bit with a
+position-exact numpy backend, and that one pixel less of halo gives seams); with real kernels
+a window and the whole image may differ in the last float bits, which is why the whole image
+is never run as an alternative to the grid. See README.md ("upscale", "Tiling").
 
 Exported models (``wdsr export``) run through the same Predictor: :meth:`Predictor.from_model`
 reads the I/O contract written next to the file (:mod:`.contract`) and runs the file with
 :func:`.backends.load_exported` (MINDIR with MindSpore, ONNX with ONNX Runtime). A model exported
-with a fixed input size is run by :class:`FixedSizeWindows`: windows of exactly that size with
-the same exact-halo arithmetic, so any image at least that large gives the untiled result.
+with a fixed input size is run by :class:`FixedSizeWindows`: that size is its window.
 
 The output of :meth:`Predictor.predict` is float32 on the 0..255 scale and **not** clipped;
 :meth:`Predictor.predict_uint8` clips and rounds (halves away from zero, as
@@ -55,9 +54,11 @@ __all__ = [
     "FixedSizeWindows",
     "Predictor",
     "Tile",
+    "WINDOW",
     "dihedral_transforms",
-    "plan_tiles",
+    "plan_windows",
     "to_uint8",
+    "window_side",
 ]
 
 TileCallback = Callable[[int, int], None]
@@ -70,12 +71,12 @@ class FixedSizeWindows:
     """Runs a backend that accepts only one input size ``(height, width)`` (a model exported
     with ``--input-size``) on any input at least that large, with the untiled result.
 
-    The input is covered with windows of exactly that size, placed by the Predictor's own
-    tiling arithmetic (:func:`_axis_plan`): each window keeps only the pixels at least
-    ``receptive_radius`` LR pixels away from its edges that are not edges of the input, so
-    every kept output pixel sees exactly the input it would see untiled. An input smaller than
-    the fixed size (in either direction) cannot be computed exactly and is refused, as is
-    tiling with a fixed side of at most twice the radius (no pixel would be kept).
+    The input is covered by the same window grid as the Predictor's (:func:`plan_windows`)
+    with that size as the window, so every kept output pixel sees exactly the input it would
+    see untiled. (A Predictor over this backend uses the size as its window, so each call
+    passes straight through.) An input smaller than the fixed size (in either direction) cannot
+    be computed exactly and is refused, as is tiling with a fixed side of at most twice the
+    radius (no pixel would be kept).
     """
 
     def __init__(self, backend: Backend, size: tuple[int, int], scale: int,
@@ -86,18 +87,6 @@ class FixedSizeWindows:
         self.receptive_radius = int(receptive_radius)
         self.name = f"{getattr(backend, 'name', type(backend).__name__)}, fixed " \
                     f"{self.size[0]}x{self.size[1]} input"
-
-    def _axis(self, n: int, fixed: int) -> list[tuple[int, int, int, int]]:
-        if n == fixed:
-            return [(0, n, 0, n)]
-        r = self.receptive_radius
-        if fixed <= 2 * r:
-            fh, fw = self.size
-            raise WdsrError(
-                f"this model's fixed input size {fh}x{fw} (HxW) is too small to tile larger "
-                f"images exactly (each side must be more than twice its receptive radius, {r})",
-                "export again with a larger --input-size, or without it (dynamic shape)")
-        return _axis_plan(n, fixed - 2 * r, r)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n, c, h, w = x.shape
@@ -110,25 +99,37 @@ class FixedSizeWindows:
                 f"smaller {h}x{w} one exactly",
                 "inputs (and, with self-ensemble, their transposes) must be at least that "
                 "large; export without --input-size for a model that takes any size")
+        r = self.receptive_radius
+        if (h > fh and fh <= 2 * r) or (w > fw and fw <= 2 * r):
+            raise WdsrError(
+                f"this model's fixed input size {fh}x{fw} (HxW) is too small to tile larger "
+                f"images exactly (each side must be more than twice its receptive radius, {r})",
+                "export again with a larger --input-size, or without it (dynamic shape)")
         s = self.scale
         out = np.empty((n, c, h * s, w * s), dtype=np.float32)
-        for y0, y1, cy0, cy1 in self._axis(h, fh):
-            for x0, x1, cx0, cx1 in self._axis(w, fw):
-                y = np.asarray(self.backend(np.ascontiguousarray(x[:, :, cy0:cy1, cx0:cx1])))
-                oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
-                th, tw = (y1 - y0) * s, (x1 - x0) * s
-                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = y[:, :, oy:oy + th, ox:ox + tw]
+        for t in plan_windows(h, w, self.size, r, exact=True):
+            y = np.asarray(self.backend(np.ascontiguousarray(x[:, :, t.cy0:t.cy1, t.cx0:t.cx1])))
+            rows, cols, kept = _kept(t, y, s)
+            out[:, :, rows, cols] = kept
         return out
 
 
+# ------------------------------------------------------------------------------ the window grid
 
-# --------------------------------------------------------------------------------- tiling
+WINDOW = 448  # LR side of the network's input window (chosen by measurement: README "Tiling")
+
+
+def window_side(receptive_radius: int, window: int = WINDOW) -> int:
+    """The window side for a model: ``window``, grown for a wide receptive field so that at
+    least half of each side is kept (a function of the model alone, never of a user setting)."""
+    return max(int(window), 4 * int(receptive_radius))
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One LR tile ``[y0, y1) x [x0, x1)`` and the crop ``[cy0, cy1) x [cx0, cx1)`` sent to the
-    network to compute it (the tile plus its halo, clipped to the image)."""
+    """One window ``[cy0, cy1) x [cx0, cx1)`` sent to the network and the part of it that is
+    kept, ``[y0, y1) x [x0, x1)`` (at least the halo away from every window edge that is not an
+    image border)."""
 
     y0: int
     y1: int
@@ -140,56 +141,43 @@ class Tile:
     cx1: int
 
 
-def _axis_plan(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """(start, end, crop start, crop end) along one axis of length ``n``.
+def _axis_windows(n: int, window: int, halo: int, exact: bool
+                  ) -> list[tuple[int, int, int, int]]:
+    """(keep start, keep end, window start, window end) along one axis of length ``n``.
 
-    All crops have the same length ``min(tile + 2 * halo, n)``; a crop that would stick out of
-    the image is moved inwards, so it still contains ``[start - halo, end + halo)`` clipped to
-    the image and the true borders stay at the crop edges.
+    An axis no longer than the window is one window. Otherwise the fewest windows of at most
+    ``window`` pixels (exactly ``window`` if ``exact``) whose kept parts cover the axis, all of
+    one length, evenly spaced, the first and last flush with the image ends (so the network's
+    zero padding falls on true borders only); neighbours split in the middle of their overlap.
+    Shrinking the windows to the fewest that are needed keeps the halo overhead near
+    ``2 * halo`` per window whatever ``n`` is (``n = window + 1`` would otherwise cost 2x).
     """
-    if tile <= 0 or tile >= n:
+    if n <= window:
         return [(0, n, 0, n)]
-    crop = min(tile + 2 * halo, n)
-    plan = []
-    for start in range(0, n, tile):
-        end = min(start + tile, n)
-        c0 = min(max(start - halo, 0), n - crop)
-        plan.append((start, end, c0, c0 + crop))
-    return plan
+    if window - 2 * halo < 1:
+        raise WdsrError(f"a window of {window} px cannot be cut with a halo of {halo} px")
+    k = 1 + -(-(n - window) // (window - 2 * halo))  # first/last keep side - halo, others - 2 halo
+    side = window if exact else -(-(n + 2 * halo * (k - 1)) // k)
+    starts = [i * (n - side) // (k - 1) for i in range(k)]
+    bounds = [0] + [(starts[i] + starts[i + 1] + side) // 2 for i in range(k - 1)] + [n]
+    return [(bounds[i], bounds[i + 1], starts[i], starts[i] + side) for i in range(k)]
 
 
-def tile_sides(height: int, width: int, tile: int, halo: int) -> tuple[int, int]:
-    """The (rows, cols) of a tile's core for a ``height x width`` image; 0 = that axis is not cut.
+def plan_windows(height: int, width: int, window: int | tuple[int, int], halo: int,
+                 exact: bool = False) -> list[Tile]:
+    """The windows (row-major) covering a ``height x width`` LR image.
 
-    ``tile`` is a memory budget: a crop holds at most about ``(tile + 2 * halo) ** 2`` pixels.
-    An image within the budget is not cut at all, and an axis that fits inside one crop is not
-    cut while the other axis gets the whole budget: no crop is thinner than it must be. That
-    keeps every crop, like the untiled image, in the size range where oneDNN's convolutions
-    compute each pixel the same way (small crops select other gemm blockings; see the module
-    docstring).
+    All windows of an image have one shape, at most ``window`` per side (exactly, if ``exact``
+    and the image is at least that large); where they sit and how large they are depends on the
+    image size, the window and the halo only.
     """
-    if tile <= 0:
-        return 0, 0
-    window = tile + 2 * halo
-    budget = window * window
-    if height * width <= budget:
-        return 0, 0
-    if height <= window:
-        return 0, max(tile, budget // height - 2 * halo)
-    if width <= window:
-        return max(tile, budget // width - 2 * halo), 0
-    return tile, tile
-
-
-def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
-    """The tiles (row-major) covering a ``height x width`` LR image; ``tile`` 0 = one tile."""
+    wh, ww = (window, window) if _is_int(window) else window
     if height < 1 or width < 1:
         raise WdsrError(f"cannot tile an empty image ({height}x{width})")
-    if tile < 0 or halo < 0:
-        raise WdsrError(f"tile ({tile}) and halo ({halo}) must be >= 0")
-    rows, cols = tile_sides(height, width, tile, halo)
-    ys = _axis_plan(height, rows, halo)
-    xs = _axis_plan(width, cols, halo)
+    if wh < 1 or ww < 1 or halo < 0:
+        raise WdsrError(f"window ({wh}x{ww}) must be >= 1 and halo ({halo}) >= 0")
+    ys = _axis_windows(height, int(wh), halo, exact)
+    xs = _axis_windows(width, int(ww), halo, exact)
     return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
             for (y0, y1, cy0, cy1) in ys for (x0, x1, cx0, cx1) in xs]
 
@@ -237,111 +225,135 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
+def _kept(t: Tile, y: np.ndarray, scale: int) -> tuple[slice, slice, np.ndarray]:
+    """(output rows, output columns, kept part of the window's NCHW output ``y``)."""
+    s = scale
+    oy, ox = (t.y0 - t.cy0) * s, (t.x0 - t.cx0) * s
+    th, tw = (t.y1 - t.y0) * s, (t.x1 - t.x0) * s
+    return (slice(t.y0 * s, t.y1 * s), slice(t.x0 * s, t.x1 * s),
+            y[:, :, oy:oy + th, ox:ox + tw])
+
+
 class Predictor:
     """Super-resolves RGB images of any size with one backend (see the module docstring).
 
     ``scale``: the backend's upscaling factor. ``receptive_radius``: LR pixels an output pixel
-    depends on, on each side (``model_info.receptive_radius``); it is the tile halo.
-    ``tile``: LR tile side, 0 = the whole image in one call. ``self_ensemble``: x8 averaging.
+    depends on, on each side (``model_info.receptive_radius``); it is the windows' halo.
+    ``window``: the LR window side (or ``(rows, cols)``), default :func:`window_side`; it is
+    a property of the engine, not a user setting. ``self_ensemble``: x8 averaging.
     ``meta`` holds the checkpoint metadata when built by :meth:`from_checkpoint`.
     """
 
-    def __init__(self, backend: Backend, scale: int, receptive_radius: int, tile: int = 0,
-                 self_ensemble: bool = False) -> None:
+    def __init__(self, backend: Backend, scale: int, receptive_radius: int, *,
+                 self_ensemble: bool = False,
+                 window: int | tuple[int, int] | None = None) -> None:
         if not callable(backend):
             raise TypeError("backend must be callable (NCHW float32 -> NCHW float32)")
+        # a fixed-shape model gets windows of exactly its size; see FixedSizeWindows
+        self.exact_window = isinstance(backend, FixedSizeWindows)
+        if self.exact_window:
+            window = backend.size
+        elif window is None:
+            window = window_side(receptive_radius if _is_int(receptive_radius) else 0)
+        sides = (window, window) if _is_int(window) else tuple(window)
         for name, value, low in (("scale", scale, 1), ("receptive_radius", receptive_radius, 0),
-                                 ("tile", tile, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                                 *(("window", v, 1) for v in sides)):
+            if not _is_int(value) or value < low:
                 raise WdsrError(f"{name} must be an integer >= {low}, got {value!r}")
         self.backend = backend
         self.scale = int(scale)
         self.receptive_radius = int(receptive_radius)
-        self.tile = int(tile)
+        self.window = (int(sides[0]), int(sides[1]))
         self.self_ensemble = bool(self_ensemble)
         self.meta: dict[str, Any] | None = None
         self.source: str = getattr(backend, "name", type(backend).__name__)
 
     # -- construction
     @classmethod
-    def from_network(cls, net: Any, tile: int = 0, self_ensemble: bool = False) -> Predictor:
+    def from_network(cls, net: Any, self_ensemble: bool = False) -> Predictor:
         """A Predictor over a live WDSR cell (e.g. the network being trained)."""
         from .model_info import receptive_radius
 
         cfg = net.cfg
-        return cls(MindSporeBackend(net), cfg.scale, receptive_radius(cfg), tile, self_ensemble)
+        return cls(MindSporeBackend(net), cfg.scale, receptive_radius(cfg),
+                   self_ensemble=self_ensemble)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, tile: int = 0,
-                        self_ensemble: bool = False) -> Predictor:
+    def from_checkpoint(cls, path: str | os.PathLike, self_ensemble: bool = False) -> Predictor:
         """Rebuild the network a checkpoint describes (weight norm folded: faster)."""
         from .checkpoints import load_network
 
         net, meta = load_network(path, weight_norm=False)
-        predictor = cls.from_network(net, tile=tile, self_ensemble=self_ensemble)
+        predictor = cls.from_network(net, self_ensemble=self_ensemble)
         predictor.meta = meta
         predictor.source = str(Path(path))
         return predictor
 
     @classmethod
-    def from_model(cls, path: str | os.PathLike, tile: int = 0, self_ensemble: bool = False,
+    def from_model(cls, path: str | os.PathLike, self_ensemble: bool = False,
                    contract: dict[str, Any] | None = None) -> Predictor:
         """A Predictor over a model written by ``wdsr export`` (``.mindir``: MindSpore,
         ``.onnx``: ONNX Runtime). Scale and receptive radius come from the contract file
-        ``<path>.json`` (or ``contract``). A fixed-shape model always runs in windows of its
-        own size (see :class:`FixedSizeWindows`), so ``tile`` is ignored (set to 0) for it.
-        ``meta`` is the contract.
+        ``<path>.json`` (or ``contract``). A fixed-shape model's input size is the window
+        (see :class:`FixedSizeWindows`). ``meta`` is the contract.
         """
         backend, contract = load_exported(path, contract)
         if contract.get("input_size"):
             backend = FixedSizeWindows(backend, tuple(contract["input_size"]), contract["scale"],
                                        contract["receptive_radius"])
-            tile = 0
-        predictor = cls(backend, contract["scale"], contract["receptive_radius"], tile,
-                        self_ensemble)
+        predictor = cls(backend, contract["scale"], contract["receptive_radius"],
+                        self_ensemble=self_ensemble)
         predictor.meta = contract
         predictor.source = str(Path(path))
         return predictor
 
     # -- planning
-    def tiles_for(self, height: int, width: int) -> int:
+    def windows_for(self, height: int, width: int) -> int:
         """How many backend calls :meth:`predict` makes for an image of this size."""
-        n = len(plan_tiles(height, width, self.tile, self.receptive_radius))
+        n = len(self._plan(height, width))
         if not self.self_ensemble:
             return n
-        m = len(plan_tiles(width, height, self.tile, self.receptive_radius))
+        m = len(self._plan(width, height))
         return 4 * n + 4 * m
+
+    def _plan(self, height: int, width: int) -> list[Tile]:
+        return plan_windows(height, width, self.window, self.receptive_radius, self.exact_window)
 
     # -- running
     def predict(self, rgb: np.ndarray, on_tile: TileCallback | None = None) -> np.ndarray:
         """HxWx3 RGB on 0..255 (any real dtype) -> (H*s)x(W*s)x3 float32, not clipped.
 
-        ``on_tile(done, total)`` is called after every backend call.
+        ``on_tile(done, total)`` is called after every backend call (window).
         """
         x = _check_rgb(rgb)
         h, w = x.shape[:2]
-        total = self.tiles_for(h, w)
-        counter = _Counter(total, on_tile)
+        counter = _Counter(self.windows_for(h, w), on_tile)
         if not self.self_ensemble:
-            return self._forward(x, counter)
+            return self._forward(x, counter, np.float32, None)
         acc = np.zeros((h * self.scale, w * self.scale, 3), dtype=np.float64)
         for t in dihedral_transforms():
-            acc += t.invert(self._forward(np.ascontiguousarray(t.apply(x)), counter))
+            acc += t.invert(self._forward(t.apply(x), counter, np.float32, None))
         acc /= 8.0
         return acc.astype(np.float32)
 
     def predict_uint8(self, rgb_uint8: np.ndarray, on_tile: TileCallback | None = None
                       ) -> np.ndarray:
-        """HxWx3 uint8 -> (H*s)x(W*s)x3 uint8 (clipped, rounded halves away from zero)."""
-        return to_uint8(self.predict(rgb_uint8, on_tile=on_tile))
+        """HxWx3 uint8 -> (H*s)x(W*s)x3 uint8 (clipped, rounded halves away from zero).
+        Without self-ensemble each window is rounded as it arrives (no float image is held)."""
+        if self.self_ensemble:
+            return to_uint8(self.predict(rgb_uint8, on_tile=on_tile))
+        x = _check_rgb(rgb_uint8)
+        counter = _Counter(self.windows_for(*x.shape[:2]), on_tile)
+        return self._forward(x, counter, np.uint8, to_uint8)
 
-    def _forward(self, x: np.ndarray, counter: _Counter) -> np.ndarray:
+    def _forward(self, x: np.ndarray, counter: _Counter, dtype: Any,
+                 convert: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
         s = self.scale
         h, w = x.shape[:2]
-        out = np.empty((h * s, w * s, 3), dtype=np.float32)
-        for t in plan_tiles(h, w, self.tile, self.receptive_radius):
-            crop = x[t.cy0:t.cy1, t.cx0:t.cx1]
-            batch = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
+        out = np.empty((h * s, w * s, 3), dtype=dtype)
+        for t in self._plan(h, w):
+            crop = x[t.cy0:t.cy1, t.cx0:t.cx1].transpose(2, 0, 1)[None]
+            batch = np.ascontiguousarray(crop, dtype=np.float32)
             y = np.asarray(self.backend(batch))
             ch, cw = t.cy1 - t.cy0, t.cx1 - t.cx0
             if y.shape != (1, 3, ch * s, cw * s):
@@ -349,10 +361,9 @@ class Predictor:
                     f"the model returned shape {tuple(y.shape)} for an input of "
                     f"{tuple(batch.shape)}; expected {(1, 3, ch * s, cw * s)}",
                     f"the model does not upscale by x{s}: use a model made for this scale")
-            oy, ox = (t.y0 - t.cy0) * s, (t.x0 - t.cx0) * s
-            th, tw = (t.y1 - t.y0) * s, (t.x1 - t.x0) * s
-            out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s] = \
-                y[0, :, oy:oy + th, ox:ox + tw].transpose(1, 2, 0)
+            rows, cols, kept = _kept(t, y, s)
+            kept = kept[0].transpose(1, 2, 0)
+            out[rows, cols] = kept if convert is None else convert(kept)
             counter.step()
         return out
 
@@ -367,7 +378,13 @@ class _Counter:
             self.callback(self.done, self.total)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    """The image as an array, checked; each window is cast to float32 on its own, so a big
+    uint8 image is never held as float."""
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise WdsrError(f"expected an HxWx3 RGB image, got an array of shape {arr.shape}",
@@ -377,4 +394,4 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
             or arr.dtype == np.bool_:
         raise WdsrError(f"unsupported image dtype {arr.dtype}", "pass uint8 or float 0..255")
-    return arr.astype(np.float32, copy=False)
+    return arr

@@ -64,23 +64,21 @@ def _is_x86() -> bool:
 
 
 # oneDNN ISA caps on x86 CPUs (see prepare_environment).
-CPU_ISA = {"train": "AVX2", "inference": "AVX"}
+CPU_ISA = {"train": "AVX2", "inference": "AVX2"}
 
 
 def prepare_environment(device_target: str, purpose: str = "train") -> dict[str, str]:
     """Set process-wide variables that must exist before mindspore is imported.
 
     - GLOG_v=3: MindSpore logs only errors (its INFO/WARNING lines drown the progress UI).
-    - ONEDNN_MAX_CPU_ISA on x86 CPU targets. Training caps it at AVX2: the bundled oneDNN picks
-      a reference (~20x slower) 3x3/5x5 convolution kernel on AVX-512 machines; capping the ISA
-      selects the jit kernels (FACTS.md: 256x256 x2 WDSR forward 15 s -> 0.64 s). Inference
-      (evaluate, upscale, export) caps it at AVX: the AVX2 kernels use FMA in their vectorised
-      main loop but not in the remainder loop, so the same pixel is computed differently in
-      different tile shapes; without FMA every shape gives the same bits, which is what makes
-      tiled output equal untiled output (measured cost: 16-30% slower inference on a busy
-      2-core VM; less on an idle one, see README "Tiling").
-    A value the user set is always kept (ONEDNN_MAX_CPU_ISA=AVX2 buys inference speed back and
-    gives up bit-exact tiling).
+    - ONEDNN_MAX_CPU_ISA=AVX2 on x86 CPU targets: the bundled oneDNN picks a reference
+      (~10-20x slower) 3x3/5x5 convolution kernel on AVX-512 machines; capping the ISA selects
+      the jit kernels (FACTS.md: 256x256 x2 WDSR forward 15 s -> 0.64 s). Inference used to be
+      capped at AVX (no FMA) so that tiles and whole images happened to compute a pixel alike;
+      the Predictor's fixed window grid makes that exact by construction, so inference takes
+      the fastest correct setting too (AVX2: measured in README "Tiling"). ``purpose`` stays so
+      the two can differ again if a measurement says so.
+    A value the user set is always kept.
     """
     if purpose not in CPU_ISA:
         raise ValueError(f"purpose must be one of {sorted(CPU_ISA)}, not {purpose!r}")

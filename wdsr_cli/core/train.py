@@ -358,7 +358,7 @@ class Trainer:
         from .inference import Predictor
         from .report import ReportCollector
 
-        predictor = Predictor.from_network(self.net, tile=self.cfg.eval.tile)
+        predictor = Predictor.from_network(self.net)
         collector = ReportCollector(self.cfg.model.scale, self.cfg.eval.protocol)
         result = evaluate_pairs(predictor, self.validation, self.cfg.model.scale,
                                 self.cfg.eval.protocol, bicubic=True, on_arrays=collector.add)

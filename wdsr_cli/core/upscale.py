@@ -292,7 +292,7 @@ def _read(predictor, source: Path) -> _Read:
     return _Read(src, rgb, alpha, time.perf_counter() - start)
 
 
-def _write(job: Job, read: _Read, sr: np.ndarray, scale: int, seconds: float
+def _write(job: Job, read: _Read, sr: np.ndarray, predictor, seconds: float
            ) -> dict[str, Any]:
     """Alpha upscaled, converted to the output depth band by band, written atomically."""
     from .data.images import Image, from_rgb_float, write_image
@@ -302,7 +302,7 @@ def _write(job: Job, read: _Read, sr: np.ndarray, scale: int, seconds: float
     src = read.src
     up_alpha = None
     if read.alpha is not None:
-        up_alpha = np.clip(bicubic_upscale(read.alpha, scale), 0.0, 255.0)
+        up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale), 0.0, 255.0)
     pixels, alphas = [], []
     for a in range(0, sr.shape[0], _BAND_ROWS):
         band = from_rgb_float(sr[a:a + _BAND_ROWS], src,
@@ -318,6 +318,7 @@ def _write(job: Job, read: _Read, sr: np.ndarray, scale: int, seconds: float
     return {"input": str(job.source), "output": str(job.target), "mode": src.source_mode,
             "input_size": [src.width, src.height], "output_size": [out.width, out.height],
             "bit_depth": src.bit_depth, "alpha": src.alpha is not None,
+            "network_calls": predictor.windows_for(src.height, src.width),
             "seconds": seconds + time.perf_counter() - start,
             "output_megapixels": out.width * out.height / 1e6}
 
@@ -329,8 +330,7 @@ def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLik
     read = _read(predictor, job.source)
     start = time.perf_counter()
     sr = predictor.predict(read.rgb, on_tile=on_tile)
-    return _write(job, read, sr, predictor.scale,
-                  read.seconds + time.perf_counter() - start)
+    return _write(job, read, sr, predictor, read.seconds + time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -381,7 +381,8 @@ def _failure(job: Job, exc: BaseException) -> str:
     if isinstance(exc, OSError):  # the output folder cannot be created
         return f"cannot write '{job.target}': {exc.strerror or exc}"
     if isinstance(exc, MemoryError):
-        return f"not enough memory to upscale '{job.source}' - use a smaller --tile"
+        return (f"not enough memory to upscale '{job.source}' - free memory or upscale it "
+                "in parts")
     raise exc
 
 
@@ -419,7 +420,7 @@ def upscale_batch(predictor, jobs: Sequence[Job],
 
     def write(index: int, job: Job, read: _Read, sr: np.ndarray, seconds: float) -> None:
         try:
-            outcomes[index] = (_write(job, read, sr, predictor.scale, seconds), None)
+            outcomes[index] = (_write(job, read, sr, predictor, seconds), None)
         except (WdsrError, OSError, MemoryError) as exc:
             outcomes[index] = (None, _failure(job, exc))
 
