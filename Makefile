@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 WDSR   := $(BIN)/wdsr
 
-.PHONY: install demo test test-quick lint bench report-screenshot clean
+.PHONY: install demo test test-quick lint bench bundled-onnx report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: install
 # (needs Debian's chromium; `make test` never does this). README=scripts/report.png updates the image.
 report-screenshot: install
 	$(BIN)/python scripts/report_screenshot.py --wdsr $(WDSR) $(if $(README),--readme $(README))
+
+# Re-make the ONNX forms of the bundled weights after the .ckpt files change.
+bundled-onnx: install
+	bash scripts/bundle_onnx.sh $(WDSR)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo runs report-check

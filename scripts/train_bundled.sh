@@ -44,3 +44,6 @@ for s in 2 3 4; do
   "$WDSR" evaluate --scale $s --checkpoint wdsr_cli/assets/weights/wdsr_x$s.ckpt \
       --hr data/photos/DIV2K_valid_HR --bicubic --json runs/bundled-x$s-ft/heldout.json
 done
+
+# the ONNX forms that wdsr upscale runs by default on a CPU (must match the new .ckpt files)
+bash scripts/bundle_onnx.sh "$WDSR"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,10 @@ from wdsr_cli.core import runtime
 
 # Before any test imports mindspore: quiet logs and the fast oneDNN kernels (see runtime.py).
 runtime.prepare_environment("CPU")
+# ONNX forms of test checkpoints go to a fresh cache (inherited by `wdsr` subprocesses), never
+# to the user's ~/.cache/wdsr.
+os.environ["WDSR_CACHE_DIR"] = tempfile.mkdtemp(prefix="wdsr-test-cache-")
+atexit.register(shutil.rmtree, os.environ["WDSR_CACHE_DIR"], True)
 
 WDSR = str(Path(sys.executable).with_name("wdsr"))
 

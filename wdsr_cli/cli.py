@@ -50,6 +50,11 @@ JsonOpt = typer.Option(
     None, "--json", metavar="FILE", help="Write a machine-readable summary as JSON to FILE "
     "('-' or --json alone = stdout; the tables then go to stderr)."
 )
+BackendOpt = typer.Option(
+    "auto", "--backend", help="auto (ONNX Runtime on a CPU where it is installed, else "
+    "MindSpore), mindspore or onnxruntime (runs the checkpoint's ONNX form, made and checked "
+    "once)."
+)
 
 
 def _version(value: bool) -> None:
@@ -99,37 +104,6 @@ TileOpt = typer.Option(None, "--tile", hidden=True,
                        help="Obsolete, no effect: images always run in fixed windows.")
 
 
-def _bundled_alias(checkpoint: Path | None, scale: int | None) -> Path | None:
-    """`--checkpoint bundled` names the weights shipped with wdsr for the scale (default x2)."""
-    if checkpoint is None or str(checkpoint) != "bundled":
-        return checkpoint
-    from .core.checkpoints import bundled_checkpoint
-
-    path = bundled_checkpoint(scale or 2)
-    if path is None:
-        raise WdsrError(f"this version of wdsr has no bundled x{scale or 2} weights",
-                        "bundled scales: 2, 3, 4")
-    return path
-
-
-def _check_file(path: Path, what: str) -> None:
-    """A checkpoint argument must be an existing file (a folder is not "missing")."""
-    if path.is_dir():
-        raise WdsrError(f"{what} '{path}' is a folder, not a checkpoint file",
-                        f"pass a .ckpt file, e.g. {path / 'best.ckpt'}")
-    if not path.is_file():
-        raise WdsrError(f"{what} '{path}' does not exist",
-                        "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)")
-
-
-def _existing_checkpoint(checkpoint: Path | None, scale: int | None) -> Path | None:
-    """--checkpoint of evaluate/upscale: the bundled alias resolved, and the file must exist."""
-    checkpoint = _bundled_alias(checkpoint, scale)
-    if checkpoint is not None:
-        _check_file(checkpoint, "checkpoint")
-    return checkpoint
-
-
 def _ctrl_c_stays_with_python() -> None:
     """First thing in evaluate/upscale/export, before numpy or MindSpore start threads: see
     runtime.ctrl_c_stays_with_python (MindSpore's own SIGINT handler exits with 143)."""
@@ -138,12 +112,18 @@ def _ctrl_c_stays_with_python() -> None:
     runtime.ctrl_c_stays_with_python()
 
 
-def _init_inference(cfg) -> None:
-    """MindSpore for evaluate/upscale/export: the inference ISA cap makes tiling exact."""
-    from .core import runtime
+def _load_weights(weights, self_ensemble: bool):
+    """The Predictor for resolved weights; making a checkpoint's ONNX form (once) shows a
+    spinner."""
+    from . import ui
+    from .core.weights import load_predictor
 
-    runtime.init_mindspore(cfg.runtime.device_target, cfg.runtime.device_id, "graph", seed=0,
-                           purpose="inference")
+    if weights.backend == "onnxruntime" and weights.kind == "checkpoint" \
+            and weights.onnx_form is None:
+        with ui.err.status(f"making the ONNX Runtime form of {weights.path} (once)") as status:
+            return load_predictor(weights, self_ensemble,
+                                  on_stage=lambda text: status.update(text))
+    return load_predictor(weights, self_ensemble)
 
 
 def _check_json_out(json_out: str | None) -> None:
@@ -455,6 +435,7 @@ def evaluate(
         None, "--checkpoint", help="Checkpoint to score, or 'bundled' (default: the newest "
         "runs/*/best.ckpt of this scale, else the bundled weights)."),
     model: Path | None = ModelOpt,
+    backend: str = BackendOpt,
     hr: Path | None = typer.Option(
         None, "--hr", help="Folder of HR images (default: DIV2K validation under data.root)."),
     lr: Path | None = typer.Option(
@@ -495,6 +476,7 @@ def evaluate(
     from . import ui
     from .core import evaluate as E
     from .core.config import PROTOCOLS
+    from .core.weights import named_checkpoint, resolve
 
     cfg = _load_config(config, overrides, device_target)
     protocol = cfg.eval.protocol if protocol is None else protocol
@@ -510,7 +492,7 @@ def evaluate(
         raise WdsrError("--limit must be 0 or more", "0 = all images")
     if lr is not None and hr is None:
         raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
-    checkpoint = _existing_checkpoint(checkpoint, scale)
+    named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
     for folder, what in ((hr, "--hr"), (lr, "--lr")):
         if folder is not None and not folder.is_dir():
             raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
@@ -519,30 +501,18 @@ def evaluate(
 
         report, bicubic = R.check_report_dest(report, overwrite), True
 
-    _init_inference(cfg)
-    why = "--checkpoint"
-    if model is not None:
-        from .core.export import load_model_predictor
-
-        if checkpoint is not None:
-            raise WdsrError("give --checkpoint or --model, not both",
-                            "--model runs an exported file, --checkpoint a .ckpt")
-        predictor = load_model_predictor(model, scale, self_ensemble)
-        scale, checkpoint, why = predictor.scale, model, f"--model, {predictor.backend.name}"
-    if scale is None:
-        scale = E.checkpoint_scale(checkpoint) if checkpoint is not None else 2
-    if checkpoint is None:
-        checkpoint, why = E.default_checkpoint(scale, runs_dir)
+    weights = resolve(checkpoint, model, scale, backend, default="newest", runs_dir=runs_dir,
+                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+    scale = weights.scale
     if hr is not None:
         dataset = E.dataset_from_folders(hr, lr, scale)
     else:
         dataset = E.dataset_from_div2k(cfg.data.root, scale)
     dataset = dataset.limited(limit)
-    if model is None:
-        predictor = E.load_predictor(checkpoint, scale, self_ensemble)
-    step = (predictor.meta.get("checkpoint") or {}).get("step", "?") if model else \
-        predictor.meta.get("step", "?")
-    ui.info(f"{'model' if model else 'checkpoint'}: {checkpoint} ({why}; step {step})")
+    predictor = _load_weights(weights, self_ensemble)
+    step = "?" if weights.step is None else weights.step
+    ui.info(f"{weights.label} ({weights.why}; step {step})")
+    ui.info(f"backend: {predictor.backend.name} ({weights.backend_why})")
     ui.info(f"data: {dataset.description}")
 
     collector = R.ReportCollector(scale, protocol) if report is not None else None
@@ -553,16 +523,16 @@ def evaluate(
         result = E.evaluate_pairs(predictor, dataset, scale, protocol, bicubic=bicubic,
                                   on_image=on_image, save_dir=save_images,
                                   on_arrays=collector.add if collector else None)
-    result.update(checkpoint=str(checkpoint), checkpoint_step=predictor.meta.get("step"),
-                  dataset=dataset.description)
+    result.update(checkpoint=str(weights.path), checkpoint_step=weights.step,
+                  backend=predictor.backend.name, dataset=dataset.description)
     console = ui.err if json_out == "-" else ui.out
-    console.print(ui.eval_table(result, str(checkpoint)))
+    console.print(ui.eval_table(result, str(weights.path)))
     if save_images is not None:
         ui.info(f"saved {result['count']} images in {save_images}")
     if json_out is not None:
         _write_json(json_out, E.result_to_json(result))
     if report is not None:
-        facts = R.describe_weights(checkpoint, predictor.meta, why) + [
+        facts = R.describe_weights(weights.path, predictor.meta, weights.why) + [
             ("data", dataset.description)]
         ui.info(f"report: {R.write_report(report, collector, result, facts, overwrite=overwrite)}")
 
@@ -602,27 +572,23 @@ def export(
     """
     _ctrl_c_stays_with_python()
     from . import ui
-    from .core import evaluate as E
     from .core import export as X
+    from .core.weights import named_checkpoint, resolve, start_mindspore
 
     cfg = _load_config(None, None, device_target)
     _check_scale(scale)
     _check_json_out(json_out)
     fmt = X.check_format(fmt, cfg.runtime.device_target)
     size = X.parse_input_size(input_size)
-    checkpoint = _bundled_alias(checkpoint, scale)
+    checkpoint = named_checkpoint(checkpoint, scale)
     if checkpoint is not None:  # every check before MindSpore is imported
         X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
-    _init_inference(cfg)
-    why = "--checkpoint"
-    if checkpoint is None:
-        checkpoint, why = E.default_checkpoint(scale or 2, runs_dir)
-    ckpt_scale = E.checkpoint_scale(checkpoint)  # reads it: a corrupt file stops here
-    if scale is not None and ckpt_scale != scale:
-        raise WdsrError(f"checkpoint '{checkpoint}' is a x{ckpt_scale} model, not x{scale}",
-                        "drop --scale or pass a checkpoint of that scale")
+    weights = resolve(checkpoint, None, scale, "mindspore", default="newest", runs_dir=runs_dir,
+                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+    checkpoint = weights.path
     X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
-    ui.info(f"checkpoint: {checkpoint} ({why})")
+    start_mindspore(cfg.runtime.device_target, cfg.runtime.device_id)
+    ui.info(f"checkpoint: {checkpoint} ({weights.why})")
     console = ui.err if json_out == "-" else ui.out
     try:
         with ui.err.status(f"exporting {fmt.upper()}") as status:
@@ -676,6 +642,7 @@ def upscale(
         None, "--checkpoint", help="Checkpoint to use (default, or 'bundled': the weights shipped "
         "with wdsr)."),
     model: Path | None = ModelOpt,
+    backend: str = BackendOpt,
     tile: int | None = TileOpt,
     self_ensemble: bool = typer.Option(
         False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower)."),
@@ -689,30 +656,18 @@ def upscale(
     """
     _ctrl_c_stays_with_python()
     from . import ui
-    from .core import evaluate as E
     from .core import upscale as U
+    from .core.weights import named_checkpoint, resolve
 
     cfg = _load_config(None, None, device_target)
     _check_scale(scale)
     _obsolete_tile(tile)
     _check_json_out(json_out)
-    checkpoint = _existing_checkpoint(checkpoint, scale)
+    named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
     found = U.collect_inputs(inputs)
-
-    if model is not None:
-        from .core.export import model_scale
-
-        if checkpoint is not None:
-            raise WdsrError("give --checkpoint or --model, not both",
-                            "--model runs an exported file, --checkpoint a .ckpt")
-        wanted, scale = scale, model_scale(model)
-        if wanted is not None and wanted != scale:
-            raise WdsrError(f"model '{model}' is a x{scale} model, but the scale asked for is "
-                            f"x{wanted}", f"pass --scale {scale} or a x{wanted} model")
-    if scale is None and checkpoint is not None:
-        _init_inference(cfg)
-        scale = E.checkpoint_scale(checkpoint)
-    scale = 2 if scale is None else scale
+    weights = resolve(checkpoint, model, scale, backend, default="bundled",
+                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+    scale = weights.scale
     planned = U.plan_jobs(found, output, scale, overwrite)
     jobs = planned.jobs
     for left_out, source in planned.skipped:
@@ -720,22 +675,16 @@ def upscale(
     todo, failures = U.preflight(jobs)
     if len(jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
-    if checkpoint is None and model is None:
-        checkpoint = U.default_upscale_checkpoint(scale)
     images: list[dict] = []
     summary = {"interrupted": False, "seconds": 0.0}
+    ran_on = None
     if todo:
-        _init_inference(cfg)
-        if model is not None:
-            from .core.export import load_model_predictor
-
-            predictor = load_model_predictor(model, scale, self_ensemble)
-        else:
-            predictor = E.load_predictor(checkpoint, scale, self_ensemble)
-        what = f"model: {model} ({predictor.backend.name}, " if model else \
-            f"checkpoint: {checkpoint} ("
-        ui.info(f"{what}x{scale}, windows of {'x'.join(map(str, predictor.window))} LR px"
+        predictor = _load_weights(weights, self_ensemble)
+        ran_on = predictor.backend.name
+        ui.info(f"{weights.label} ({weights.why}; x{scale}, windows of "
+                f"{'x'.join(map(str, predictor.window))} LR px"
                 + (", self-ensemble x8" if self_ensemble else "") + ")")
+        ui.info(f"backend: {ran_on} ({weights.backend_why})")
         with ui.ImageProgress("upscaling", len(todo)) as bar:
             summary = U.upscale_batch(
                 predictor, todo,
@@ -750,7 +699,7 @@ def upscale(
         raise WdsrError(failures[0]["error"])
     console = ui.err if json_out == "-" else ui.out
     if images:
-        console.print(ui.upscale_table(images))
+        console.print(ui.upscale_table(images, ran_on))
     if failures:
         console.print(ui.failures_table(failures))
     megapixels = sum(r["output_megapixels"] for r in images)
@@ -759,8 +708,9 @@ def upscale(
                 f"{megapixels / seconds:.2f} MP/s, {len(images) / seconds:.2f} images/s")
     if json_out is not None:
         _write_json(json_out, {
-            "scale": scale, "checkpoint": None if checkpoint is None else str(checkpoint),
-            "model": None if model is None else str(model),
+            "scale": scale,
+            "checkpoint": str(weights.path) if weights.kind == "checkpoint" else None,
+            "model": None if model is None else str(model), "backend": ran_on,
             "window": list(predictor.window) if todo else None,
             "self_ensemble": self_ensemble, "images": images, "failures": failures,
             "interrupted": summary["interrupted"], "seconds": seconds,

@@ -296,7 +296,8 @@ def eval_table(result: dict, checkpoint: str) -> Table:
     bicubic = "bicubic_psnr" in result["mean"]
     title = (f"x{result['scale']}, protocol {result['protocol']} (border {result['border']})"
              + (", self-ensemble x8" if result.get("self_ensemble") else "")
-             + f", checkpoint {checkpoint}")
+             + f", checkpoint {checkpoint}"
+             + (f", {result['backend']}" if result.get("backend") else ""))
     columns = ["image", "PSNR dB", "SSIM"] + (["bicubic PSNR", "bicubic SSIM"] if bicubic
                                               else []) + ["time s"]
 
@@ -316,8 +317,9 @@ def failures_table(failures: list[dict]) -> Table:
                  [(_escape(f["input"]), _escape(f["error"])) for f in failures])
 
 
-def upscale_table(images: list[dict]) -> Table:
-    return table(f"{len(images)} upscaled", ["input", "output", "size", "mode", "time s"],
+def upscale_table(images: list[dict], backend: str | None = None) -> Table:
+    title = f"{len(images)} upscaled" + (f" with {backend}" if backend else "")
+    return table(_escape(title), ["input", "output", "size", "mode", "time s"],
                  [(_escape(r["input"]), _escape(r["output"]),
                    f"{r['input_size'][0]}x{r['input_size'][1]} -> "
                    f"{r['output_size'][0]}x{r['output_size'][1]}",

@@ -38,12 +38,9 @@ from .errors import WdsrError
 __all__ = [
     "EvalDataset",
     "EvalItem",
-    "checkpoint_scale",
     "dataset_from_div2k",
     "dataset_from_folders",
-    "default_checkpoint",
     "evaluate_pairs",
-    "load_predictor",
 ]
 
 ImageCallback = Callable[[int, int | None, dict[str, Any]], None]
@@ -195,59 +192,6 @@ def dataset_from_div2k(root: str | os.PathLike, scale: int) -> EvalDataset:
               f"x{scale} LR made with the MATLAB bicubic" if given == 0 else
               f"x{scale} LR: {given} given, {len(items) - given} made with the MATLAB bicubic")
     return EvalDataset(f"DIV2K validation '{root}' ({len(items)} images, {source})", scale, items)
-
-
-# ---------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_scale(path: str | os.PathLike) -> int:
-    """The scale recorded in a checkpoint (reads the file; WdsrError if it is unusable)."""
-    from .checkpoints import model_config_of, read_checkpoint
-
-    _, meta = read_checkpoint(path)
-    scale = meta.get("scale")
-    if not isinstance(scale, int):
-        scale = model_config_of(meta).scale
-    return int(scale)
-
-
-def default_checkpoint(scale: int, runs_dir: str | os.PathLike = "runs") -> tuple[Path, str]:
-    """The newest ``runs/*/best.ckpt`` trained for ``scale``, else the bundled weights.
-
-    Returns ``(path, why)``; raises WdsrError when there is neither.
-    """
-    from .checkpoints import bundled_checkpoint
-
-    runs = Path(runs_dir)
-    candidates = sorted(runs.glob("*/best.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    other_scales = []
-    for path in candidates:
-        try:
-            s = checkpoint_scale(path)
-        except WdsrError:
-            continue  # unreadable: try the next one
-        if s == scale:
-            return path, "newest best.ckpt in ./runs for this scale"
-        other_scales.append(s)
-    bundled = bundled_checkpoint(scale)
-    if bundled is not None:
-        return bundled, "bundled weights"
-    seen = (f" (runs/ has best.ckpt for x{', x'.join(map(str, sorted(set(other_scales))))})"
-            if other_scales else "")
-    raise WdsrError(f"no x{scale} checkpoint found{seen} and no bundled x{scale} weights",
-                    "pass --checkpoint PATH, or train one with 'wdsr train'")
-
-
-def load_predictor(checkpoint: str | os.PathLike, scale: int | None, self_ensemble: bool):
-    """A Predictor for ``checkpoint``; its recorded scale must equal ``scale`` (if given)."""
-    from .inference import Predictor
-
-    predictor = Predictor.from_checkpoint(checkpoint, self_ensemble=self_ensemble)
-    if scale is not None and predictor.scale != scale:
-        raise WdsrError(f"checkpoint '{checkpoint}' is a x{predictor.scale} model, but the "
-                        f"scale asked for is x{scale}",
-                        f"pass --scale {predictor.scale} or a x{scale} checkpoint")
-    return predictor
 
 
 # ------------------------------------------------------------------------------ the engine

@@ -67,9 +67,7 @@ __all__ = [
     "contract_path",
     "default_output",
     "export_model",
-    "load_model_predictor",
     "make_onnx_dynamic",
-    "model_scale",
     "parity_check",
     "parse_input_size",
     "plan_export",
@@ -434,35 +432,6 @@ def parity_check(model_file: str | os.PathLike, contract: dict[str, Any],
             "photo": PARITY_PHOTO, "images": rows,
             "max_abs_diff": None if None in worst else max(worst),
             "passed": all(r["passed"] for r in rows)}
-
-
-# ------------------------------------------------------------------- running exported models
-
-
-def model_scale(path: str | os.PathLike) -> int:
-    """The scale of an exported model, from its contract alone (the model is not loaded)."""
-    from .contract import MODEL_FORMATS, read_contract
-
-    path = Path(path)
-    if not path.is_file():
-        raise WdsrError(f"model '{path}' does not exist",
-                        "pass a .mindir or .onnx file written by wdsr export")
-    if path.suffix.lower() not in MODEL_FORMATS:
-        raise WdsrError(f"'{path}' is not an exported model (expected .mindir or .onnx)",
-                        "--model takes a file written by wdsr export; pass a .ckpt "
-                        "checkpoint with --checkpoint")
-    return int(read_contract(path)["scale"])
-
-
-def load_model_predictor(path: str | os.PathLike, scale: int | None, self_ensemble: bool):
-    """A Predictor over an exported model; its scale must equal ``scale`` (if given)."""
-    from .inference import Predictor
-
-    predictor = Predictor.from_model(path, self_ensemble=self_ensemble)
-    if scale is not None and predictor.scale != scale:
-        raise WdsrError(f"model '{path}' is a x{predictor.scale} model, but the scale asked "
-                        f"for is x{scale}", f"pass --scale {predictor.scale} or a x{scale} model")
-    return predictor
 
 
 # ------------------------------------------------------------------------------ export

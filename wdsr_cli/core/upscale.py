@@ -49,7 +49,6 @@ __all__ = [
     "check_writable_folder",
     "collect_inputs",
     "default_folder",
-    "default_upscale_checkpoint",
     "plan_jobs",
     "preflight",
     "upscale_batch",
@@ -219,16 +218,6 @@ def check_writable_folder(folder: Path) -> None:
     except OSError as exc:
         raise WdsrError(f"cannot write to '{existing}': {exc.strerror or exc}",
                         "choose a writable -o folder") from None
-
-
-def default_upscale_checkpoint(scale: int) -> Path:
-    from .checkpoints import bundled_checkpoint
-
-    path = bundled_checkpoint(scale)
-    if path is None:
-        raise WdsrError(f"this version of wdsr has no bundled x{scale} weights yet",
-                        "pass --checkpoint runs/<name>/best.ckpt (train one with 'wdsr train')")
-    return path
 
 
 # ----------------------------------------------------------------------------------- alpha

@@ -1,0 +1,345 @@
+"""One answer to "which weights run, and on what": evaluate, upscale and export ask
+:func:`resolve`, and nothing else decides.
+
+What the user can say, and what it means:
+
+* ``--model FILE.onnx|FILE.mindir``: that exported model (``wdsr export``); its contract
+  (:mod:`.contract`) gives scale and step. ONNX runs on ONNX Runtime, MINDIR on MindSpore.
+* ``--checkpoint PATH``: that checkpoint; ``--checkpoint bundled``: the weights shipped with
+  wdsr for the scale (default x2).
+* nothing: the bundled weights (upscale), or the newest ``runs/*/best.ckpt`` of the scale, else
+  the bundled weights (evaluate, export).
+
+Backends (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` runs the
+checkpoint's *ONNX form*; ``auto`` takes ONNX Runtime on a CPU where it is installed (about 3x
+faster than MindSpore there, README "Backends"), MindSpore on Ascend/GPU.
+
+The ONNX form of a checkpoint is an ONNX file whose contract names the checkpoint's sha256 and
+records a passed parity check against it (``wdsr export --format onnx``: the output compared
+with MindSpore's on real photo crops). It is looked for next to the checkpoint
+(``<stem>.onnx``: where ``wdsr export`` writes it, and where the bundled ones ship) and in the
+cache (:func:`cache_dir`); when there is none, :func:`load_predictor` makes it once with
+``wdsr export`` into the cache. A run whose form exists never imports MindSpore.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import runtime
+from .contract import MODEL_FORMATS, read_contract
+from .errors import WdsrError
+from .fileio import sha256_file
+
+__all__ = [
+    "BACKENDS",
+    "Weights",
+    "cache_dir",
+    "checkpoint_facts",
+    "load_predictor",
+    "named_checkpoint",
+    "onnx_form",
+    "resolve",
+    "start_mindspore",
+]
+
+BACKENDS = ("auto", "mindspore", "onnxruntime")
+BACKEND_NAMES = {"mindspore": "MindSpore", "onnxruntime": "ONNX Runtime"}
+CHECKPOINT_HINT = "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)"
+NEWEST_RUN = "newest best.ckpt in ./runs for this scale"
+BUNDLED = "bundled weights"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What will run. ``kind``: checkpoint, onnx or mindir; ``path``: that file; ``why``: how
+    it was chosen; ``backend``: mindspore or onnxruntime, ``backend_why``: why;
+    ``onnx_form``: the checked ONNX form of a checkpoint, if it exists already."""
+
+    kind: str
+    path: Path
+    scale: int
+    step: int | None
+    why: str
+    backend: str
+    backend_why: str
+    onnx_form: Path | None = None
+    device_target: str = "CPU"
+    device_id: int = 0
+
+    @property
+    def label(self) -> str:
+        """``checkpoint: PATH`` or ``model: PATH``."""
+        return f"{'checkpoint' if self.kind == 'checkpoint' else 'model'}: {self.path}"
+
+    @property
+    def backend_label(self) -> str:
+        return f"{BACKEND_NAMES[self.backend]} ({self.backend_why})"
+
+
+# ------------------------------------------------------------------------------ MindSpore
+
+
+def start_mindspore(device_target: str = "auto", device_id: int = 0) -> None:
+    """MindSpore set up for inference (evaluate, upscale, export): GRAPH mode, seeded, the
+    inference oneDNN cap (``runtime.prepare_environment``)."""
+    runtime.init_mindspore(device_target, device_id, "graph", seed=0, purpose="inference")
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None) -> Path | None:
+    """``--checkpoint`` as a path: ``bundled`` resolved for the scale (default x2), and the
+    file must exist (a folder is refused as such). None stays None. Reads nothing."""
+    if checkpoint is None:
+        return None
+    if str(checkpoint) == "bundled":
+        from .checkpoints import bundled_checkpoint
+
+        path = bundled_checkpoint(scale or 2)
+        if path is None:
+            raise WdsrError(f"this version of wdsr has no bundled x{scale or 2} weights",
+                            "bundled scales: 2, 3, 4")
+        return path
+    path = Path(checkpoint)
+    if path.is_dir():  # a folder is not "missing": say which file was probably meant
+        raise WdsrError(f"checkpoint '{path}' is a folder, not a checkpoint file",
+                        f"pass a .ckpt file, e.g. {path / 'best.ckpt'}")
+    if not path.is_file():
+        raise WdsrError(f"checkpoint '{path}' does not exist", CHECKPOINT_HINT)
+    return path
+
+
+def cache_dir() -> Path:
+    """Where ONNX forms of checkpoints are cached: ``$WDSR_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/wdsr``, else ``~/.cache/wdsr``."""
+    if os.environ.get("WDSR_CACHE_DIR"):
+        return Path(os.environ["WDSR_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "wdsr"
+
+
+def _form_contract(path: Path, sha256: str) -> dict[str, Any] | None:
+    """The contract of ``path`` if it is a checked, any-size ONNX form of the checkpoint with
+    this sha256; None otherwise (missing, unreadable, another checkpoint, not checked)."""
+    if not path.is_file():
+        return None
+    try:
+        contract = read_contract(path)
+    except WdsrError:
+        return None
+    parity = contract.get("parity") or {}
+    source = contract.get("checkpoint") or {}
+    if contract["format"] != "onnx" or contract.get("input_size") is not None \
+            or source.get("sha256") != sha256 \
+            or not (parity.get("checked") and parity.get("passed")):
+        return None
+    return contract
+
+
+def onnx_form(checkpoint: str | os.PathLike, sha256: str | None = None
+              ) -> tuple[Path, dict[str, Any]] | None:
+    """(file, contract) of the checkpoint's checked ONNX form, next to it or in the cache."""
+    checkpoint = Path(checkpoint)
+    sha256 = sha256 or sha256_file(checkpoint)
+    for path in (checkpoint.with_suffix(".onnx"), cache_dir() / "onnx" / f"{sha256}.onnx"):
+        contract = _form_contract(path, sha256)
+        if contract is not None:
+            return path, contract
+    return None
+
+
+def checkpoint_facts(checkpoint: str | os.PathLike, device_target: str = "auto",
+                     device_id: int = 0) -> tuple[int, int | None]:
+    """(scale, step) of a checkpoint: from its ONNX form's contract when there is one (no
+    MindSpore needed), else read from the file (a corrupt file is reported here)."""
+    form = onnx_form(checkpoint)
+    if form is not None:
+        recorded = form[1]["checkpoint"]
+        return int(form[1]["scale"]), recorded.get("step")
+    from .checkpoints import model_config_of, read_checkpoint
+
+    start_mindspore(device_target, device_id)
+    _, meta = read_checkpoint(checkpoint)
+    scale = meta.get("scale")
+    if not isinstance(scale, int):
+        scale = model_config_of(meta).scale
+    return int(scale), meta.get("step")
+
+
+def _newest_run(scale: int, runs_dir: str | os.PathLike, device_target: str, device_id: int
+                ) -> tuple[tuple[Path, int | None] | None, list[int]]:
+    """((path, step) of the newest ``runs/*/best.ckpt`` trained for ``scale`` or None, the
+    other scales seen). Unreadable checkpoints are skipped."""
+    runs = Path(runs_dir)
+    candidates = sorted(runs.glob("*/best.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    others = []
+    for path in candidates:
+        try:
+            s, step = checkpoint_facts(path, device_target, device_id)
+        except WdsrError:
+            continue
+        if s == scale:
+            return (path, step), []
+        others.append(s)
+    return None, sorted(set(others))
+
+
+# -------------------------------------------------------------------------------- backends
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _choose_backend(requested: str, target: str, form: Path | None) -> tuple[str, str]:
+    """(backend, why) for a checkpoint."""
+    from .backends import ONNX_INSTALL_HINT
+
+    if requested == "mindspore":
+        return "mindspore", "--backend mindspore"
+    if requested == "onnxruntime":
+        if not _installed("onnxruntime"):
+            raise WdsrError("--backend onnxruntime needs ONNX Runtime, which is not installed",
+                            ONNX_INSTALL_HINT)
+        if form is None and not _installed("onnx"):
+            raise WdsrError("--backend onnxruntime needs the 'onnx' package to make this "
+                            "checkpoint's ONNX form", ONNX_INSTALL_HINT)
+        return "onnxruntime", "--backend onnxruntime"
+    if target != "CPU":
+        return "mindspore", f"auto: {target} device"
+    if not _installed("onnxruntime"):
+        return "mindspore", "auto: ONNX Runtime is not installed"
+    if form is None and not _installed("onnx"):
+        return "mindspore", "auto: the 'onnx' package to make the ONNX form is not installed"
+    return "onnxruntime", "auto: CPU with ONNX Runtime installed"
+
+
+def _check_scale(what: str, path: Path, have: int, want: int | None) -> None:
+    if want is not None and have != want:
+        raise WdsrError(f"{what} '{path}' is a x{have} model, but the scale asked for is "
+                        f"x{want}", f"pass --scale {have} or a x{want} {what}")
+
+
+def _resolve_model(model: Path, scale: int | None, requested: str,
+                   device_target: str, device_id: int) -> Weights:
+    if not model.is_file():
+        raise WdsrError(f"model '{model}' does not exist",
+                        "pass a .mindir or .onnx file written by wdsr export")
+    fmt = MODEL_FORMATS.get(model.suffix.lower())
+    if fmt is None:
+        raise WdsrError(f"'{model}' is not an exported model (expected .mindir or .onnx)",
+                        "--model takes a file written by wdsr export; pass a .ckpt "
+                        "checkpoint with --checkpoint")
+    backend = "onnxruntime" if fmt == "onnx" else "mindspore"
+    if requested not in ("auto", backend):
+        raise WdsrError(f"'{model}' is a {fmt.upper()} model, which runs on "
+                        f"{BACKEND_NAMES[backend]}, not --backend {requested}",
+                        f"drop --backend, or pass --checkpoint to run on "
+                        f"{BACKEND_NAMES[requested]}")
+    contract = read_contract(model)
+    _check_scale("model", model, int(contract["scale"]), scale)
+    return Weights("onnx" if fmt == "onnx" else "mindir", model, int(contract["scale"]),
+                   (contract.get("checkpoint") or {}).get("step"), "--model", backend,
+                   f"a {fmt.upper()} model", None, device_target, device_id)
+
+
+def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
+            scale: int | None = None, backend: str = "auto", *, default: str = "bundled",
+            runs_dir: str | os.PathLike = "runs", device_target: str = "auto",
+            device_id: int = 0) -> Weights:
+    """What runs for what the user said (see the module docstring).
+
+    ``default``: what nothing means, ``"bundled"`` (upscale) or ``"newest"`` (the newest
+    run's best.ckpt of the scale, else bundled: evaluate, export). Reads only what it must:
+    a checkpoint with an ONNX form is not opened (its form's contract knows scale and step).
+    WdsrError for anything that cannot run.
+    """
+    from .checkpoints import bundled_checkpoint
+
+    if backend not in BACKENDS:
+        raise WdsrError(f"unknown backend '{backend}'", "choose auto, mindspore or onnxruntime")
+    target = runtime.resolve_device_target(device_target)
+    path = named_checkpoint(checkpoint, scale)
+    if model is not None:
+        if path is not None:
+            raise WdsrError("give --checkpoint or --model, not both",
+                            "--model runs an exported file, --checkpoint a .ckpt")
+        return _resolve_model(Path(model), scale, backend, target, device_id)
+
+    if path is not None:
+        why = "--checkpoint"
+        have, step = checkpoint_facts(path, target, device_id)
+        _check_scale("checkpoint", path, have, scale)
+        scale = have
+    else:
+        scale = scale or 2
+        newest, others = (None, []) if default == "bundled" else \
+            _newest_run(scale, runs_dir, target, device_id)
+        if newest is not None:
+            (path, step), why = newest, NEWEST_RUN
+        else:
+            path, why = bundled_checkpoint(scale), BUNDLED
+            if path is None and default == "bundled":
+                raise WdsrError(f"this version of wdsr has no bundled x{scale} weights yet",
+                                "pass --checkpoint runs/<name>/best.ckpt (train one with "
+                                "'wdsr train')")
+            if path is None:
+                seen = f" (runs/ has best.ckpt for x{', x'.join(map(str, others))})" \
+                    if others else ""
+                raise WdsrError(f"no x{scale} checkpoint found{seen} and no bundled x{scale} "
+                                "weights", "pass --checkpoint PATH, or train one with "
+                                "'wdsr train'")
+            step = checkpoint_facts(path, target, device_id)[1]
+    form = onnx_form(path) if backend != "mindspore" else None
+    chosen, backend_why = _choose_backend(backend, target, form and form[0])
+    return Weights("checkpoint", path, scale, step, why, chosen, backend_why,
+                   form[0] if form and chosen == "onnxruntime" else None, target, device_id)
+
+
+# ------------------------------------------------------------------------------- running
+
+
+def make_onnx_form(checkpoint: Path, device_target: str = "CPU", device_id: int = 0,
+                   on_stage: Callable[[str], None] | None = None) -> Path:
+    """Write the checkpoint's ONNX form into the cache with ``wdsr export`` (parity checked
+    against the checkpoint; nothing is written if it fails) and return its path."""
+    from .export import export_model
+
+    folder = cache_dir() / "onnx"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WdsrError(f"cannot create the cache folder '{folder}': {exc.strerror or exc}",
+                        "set WDSR_CACHE_DIR to a writable folder, or pass --backend "
+                        "mindspore") from None
+    start_mindspore(device_target, device_id)
+    output = folder / f"{sha256_file(checkpoint)}.onnx"
+    export_model(checkpoint, "onnx", output, force=True, check=True, on_stage=on_stage,
+                 device_target=device_target)
+    return output
+
+
+def load_predictor(weights: Weights, self_ensemble: bool = False,
+                   on_stage: Callable[[str], None] | None = None):
+    """The Predictor that runs ``weights`` (making a checkpoint's ONNX form first if the
+    choice was ONNX Runtime and there is none yet: ``on_stage`` hears about it)."""
+    from .inference import Predictor
+
+    if weights.backend == "mindspore":
+        start_mindspore(weights.device_target, weights.device_id)
+    if weights.kind != "checkpoint":
+        return Predictor.from_model(weights.path, self_ensemble=self_ensemble)
+    if weights.backend == "mindspore":
+        return Predictor.from_checkpoint(weights.path, self_ensemble=self_ensemble)
+    form = weights.onnx_form or make_onnx_form(weights.path, weights.device_target,
+                                               weights.device_id, on_stage)
+    predictor = Predictor.from_model(form, self_ensemble=self_ensemble)
+    predictor.source = str(weights.path)
+    return predictor
