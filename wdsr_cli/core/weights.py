@@ -195,7 +195,10 @@ def _newest_run(scale: int, runs_dir: str | os.PathLike, device_target: str, dev
 
 
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # e.g. sys.modules[module] = None: blocked
+        return False
 
 
 def _choose_backend(requested: str, target: str, form: Path | None) -> tuple[str, str]:

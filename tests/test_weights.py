@@ -1,0 +1,297 @@
+"""core/weights.py: which weights run and on which backend; the ONNX form of a checkpoint
+(tied to it by sha256, parity checked when made, refused when wrong); no MindSpore import on the
+ONNX Runtime path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
+
+from wdsr_cli.core import weights as W
+from wdsr_cli.core.checkpoints import bundled_checkpoint
+from wdsr_cli.core.contract import file_sha256, read_contract
+from wdsr_cli.core.errors import WdsrError
+
+
+@pytest.fixture(scope="module")
+def ckpts(ms_cpu, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("weights")
+    return {"x2": save_tiny_checkpoint(d / "tiny_x2.ckpt", 2, step=11),
+            "x3": save_tiny_checkpoint(d / "tiny_x3.ckpt", 3, step=5)}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache of ONNX forms for one test."""
+    monkeypatch.setenv("WDSR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+def _image(path: Path, h: int = 19, w: int = 23) -> Path:
+    from wdsr_cli.core.data.images import Image, write_image
+
+    rng = np.random.default_rng(4)
+    write_image(path, Image(pixels=rng.integers(0, 256, (h, w, 3)).astype(np.uint8)))
+    return path
+
+
+# ------------------------------------------------------------------- naming the weights
+
+
+def test_nothing_means_the_bundled_weights_on_onnx_runtime():
+    w = W.resolve()
+    assert (w.kind, w.path, w.scale, w.why) == ("checkpoint", bundled_checkpoint(2), 2,
+                                                 "bundled weights")
+    assert w.backend == "onnxruntime" and w.backend_why == "auto: CPU with ONNX Runtime installed"
+    assert w.onnx_form == bundled_checkpoint(2).with_suffix(".onnx")  # shipped, no cache needed
+    assert isinstance(w.step, int) and w.step > 0
+    assert W.resolve(scale=4).path == bundled_checkpoint(4)
+    assert W.resolve("bundled", scale=3).path == bundled_checkpoint(3)
+
+
+def test_bundled_alias_and_missing_files_are_named():
+    with pytest.raises(WdsrError, match="no bundled x8 weights") as e:
+        W.resolve("bundled", scale=8)
+    assert "2, 3, 4" in e.value.hint
+    with pytest.raises(WdsrError, match="no bundled x8 weights yet") as e:
+        W.resolve(scale=8)  # upscale's default
+    assert "--checkpoint" in e.value.hint
+    with pytest.raises(WdsrError, match="checkpoint 'nope.ckpt' does not exist"):
+        W.resolve("nope.ckpt")
+    with pytest.raises(WdsrError, match="unknown backend 'tpu'"):
+        W.resolve(backend="tpu")
+
+
+def test_a_checkpoint_knows_its_scale_and_step(ckpts):
+    w = W.resolve(ckpts["x3"], backend="mindspore")
+    assert (w.scale, w.step, w.why, w.backend, w.onnx_form) == (3, 5, "--checkpoint",
+                                                                 "mindspore", None)
+    with pytest.raises(WdsrError, match=r"'.*tiny_x2.ckpt' is a x2 model, but the scale asked "
+                                        r"for is x3") as e:
+        W.resolve(ckpts["x2"], scale=3, backend="mindspore")
+    assert e.value.hint == "pass --scale 2 or a x3 checkpoint"
+
+
+def test_newest_run_of_the_scale_else_bundled(ckpts, tmp_path):
+    runs = tmp_path / "runs"
+    for i, (run, ckpt) in enumerate((("old-x2", "x2"), ("new-x3", "x3"))):
+        (runs / run).mkdir(parents=True)
+        shutil.copy(ckpts[ckpt], runs / run / "best.ckpt")
+        os.utime(runs / run / "best.ckpt", (1_700_000_000 + i,) * 2)
+    w = W.resolve(scale=2, default="newest", runs_dir=runs, backend="mindspore")
+    assert (w.path, w.why, w.step) == (runs / "old-x2" / "best.ckpt", W.NEWEST_RUN, 11)
+    assert W.resolve(scale=4, default="newest", runs_dir=runs).path == bundled_checkpoint(4)
+    with pytest.raises(WdsrError, match=r"no x8 checkpoint found \(runs/ has best.ckpt for x2, "
+                                        r"x3\) and no bundled x8 weights"):
+        W.resolve(scale=8, default="newest", runs_dir=runs)
+
+
+def test_exported_models_run_on_their_own_engine(tmp_path):
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    w = W.resolve(model=model)
+    assert (w.kind, w.scale, w.backend, w.why) == ("onnx", 2, "onnxruntime", "--model")
+    with pytest.raises(WdsrError, match="is a ONNX model, which runs on ONNX Runtime, not "
+                                        "--backend mindspore"):
+        W.resolve(model=model, backend="mindspore")
+    with pytest.raises(WdsrError, match="is a x2 model, but the scale asked for is x4"):
+        W.resolve(model=model, scale=4)
+    with pytest.raises(WdsrError, match="give --checkpoint or --model, not both"):
+        W.resolve("bundled", model=model)
+    with pytest.raises(WdsrError, match="is not an exported model"):
+        W.resolve(model=bundled_checkpoint(2))
+
+
+# ------------------------------------------------------------------------ choosing backends
+
+
+def test_auto_takes_onnx_runtime_on_a_cpu_only_where_it_is_installed(monkeypatch):
+    assert W.resolve(backend="auto").backend == "onnxruntime"
+    assert W.resolve(device_target="GPU").backend_why == "auto: GPU device"
+    assert W.resolve(device_target="GPU").backend == "mindspore"
+    assert W.resolve(backend="mindspore").backend == "mindspore"
+    monkeypatch.setattr(W, "_installed", lambda module: module != "onnxruntime")
+    w = W.resolve()
+    assert (w.backend, w.backend_why) == ("mindspore", "auto: ONNX Runtime is not installed")
+    assert w.onnx_form is None
+    with pytest.raises(WdsrError, match="--backend onnxruntime needs ONNX Runtime, which is "
+                                        "not installed") as e:
+        W.resolve(backend="onnxruntime")
+    assert "pip install 'wdsr-cli[onnx]'" in e.value.hint
+
+
+BLOCK_ORT = "import sys; sys.modules['onnxruntime'] = None\n"  # as if it were not installed
+
+
+def _run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("command", ["upscale", "evaluate"])
+def test_onnxruntime_requested_but_missing_is_one_line(command, tmp_path):
+    img = _image(tmp_path / "x.png")
+    args = [str(img)] if command == "upscale" else ["--hr", str(tmp_path)]
+    code = BLOCK_ORT + "from wdsr_cli.cli import main; main(sys.argv[1:])"
+    res = _run_python(code, command, *args, "--backend", "onnxruntime")
+    line = one_line_error(res)
+    assert "--backend onnxruntime needs ONNX Runtime, which is not installed" in line
+    assert not (tmp_path / "x_x2.png").exists()
+
+
+# ------------------------------------------------------------------ no MindSpore with ORT
+
+# Runs `wdsr upscale` in-process and prints whether MindSpore was imported.
+NO_MINDSPORE = """
+import sys
+from wdsr_cli.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("mindspore" in sys.modules)
+"""
+
+
+def test_the_onnx_runtime_path_never_imports_mindspore(tmp_path):
+    img = _image(tmp_path / "x.png")
+    res = _run_python(NO_MINDSPORE, "upscale", str(img), "-o", str(tmp_path / "ort.png"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "False"
+    assert "upscaled with ONNX Runtime" in res.stdout
+    # the check can fail: the MindSpore backend does import it
+    res = _run_python(NO_MINDSPORE, "upscale", str(img), "-o", str(tmp_path / "ms.png"),
+                      "--backend", "mindspore")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "True"
+    assert "upscaled with MindSpore" in res.stdout
+
+
+# -------------------------------------------------------------- the ONNX form of a checkpoint
+
+
+def test_the_onnx_form_is_made_once_checked_and_tied_to_the_checkpoint(ckpts, cache, tmp_path):
+    from wdsr_cli.core.export import PARITY_TOLERANCE
+    from wdsr_cli.core.inference import Predictor
+
+    w = W.resolve(ckpts["x2"], backend="onnxruntime")
+    assert w.onnx_form is None and not cache.exists()
+    predictor = W.load_predictor(w)
+    form = cache / f"{file_sha256(ckpts['x2'])}.onnx"
+    contract = read_contract(form)
+    assert contract["checkpoint"]["sha256"] == file_sha256(ckpts["x2"])
+    assert contract["parity"]["checked"] and contract["parity"]["passed"]
+    assert contract["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
+    assert predictor.backend.name.startswith("ONNX Runtime")
+    lr = np.random.default_rng(0).uniform(0, 255, (21, 26, 3)).astype(np.float32)
+    want = Predictor.from_checkpoint(ckpts["x2"]).predict(lr)
+    assert np.abs(predictor.predict(lr) - want).max() <= PARITY_TOLERANCE
+    again = W.resolve(ckpts["x2"])  # found in the cache: auto takes it
+    assert (again.onnx_form, again.backend, again.step) == (form, "onnxruntime", 11)
+
+    # Another checkpoint (same size, other weights) does not match this form.
+    other = save_tiny_checkpoint(tmp_path / "other.ckpt", 2)
+    assert W.onnx_form(other) is None
+    # The cached form runs later without MindSpore (its contract knows scale and step).
+    img = _image(tmp_path / "x.png")
+    res = _run_python(NO_MINDSPORE, "upscale", str(img), "--checkpoint", str(ckpts["x2"]))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "False"
+
+
+def _dcr_pixel_shuffle(monkeypatch):
+    """Make export write DepthToSpace in DCR order (MindSpore's own op order): wrong for WDSR."""
+    from wdsr_cli.core import export
+
+    real = export.make_onnx_dynamic
+
+    def wrong(model, scale, dynamic=True):
+        real(model, scale, dynamic)
+        for node in model.graph.node:
+            if node.op_type == "DepthToSpace":
+                for attr in node.attribute:
+                    if attr.name == "mode":
+                        attr.s = b"DCR"
+        return model
+
+    monkeypatch.setattr(export, "make_onnx_dynamic", wrong)
+
+
+def test_a_wrong_onnx_form_is_refused_and_not_cached(ckpts, cache, monkeypatch):
+    from wdsr_cli.core.export import ParityError
+
+    _dcr_pixel_shuffle(monkeypatch)
+    w = W.resolve(ckpts["x2"], backend="onnxruntime")
+    with pytest.raises(ParityError, match="does not match the checkpoint") as e:
+        W.load_predictor(w)
+    assert not e.value.result["parity"]["passed"]
+    assert not [p for p in cache.iterdir()]  # nothing written, no temporary left
+    assert W.onnx_form(ckpts["x2"]) is None
+
+
+def _perturbed_copy(src: Path, dst: Path) -> None:
+    """``src`` (an ONNX form) with one weight (a tap of the 5x5 skip convolution) moved by
+    0.01."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    kernels = {t.name: t for t in model.graph.initializer if len(t.dims) == 4}
+    init = next(kernels[n.input[1]] for n in model.graph.node
+                if n.op_type == "Conv" and list(kernels[n.input[1]].dims[2:]) == [5, 5])
+    weights = numpy_helper.to_array(init).copy()
+    weights[0, 0, 2, 2] += 0.01
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    onnx.save(model, str(dst))
+    contract = json.loads(Path(f"{src}.json").read_text())
+    contract["sha256"] = file_sha256(dst)
+    Path(f"{dst}.json").write_text(json.dumps(contract))
+
+
+def test_parity_rejects_one_perturbed_weight_and_accepts_the_shipped_forms(ms_cpu, tmp_path):
+    from wdsr_cli.core.export import parity_check
+
+    ckpt = bundled_checkpoint(2)
+    shipped = ckpt.with_suffix(".onnx")
+    good = parity_check(shipped, read_contract(shipped), ckpt)
+    assert good["checked"] and good["passed"], good
+    wrong = tmp_path / "wrong.onnx"
+    _perturbed_copy(shipped, wrong)
+    bad = parity_check(wrong, read_contract(wrong), ckpt)
+    assert bad["checked"] and not bad["passed"], bad
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_shipped_onnx_forms_belong_to_the_bundled_checkpoints(scale):
+    ckpt = bundled_checkpoint(scale)
+    form = W.onnx_form(ckpt)
+    assert form is not None and form[0] == ckpt.with_suffix(".onnx"), \
+        "the bundled .ckpt changed: run `make bundled-onnx` (scripts/bundle_onnx.sh)"
+    contract = form[1]
+    assert contract["sha256"] == file_sha256(form[0])
+    assert contract["scale"] == scale and contract["parity"]["passed"]
+
+
+# ------------------------------------------------------------------------ the commands
+
+
+def test_evaluate_reports_the_backend_that_ran(ckpts, tmp_path):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    _image(hr / "a.png", 24, 30)
+    res = run_wdsr("evaluate", "--hr", str(hr), "--json", "-", "--backend", "mindspore",
+                   "--checkpoint", str(ckpts["x2"]))
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["backend"].startswith("MindSpore") and result["checkpoint_step"] == 11
+    assert "backend: MindSpore (--backend mindspore)" in res.stderr
