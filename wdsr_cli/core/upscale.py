@@ -281,9 +281,11 @@ def _read(predictor, source: Path) -> _Read:
     return _Read(src, rgb, alpha, time.perf_counter() - start)
 
 
-def _write(job: Job, read: _Read, sr: np.ndarray, predictor, seconds: float
+def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: float
            ) -> dict[str, Any]:
-    """Alpha upscaled, converted to the output depth band by band, written atomically."""
+    """Alpha upscaled, converted to the output depth band by band, written atomically.
+    ``network_seconds``: the network pass alone (the record's ``seconds`` adds read and
+    write)."""
     from .data.images import Image, from_rgb_float, write_image
     from .data.resize import bicubic_upscale
 
@@ -308,7 +310,8 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, seconds: float
             "input_size": [src.width, src.height], "output_size": [out.width, out.height],
             "bit_depth": src.bit_depth, "alpha": src.alpha is not None,
             "network_calls": predictor.windows_for(src.height, src.width),
-            "seconds": seconds + time.perf_counter() - start,
+            "seconds": read.seconds + network_seconds + time.perf_counter() - start,
+            "network_seconds": network_seconds,
             "output_megapixels": out.width * out.height / 1e6}
 
 
@@ -319,7 +322,7 @@ def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLik
     read = _read(predictor, job.source)
     start = time.perf_counter()
     sr = predictor.predict(read.rgb, on_tile=on_tile)
-    return _write(job, read, sr, predictor, read.seconds + time.perf_counter() - start)
+    return _write(job, read, sr, predictor, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -407,9 +410,9 @@ def upscale_batch(predictor, jobs: Sequence[Job],
     reported = 0  # images 0..reported-1 were passed to on_done, in input order
     interrupted = False
 
-    def write(index: int, job: Job, read: _Read, sr: np.ndarray, seconds: float) -> None:
+    def write(index: int, job: Job, read: _Read, sr: np.ndarray, network: float) -> None:
         try:
-            outcomes[index] = (_write(job, read, sr, predictor, seconds), None)
+            outcomes[index] = (_write(job, read, sr, predictor, network), None)
         except (WdsrError, OSError, MemoryError) as exc:
             outcomes[index] = (None, _failure(job, exc))
 
@@ -442,11 +445,11 @@ def upscale_batch(predictor, jobs: Sequence[Job],
                     on_start(index, total, job)
                 t0 = time.perf_counter()
                 sr = predictor.predict(read.rgb, on_tile=on_tile)
-                seconds = read.seconds + time.perf_counter() - t0
+                network = time.perf_counter() - t0
             except (WdsrError, OSError, MemoryError) as exc:
                 outcomes[index] = (None, _failure(job, exc))
             else:
-                writes.append(pool.submit(write, index, job, read, sr, seconds))
+                writes.append(pool.submit(write, index, job, read, sr, network))
                 del read, sr
             if len(writes) > 1:  # at most one write behind: bounded memory
                 writes.pop(0).result()
