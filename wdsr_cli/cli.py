@@ -121,9 +121,9 @@ def _load_weights(weights, self_ensemble: bool):
     if weights.backend == "onnxruntime" and weights.kind == "checkpoint" \
             and weights.onnx_form is None:
         with ui.err.status(f"making the ONNX Runtime form of {weights.path} (once)") as status:
-            return load_predictor(weights, self_ensemble,
-                                  on_stage=lambda text: status.update(text))
-    return load_predictor(weights, self_ensemble)
+            return load_predictor(weights, lambda text: status.update(text),
+                                  self_ensemble=self_ensemble)
+    return load_predictor(weights, self_ensemble=self_ensemble)
 
 
 def _check_json_out(json_out: str | None) -> None:

@@ -329,20 +329,21 @@ def make_onnx_form(checkpoint: Path, device_target: str = "CPU", device_id: int 
     return output
 
 
-def load_predictor(weights: Weights, self_ensemble: bool = False,
-                   on_stage: Callable[[str], None] | None = None):
-    """The Predictor that runs ``weights`` (making a checkpoint's ONNX form first if the
-    choice was ONNX Runtime and there is none yet: ``on_stage`` hears about it)."""
+def load_predictor(weights: Weights, on_stage: Callable[[str], None] | None = None,
+                   **options: Any):
+    """The Predictor that runs ``weights``; ``options`` go to the Predictor (e.g.
+    ``self_ensemble``). A checkpoint chosen for ONNX Runtime whose ONNX form does not exist
+    yet gets it made first (``on_stage`` hears about it)."""
     from .inference import Predictor
 
     if weights.backend == "mindspore":
         start_mindspore(weights.device_target, weights.device_id)
     if weights.kind != "checkpoint":
-        return Predictor.from_model(weights.path, self_ensemble=self_ensemble)
+        return Predictor.from_model(weights.path, **options)
     if weights.backend == "mindspore":
-        return Predictor.from_checkpoint(weights.path, self_ensemble=self_ensemble)
+        return Predictor.from_checkpoint(weights.path, **options)
     form = weights.onnx_form or make_onnx_form(weights.path, weights.device_target,
                                                weights.device_id, on_stage)
-    predictor = Predictor.from_model(form, self_ensemble=self_ensemble)
+    predictor = Predictor.from_model(form, **options)
     predictor.source = str(weights.path)
     return predictor
