@@ -276,6 +276,7 @@ def describe_weights(path: str | os.PathLike, meta: dict[str, Any] | None,
     record = meta.get("checkpoint") if isinstance(meta.get("checkpoint"), dict) else meta
     facts = [("weights", f"{path} ({source})")]
     for key, label in (("step", "step"), ("run", "run"), ("dataset_id", "dataset id")):
-        if record.get(key) not in (None, ""):
-            facts.append((label, str(record[key])))
+        value = record.get(key, meta.get(key))  # a contract keeps dataset_id at its top level
+        if value not in (None, ""):
+            facts.append((label, str(value)))
     return facts
