@@ -17,8 +17,9 @@ from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 
 from wdsr_cli.core import weights as W
 from wdsr_cli.core.checkpoints import bundled_checkpoint
-from wdsr_cli.core.contract import file_sha256, read_contract
+from wdsr_cli.core.contract import read_contract
 from wdsr_cli.core.errors import WdsrError
+from wdsr_cli.core.fileio import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +188,9 @@ def test_the_onnx_form_is_made_once_checked_and_tied_to_the_checkpoint(ckpts, ca
     w = W.resolve(ckpts["x2"], backend="onnxruntime")
     assert w.onnx_form is None and not cache.exists()
     predictor = W.load_predictor(w)
-    form = cache / f"{file_sha256(ckpts['x2'])}.onnx"
+    form = cache / f"{sha256_file(ckpts['x2'])}.onnx"
     contract = read_contract(form)
-    assert contract["checkpoint"]["sha256"] == file_sha256(ckpts["x2"])
+    assert contract["checkpoint"]["sha256"] == sha256_file(ckpts["x2"])
     assert contract["parity"]["checked"] and contract["parity"]["passed"]
     assert contract["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
     assert predictor.backend.name.startswith("ONNX Runtime")
@@ -254,7 +255,7 @@ def _perturbed_copy(src: Path, dst: Path) -> None:
     init.CopyFrom(numpy_helper.from_array(weights, init.name))
     onnx.save(model, str(dst))
     contract = json.loads(Path(f"{src}.json").read_text())
-    contract["sha256"] = file_sha256(dst)
+    contract["sha256"] = sha256_file(dst)
     Path(f"{dst}.json").write_text(json.dumps(contract))
 
 
@@ -278,7 +279,7 @@ def test_the_shipped_onnx_forms_belong_to_the_bundled_checkpoints(scale):
     assert form is not None and form[0] == ckpt.with_suffix(".onnx"), \
         "the bundled .ckpt changed: run `make bundled-onnx` (scripts/bundle_onnx.sh)"
     contract = form[1]
-    assert contract["sha256"] == file_sha256(form[0])
+    assert contract["sha256"] == sha256_file(form[0])
     assert contract["scale"] == scale and contract["parity"]["passed"]
 
 
