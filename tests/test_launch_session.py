@@ -214,8 +214,8 @@ def test_dynamic_second_node_dry_run_shows_its_own_folder(tmp_path):
 def test_cli_dry_run_second_server_and_device_id_env(tmp_path, table_16p):
     res = run_wdsr("train", "-c", "demo", "--device-target", "Ascend", "--rank-table",
                    str(table_16p), "--server-id", SERVER_B, "--dry-run", "--json", "-",
-                   cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+                   cwd=tmp_path, env={"HCCL_CONNECT_TIMEOUT": None})  # `import mindspore` in
+    assert res.returncode == 0, res.stderr                    # this process sets it (to 600)
     plan = json.loads(res.stdout)
     assert plan["creates_run_folder"] is False and plan["run_dir"].endswith("demo-node1")
     assert {p["env"]["HCCL_CONNECT_TIMEOUT"] for p in plan["processes"]} == {"600"}

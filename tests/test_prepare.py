@@ -189,11 +189,11 @@ def test_interrupted_run_resumes_to_the_same_manifest(tmp_path):
     # a torn last line (killed mid-append) and a stray temporary file are both harmless
     with open(out / ".journal.jsonl", "a") as f:
         f.write('{"type": "image", "split": "tr')
-    (out / "train/hr/.img03.npy.1.dead.tmp").write_bytes(b"partial")
+    (out / "train/hr/.img03.npy.tmp4194305-deadbeef").write_bytes(b"partial")  # dead pid
     summary = _run(root, out)
     assert summary["processed"] == 2 and summary["reused"] == 2
     assert (out / "manifest.json").read_bytes() == (tmp_path / "ref/manifest.json").read_bytes()
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp*"))  # the dead writer's temp file was removed
 
 
 def test_changed_or_missing_outputs_are_redone(tmp_path):

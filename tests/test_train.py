@@ -285,8 +285,8 @@ def test_bare_resume_picks_the_latest_run(workdir, straight, tmp_path):
     runs = tmp_path / "runs"
     old, new = _copy(straight, runs / "old"), _copy(straight, runs / "new")
     os.utime(old / "config.yaml", (1, 1))
-    res = run_wdsr("train", "--resume", "--runs-dir", str(runs), "--dry-run", "--json", "-",
-                   cwd=workdir)
+    res = run_wdsr("train", "--resume", "--runs-dir", str(runs), "--steps", "9", "--dry-run",
+                   "--json", "-", cwd=workdir)
     assert res.returncode == 0, res.stderr
     assert str(new.absolute()) in json.loads(res.stdout)["run_dir"]
     line = one_line_error(run_wdsr("train", "--resume", "--runs-dir", str(tmp_path / "none"),
