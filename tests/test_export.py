@@ -335,7 +335,9 @@ def test_upscale_with_exported_models_equals_the_checkpoint(exported, tmp_path):
                        ("--model", exported["mindir"]["output"]),
                        ("--model", exported["onnx"]["output"])):
         dst = tmp_path / f"{Path(path).suffix[1:]}.png"
-        res = run_wdsr("upscale", str(src), flag, str(path), "-o", str(dst))
+        # the checkpoint on MindSpore (auto would take its ONNX form when one is cached)
+        backend = ["--backend", "mindspore"] if flag == "--checkpoint" else []
+        res = run_wdsr("upscale", str(src), flag, str(path), *backend, "-o", str(dst))
         assert res.returncode == 0, res.stderr
         results[dst.stem] = read_image(dst).pixels.astype(int)
     ckpt = results["ckpt"]
@@ -354,7 +356,8 @@ def test_evaluate_with_an_exported_model_scores_like_the_checkpoint(exported, tm
     scores = {}
     for flag, path in (("--checkpoint", exported["ckpt"]),
                        ("--model", exported["mindir"]["output"])):
-        res = run_wdsr("evaluate", "--hr", str(hr), flag, str(path), "--json", "-")
+        res = run_wdsr("evaluate", "--hr", str(hr), flag, str(path), "--backend", "mindspore",
+                       "--json", "-")
         assert res.returncode == 0, res.stderr
         scores[flag] = json.loads(res.stdout)["mean"]["psnr"]
     assert scores["--model"] == pytest.approx(scores["--checkpoint"], abs=1e-9)
