@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import WDSR, one_line_error, run_wdsr
 
 pytestmark = pytest.mark.slow
@@ -170,6 +171,8 @@ def test_step_s_trains_with_lrs_s_and_steps_can_grow_on_resume(workdir, tmp_path
     lr = [e["lr"] for e in ev if e["type"] == "step"]
     assert lr[1] == 0 and lr[2] == pytest.approx(lr[0] / 4) and lr[3] == 0
     assert ev[-1]["type"] == "done" and ev[-1]["step"] == 4
+    # --steps on resume is recorded: a later bare --resume plans the same schedule
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"] == 4
 
 
 def test_sigkill_then_resume_gives_identical_weights(workdir, straight, tmp_path):

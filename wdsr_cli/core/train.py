@@ -552,6 +552,15 @@ def bicubic_baseline(pairs, scale: int, protocol: str) -> float:
 def prepare_run(cfg: Config, runs_root: Path, name: str | None) -> Path:
     """Create the run folder and record the resolved config (rank 0 only)."""
     run_dir = new_run_dir(runs_root, run_name(name, cfg))
-    atomic_write(run_dir / "config.yaml", dump_yaml(cfg))
+    record_config(run_dir, cfg)
     return run_dir
+
+
+def record_config(run_dir: Path, cfg: Config) -> None:
+    """Write the run's resolved config (its plan: a resume with --steps N rewrites it, so the
+    next bare --resume keeps N and the same learning-rate schedule)."""
+    text = dump_yaml(cfg)
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file() or path.read_text() != text:
+        atomic_write(path, text)
 

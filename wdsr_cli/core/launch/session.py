@@ -279,6 +279,8 @@ class TrainJob:
         if self.prepared is None:
             if self.resume is not None:
                 self.prepared = self.resume.run_dir
+                if self.holds_rank0:  # --steps/--set on resume become the run's plan
+                    T.record_config(self.prepared, self.cfg)
             elif self.holds_rank0:
                 self.prepared = T.prepare_run(self.cfg, self.request.runs_dir, self.request.name)
             else:
