@@ -132,6 +132,27 @@ def test_window_side_grows_for_a_wide_receptive_field():
     assert window_side(18) == WINDOW and window_side(150) == 600 and window_side(5, 64) == 64
 
 
+def test_an_engine_brings_its_own_window():
+    """ONNX Runtime runs larger windows than MindSpore: the window is the engine's (fixed per
+    engine, never a user setting), still grown for a wide receptive field."""
+    from wdsr_cli.core.backends import OnnxBackend
+
+    class Wide:
+        window = 40
+
+        def __call__(self, x):
+            return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+
+    assert OnnxBackend.window > WINDOW
+    assert Predictor(Wide(), 2, 3).window == (40, 40)
+    assert Predictor(Wide(), 2, 30).window == (120, 120)  # 4 x the receptive radius
+    assert Predictor(Wide(), 2, 3, window=16).window == (16, 16)  # an explicit window wins
+    img = RNG.uniform(0, 255, (40, 90, 3)).astype(np.float32)
+    assert Predictor(Wide(), 2, 3).windows_for(40, 90) == 3  # 40-px windows: one row of 3
+    assert np.array_equal(Predictor(Wide(), 2, 3).predict(img), Wide()(
+        img.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0))
+
+
 def test_bad_window_arguments():
     with pytest.raises(WdsrError):
         plan_windows(0, 5, 4, 1)

@@ -23,14 +23,19 @@ pytestmark = pytest.mark.slow  # `wdsr upscale` subprocesses, each importing Min
 def test_upscale_writes_the_same_bytes_whatever_the_tile(ms_cpu, tmp_path, scale, variant):
     import imageio.v3 as iio
 
-    from wdsr_cli.core.inference import WINDOW
+    from wdsr_cli.core import weights as W
+    from wdsr_cli.core.upscale import upscale_image
 
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.ckpt", scale, variant=variant,
                                 block_feats=16)
+    # the Predictor of the weights and backend that `wdsr upscale` chooses (ONNX Runtime
+    # and MindSpore agree only within one level, and each has its own window side)
+    predictor = W.load_predictor(W.resolve(ckpt, device_target="CPU"))
     rng = np.random.default_rng(1)
-    # wider than one window (WINDOW LR px), so the image runs as several windows
-    img = np.kron(rng.integers(0, 256, (4, 60, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-    img = img[:29, :WINDOW + 21]
+    # wider than one window, so the image runs as several windows
+    img = np.kron(rng.integers(0, 256, (4, 100, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    img = img[:29, :predictor.window[1] + 21]
+    assert predictor.windows_for(*img.shape[:2]) == 2
     src = tmp_path / "in.png"
     iio.imwrite(src, img)
     outputs = []
@@ -44,15 +49,8 @@ def test_upscale_writes_the_same_bytes_whatever_the_tile(ms_cpu, tmp_path, scale
         assert calls == 2
         outputs.append(out.read_bytes())
     assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
-    # ...and they are the Predictor's windowed result, not some other path (the Predictor of
-    # the weights and backend that `wdsr upscale` chose: ONNX Runtime and MindSpore agree only
-    # within one level)
-    from wdsr_cli.core import weights as W
-    from wdsr_cli.core.upscale import upscale_image
-
-    predictor = W.load_predictor(W.resolve(ckpt, device_target="CPU"))
+    # ...and they are the Predictor's windowed result, not some other path
     assert json.loads(summary.read_text())["backend"] == predictor.backend.name
-    assert predictor.windows_for(*img.shape[:2]) == 2
     upscale_image(predictor, src, tmp_path / "here.png")
     np.testing.assert_array_equal(iio.imread(tmp_path / "tileNone.png"),
                                   iio.imread(tmp_path / "here.png"))

@@ -253,8 +253,9 @@ class Predictor:
         self.exact_window = isinstance(backend, FixedSizeWindows)
         if self.exact_window:
             window = backend.size
-        elif window is None:
-            window = window_side(receptive_radius if _is_int(receptive_radius) else 0)
+        elif window is None:  # the engine's own window (OnnxBackend: larger), else WINDOW
+            window = window_side(receptive_radius if _is_int(receptive_radius) else 0,
+                                 getattr(backend, "window", WINDOW))
         sides = (window, window) if _is_int(window) else tuple(window)
         for name, value, low in (("scale", scale, 1), ("receptive_radius", receptive_radius, 0),
                                  *(("window", v, 1) for v in sides)):
