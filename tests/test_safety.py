@@ -219,6 +219,8 @@ class _StopAt:
             raise KeyboardInterrupt
         return np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
 
+    predict_uint8 = predict  # plain 8-bit photos take the uint8 path
+
     def windows_for(self, height: int, width: int) -> int:  # recorded as network_calls
         return 1
 

@@ -324,3 +324,36 @@ def test_bad_options(tmp_path, args, needle):
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))
     assert needle in one_line_error(run_wdsr("upscale", str(img), *args))
+
+
+class _HalfUp:
+    """x2 nearest plus exactly 0.5: how halves are rounded decides every byte."""
+
+    def __call__(self, x):
+        return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3) + np.float32(0.5)
+
+
+def test_a_plain_8bit_photo_runs_as_uint8_and_writes_the_float_paths_bytes(tmp_path):
+    """Plain 8-bit RGB (most photos) never becomes float: the Predictor rounds each window to
+    uint8 (no float copy of a big result). Gray, alpha and 16-bit inputs take the float path;
+    both round halves up, so the bytes cannot depend on the path (they used to differ:
+    half-to-even there, half-up in the Predictor)."""
+    from wdsr_cli.core import upscale as U
+    from wdsr_cli.core.data.images import from_rgb_float
+    from wdsr_cli.core.inference import Predictor
+
+    pix = RNG.integers(0, 255, (9, 11, 3), dtype=np.uint8)
+    src = tmp_path / "in.png"
+    write_image(src, Image(pixels=pix))
+    p = Predictor(_HalfUp(), 2, 0)
+    p.predict = lambda *a, **k: pytest.fail("a plain 8-bit photo took the float path")
+    U.upscale_image(p, src, tmp_path / "out.png")
+    want = np.repeat(np.repeat(pix, 2, axis=0), 2, axis=1).astype(np.uint8) + 1  # halves up
+    assert np.array_equal(read_image(tmp_path / "out.png").pixels, want)
+    as_float = Predictor(_HalfUp(), 2, 0).predict(pix)
+    assert np.array_equal(from_rgb_float(as_float, Image(pixels=pix)).pixels, want)
+    # an opaque RGBA photo takes the float path and rounds the same way
+    alpha = np.full(pix.shape[:2], 255, np.uint8)
+    write_image(tmp_path / "rgba.png", Image(pixels=pix, alpha=alpha))
+    U.upscale_image(Predictor(_HalfUp(), 2, 0), tmp_path / "rgba.png", tmp_path / "a.png")
+    assert np.array_equal(read_image(tmp_path / "a.png").pixels, want)

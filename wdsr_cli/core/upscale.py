@@ -274,11 +274,27 @@ def _read(predictor, source: Path) -> _Read:
     if src.height < MIN_SIDE or src.width < MIN_SIDE:
         raise WdsrError(f"'{source}' is only {src.width}x{src.height} pixels",
                         f"wdsr needs at least {MIN_SIDE}x{MIN_SIDE} pixels to upscale")
-    rgb = to_rgb_float(src)
     alpha = alpha_to_float(src)
+    if src.bit_depth == 8 and not src.gray and alpha is None:
+        # a plain 8-bit RGB photo stays uint8 and comes back as uint8, window by window:
+        # no float copy of the image or of the result (see _network)
+        return _Read(src, src.pixels, None, time.perf_counter() - start)
+    rgb = to_rgb_float(src)
     if alpha is not None:
         rgb = bleed_transparent(rgb, alpha, predictor.receptive_radius + 2)
     return _Read(src, rgb, alpha, time.perf_counter() - start)
+
+
+def _network(predictor, read: _Read, on_tile: Callable[[int, int], None] | None
+             ) -> tuple[np.ndarray, float]:
+    """(result, seconds of the network pass): uint8 for a plain 8-bit RGB input (rounded as
+    the float path would round it: the bytes are the same), else float on 0..255."""
+    start = time.perf_counter()
+    if read.rgb.dtype == np.uint8:
+        sr = predictor.predict_uint8(read.rgb, on_tile=on_tile)
+    else:
+        sr = predictor.predict(read.rgb, on_tile=on_tile)
+    return sr, time.perf_counter() - start
 
 
 def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: float
@@ -294,16 +310,19 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
     up_alpha = None
     if read.alpha is not None:
         up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale), 0.0, 255.0)
-    pixels, alphas = [], []
-    for a in range(0, sr.shape[0], _BAND_ROWS):
-        band = from_rgb_float(sr[a:a + _BAND_ROWS], src,
-                              alpha=None if up_alpha is None else up_alpha[a:a + _BAND_ROWS])
-        pixels.append(band.pixels)
-        if band.alpha is not None:
-            alphas.append(band.alpha)
-    out = Image(pixels=np.concatenate(pixels, axis=0),
-                alpha=np.concatenate(alphas, axis=0) if alphas else None,
-                bit_depth=src.bit_depth)
+    if sr.dtype == np.uint8:  # already the 8-bit RGB image (see _network)
+        out = Image(pixels=sr, bit_depth=8)
+    else:
+        pixels, alphas = [], []
+        for a in range(0, sr.shape[0], _BAND_ROWS):
+            band = from_rgb_float(sr[a:a + _BAND_ROWS], src, alpha=None if up_alpha is None
+                                  else up_alpha[a:a + _BAND_ROWS])
+            pixels.append(band.pixels)
+            if band.alpha is not None:
+                alphas.append(band.alpha)
+        out = Image(pixels=np.concatenate(pixels, axis=0),
+                    alpha=np.concatenate(alphas, axis=0) if alphas else None,
+                    bit_depth=src.bit_depth)
     job.target.parent.mkdir(parents=True, exist_ok=True)
     write_image(job.target, out)
     return {"input": str(job.source), "output": str(job.target), "mode": src.source_mode,
@@ -320,9 +339,8 @@ def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLik
     """Read ``source``, super-resolve it, write ``target`` atomically; returns a summary."""
     job = Job(Path(source), Path(target))
     read = _read(predictor, job.source)
-    start = time.perf_counter()
-    sr = predictor.predict(read.rgb, on_tile=on_tile)
-    return _write(job, read, sr, predictor, time.perf_counter() - start)
+    sr, network = _network(predictor, read, on_tile)
+    return _write(job, read, sr, predictor, network)
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -443,9 +461,7 @@ def upscale_batch(predictor, jobs: Sequence[Job],
                 reads[index] = None  # free it once written
                 if on_start is not None:
                     on_start(index, total, job)
-                t0 = time.perf_counter()
-                sr = predictor.predict(read.rgb, on_tile=on_tile)
-                network = time.perf_counter() - t0
+                sr, network = _network(predictor, read, on_tile)
             except (WdsrError, OSError, MemoryError) as exc:
                 outcomes[index] = (None, _failure(job, exc))
             else:

@@ -498,10 +498,12 @@ def alpha_to_float(img: Image) -> np.ndarray | None:
 
 
 def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Clip, then round halves up (away from zero), as ``inference.to_uint8`` and the
+    metrics do: an 8-bit image written from float equals the Predictor's uint8 output."""
     x = np.asarray(x, dtype=np.float64)
     if bit_depth == 16:
-        return np.clip(np.rint(x * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        return np.floor(np.clip(x * (65535.0 / 255.0), 0, 65535) + 0.5).astype(np.uint16)
+    return np.floor(np.clip(x, 0, 255) + 0.5).astype(np.uint8)
 
 
 def from_rgb_float(rgb: np.ndarray, like: Image, alpha: np.ndarray | None = None) -> Image:
