@@ -26,6 +26,19 @@ OUT = REPO / "bench" / "out"
 SAMPLE = OUT / "sample"  # the bundled sample laid out and prepared once, reused by benches
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (numbers are only comparable on the same CPU model)."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text()
+                    .split("\n\n")[0].splitlines() if ":" in line)
+    except OSError:
+        return platform.processor()
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    avx = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}, {avx})")
+
+
 def _row(bench: str, metric: str, value: float, unit: str, note: str = "") -> dict:
     return {"bench": bench, "metric": metric, "value": round(float(value), 3), "unit": unit,
             "note": note}
@@ -273,61 +286,93 @@ def _timed_process(args: list[str]) -> tuple[float, float, str]:
         return wall, usage.ru_maxrss / 1024, out.read()
 
 
-def _photo_of_side(side: int, path: Path) -> Path:
-    """A real photo (bundled brushes.png) mirrored out to side x side pixels."""
+def _photo_of_size(height: int, width: int, path: Path, shift: int = 0) -> Path:
+    """A real photo (bundled brushes.png) mirrored out to height x width pixels (``shift``
+    rolls it, so a folder of them holds different pictures)."""
     import numpy as np
 
     from wdsr_cli.core.data.images import Image, read_image, write_image
     from wdsr_cli.core.data.prepare import sample_dir
 
-    photo = read_image(sample_dir() / "brushes.png").pixels
+    photo = np.roll(read_image(sample_dir() / "brushes.png").pixels, shift, axis=(0, 1))
     h, w = photo.shape[:2]
-    big = np.pad(photo, ((0, max(side - h, 0)), (0, max(side - w, 0)), (0, 0)), "symmetric")
-    write_image(path, Image(pixels=np.ascontiguousarray(big[:side, :side])))
+    big = np.pad(photo, ((0, max(height - h, 0)), (0, max(width - w, 0)), (0, 0)), "symmetric")
+    write_image(path, Image(pixels=np.ascontiguousarray(big[:height, :width])))
     return path
 
 
-def bench_backends() -> list[dict]:
-    """The bundled x2 weights on a 512x512 and a 2000x2000 photo, three ways, each in its own
-    process: `wdsr upscale` as it runs by default (auto backend), `wdsr upscale --backend
-    mindspore`, and bare ONNX Runtime (the same weights' ONNX form, one session.run over the
-    whole image, no wdsr code). Network output MP/s (the Predictor's or session.run's time),
-    whole-process seconds (start-up, read, network, write) and peak RSS of that process."""
+def _run_upscale(how: str, src: Path, dst: Path, onnx_form: str) -> tuple[float, float, float,
+                                                                          str]:
+    """(network s, whole process s, peak RSS MB, engine) of one process: `wdsr upscale` as
+    it runs by default, with --backend mindspore, or bare ONNX Runtime."""
+    if how == "bare ONNX Runtime":
+        wall, rss, out = _timed_process([sys.executable, "-c", BARE_ORT, onnx_form, str(src),
+                                         str(dst)])
+        return float(out.strip().splitlines()[-1]), wall, rss, "onnxruntime, whole image"
+    summary = dst.with_suffix(".json")
+    args = [str(Path(sys.executable).with_name("wdsr")), "upscale", str(src), "-o", str(dst),
+            "--overwrite", "--json", str(summary)]
+    wall, rss, _ = _timed_process(args + (["--backend", "mindspore"] if how == "mindspore"
+                                          else []))
+    report = json.loads(summary.read_text())
+    return report["images"][0]["network_seconds"], wall, rss, report["backend"]
+
+
+def bench_backends(repeats: int = 3) -> list[dict]:
+    """The bundled x2 weights, each run its own process: `wdsr upscale` as it runs by default
+    (auto backend), `wdsr upscale --backend mindspore`, and bare ONNX Runtime (the same
+    weights' ONNX form, one session.run over the whole image, no wdsr code). Network output
+    MP/s (the Predictor's or session.run's time), whole-process seconds and peak RSS.
+    512x512: ``repeats`` rounds (the three in turn), medians; 2000x2000: one round; 4000x3000:
+    the default path only (a whole-image session.run would need ~16 GB). Then a folder of 8
+    photos (512x512) through the default path: images/s and MP/s of the whole batch."""
     from wdsr_cli.core.checkpoints import bundled_checkpoint
 
-    wdsr = str(Path(sys.executable).with_name("wdsr"))
     onnx_form = str(bundled_checkpoint(2).with_suffix(".onnx"))
-    rows, results = [], {}
+    hows = ("default", "mindspore", "bare ONNX Runtime")
+    rows, network = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        for (h, w), rounds, names in (((512, 512), repeats, hows), ((2000, 2000), 1, hows),
+                                      ((3000, 4000), 1, hows[:1])):
+            src = _photo_of_size(h, w, tmp / f"in{w}x{h}.png")
+            out_mp = 4 * h * w / 1e6
+            runs: dict[str, list] = {n: [] for n in names}
+            for _ in range(rounds):  # in turn, so that drift hits all three alike
+                for n in names:
+                    runs[n].append(_run_upscale(n, src, tmp / f"out_{n[:4]}.png", onnx_form))
+            for n in names:
+                net, wall, rss = (statistics.median(r[i] for r in runs[n]) for i in range(3))
+                network[(w, h, n)] = net
+                rows.append(_row("backends", f"{w}x{h} {n}: network MP/s", out_mp / net, "MP/s",
+                                 f"{runs[n][0][3]}; network {net:.1f} s, whole process "
+                                 f"{wall:.1f} s, peak RSS {rss:,.0f} MB"
+                                 + (f" (medians of {rounds})" if rounds > 1 else "")))
         for side in (512, 2000):
-            src = _photo_of_side(side, tmp / f"in{side}.png")
-            out_mp = (2 * side) ** 2 / 1e6
-            for name in ("default", "mindspore", "bare ONNX Runtime"):
-                dst, summary = tmp / f"out_{side}_{name[:4]}.png", tmp / "summary.json"
-                if name == "bare ONNX Runtime":
-                    args = [sys.executable, "-c", BARE_ORT, onnx_form, str(src), str(dst)]
-                else:
-                    args = [wdsr, "upscale", str(src), "-o", str(dst), "--overwrite",
-                            "--json", str(summary)]
-                    args += ["--backend", "mindspore"] if name == "mindspore" else []
-                wall, rss, out = _timed_process(args)
-                if name == "bare ONNX Runtime":
-                    network = float(out.strip().splitlines()[-1])
-                    engine = "onnxruntime, whole image"
-                else:
-                    report = json.loads(summary.read_text())
-                    network = report["images"][0]["network_seconds"]
-                    engine = report["backend"]
-                results[(side, name)] = network
-                rows.append(_row("backends", f"{side}x{side} {name}: network MP/s",
-                                 out_mp / network, "MP/s",
-                                 f"{engine}; network {network:.1f} s, whole process "
-                                 f"{wall:.1f} s, peak RSS {rss:,.0f} MB"))
-        for side in (512, 2000):
-            ratio = results[(side, "default")] / results[(side, "bare ONNX Runtime")]
+            ratio = network[(side, side, "default")] / network[(side, side, "bare ONNX Runtime")]
             rows.append(_row("backends", f"{side}x{side} default / bare ONNX Runtime",
                              ratio, "x", "network time ratio (goal <= 1.1)"))
+        per_px = {k: network[k] / (k[0] * k[1]) for k in network if k[2] == "default"}
+        for w, h in ((2000, 2000), (4000, 3000)):
+            rows.append(_row("backends", f"{w}x{h} default: time per pixel vs 512x512",
+                             per_px[(w, h, "default")] / per_px[(512, 512, "default")], "x",
+                             "network time per LR pixel (goal <= 1.3: linear in pixels)"))
+        folder = tmp / "folder"
+        folder.mkdir()
+        for i in range(8):
+            _photo_of_size(512, 512, folder / f"p{i}.png", shift=37 * i)
+        summary = tmp / "folder.json"
+        wall, rss, _ = _timed_process([str(Path(sys.executable).with_name("wdsr")), "upscale",
+                                       str(folder), "-o", str(tmp / "folder_out"),
+                                       "--json", str(summary)])
+        report = json.loads(summary.read_text())
+        secs = report["seconds"]
+        busy = sum(i["network_seconds"] for i in report["images"]) / secs
+        rows.append(_row("backends", "folder of 8 512x512 photos: output MP/s",
+                         8 * 4 * 512 * 512 / 1e6 / secs, "MP/s",
+                         f"{report['backend']}; {8 / secs:.2f} images/s, batch {secs:.1f} s "
+                         f"(network busy {busy:.0%} of it), whole process {wall:.1f} s, peak "
+                         f"RSS {rss:,.0f} MB"))
     return rows
 
 
@@ -412,7 +457,7 @@ def main(argv: list[str], flags: tuple[str, ...] = ()) -> int:
         results["benches"][names[0]] = BENCHES[names[0]]()
         results["machine"] = {"cpus": os.cpu_count(), "machine": platform.machine(),
                               "python": platform.python_version(),
-                              "processor": platform.processor()}
+                              "processor": _cpu_model()}
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, path)
