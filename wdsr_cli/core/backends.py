@@ -170,13 +170,8 @@ class OnnxBackend:
 
 
 
-def load_exported(path: str | os.PathLike, contract: dict[str, Any] | None = None
-                  ) -> tuple[Backend, dict[str, Any]]:
-    """(backend, contract) for an exported model file; the contract is read from
-    ``<path>.json`` unless given and must describe this very file (format, sha256). A
-    fixed-shape model (contract ``input_size``) runs only its own size: the Predictor wraps
-    it in windows."""
-    path = Path(path)
+def model_format(path: Path) -> str:
+    """"mindir" or "onnx" for an existing exported model file; a one-line error otherwise."""
     if not path.is_file():
         raise WdsrError(f"model '{path}' does not exist",
                         "pass a .mindir or .onnx file written by wdsr export")
@@ -185,6 +180,17 @@ def load_exported(path: str | os.PathLike, contract: dict[str, Any] | None = Non
         raise WdsrError(f"'{path}' is not an exported model (expected .mindir or .onnx)",
                         "--model takes a file written by wdsr export; pass a .ckpt "
                         "checkpoint with --checkpoint")
+    return fmt
+
+
+def load_exported(path: str | os.PathLike, contract: dict[str, Any] | None = None
+                  ) -> tuple[Backend, dict[str, Any]]:
+    """(backend, contract) for an exported model file; the contract is read from
+    ``<path>.json`` unless given and must describe this very file (format, sha256). A
+    fixed-shape model (contract ``input_size``) runs only its own size: the Predictor wraps
+    it in windows."""
+    path = Path(path)
+    fmt = model_format(path)
     backend: Backend = MindIRBackend(path) if fmt == "mindir" else OnnxBackend(path)
     if contract is None:
         contract = read_contract(path)

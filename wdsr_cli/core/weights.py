@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runtime
-from .contract import MODEL_FORMATS, read_contract
+from .contract import read_contract
 from .errors import WdsrError
 from .fileio import sha256_file
 
@@ -232,14 +232,9 @@ def _check_scale(what: str, path: Path, have: int, want: int | None) -> None:
 
 def _resolve_model(model: Path, scale: int | None, requested: str,
                    device_target: str, device_id: int) -> Weights:
-    if not model.is_file():
-        raise WdsrError(f"model '{model}' does not exist",
-                        "pass a .mindir or .onnx file written by wdsr export")
-    fmt = MODEL_FORMATS.get(model.suffix.lower())
-    if fmt is None:
-        raise WdsrError(f"'{model}' is not an exported model (expected .mindir or .onnx)",
-                        "--model takes a file written by wdsr export; pass a .ckpt "
-                        "checkpoint with --checkpoint")
+    from .backends import model_format
+
+    fmt = model_format(model)
     backend = "onnxruntime" if fmt == "onnx" else "mindspore"
     if requested not in ("auto", backend):
         raise WdsrError(f"'{model}' is a {fmt.upper()} model, which runs on "
