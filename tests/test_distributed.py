@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,10 @@ def test_ctrl_c_saves_last_and_resume_on_two_ranks_is_exact(workdir, two_ranks, 
     assert stopped_at == 3
     assert f"interrupted at step {stopped_at}" in err
     assert f"wdsr train --resume {Path('runs') / 'intr'} --devices 2" in err
+    # the summary names what the folder holds, nothing it does not (no validation ran yet)
+    listed = re.search(r"run folder: \S+ \((.*?)\)", " ".join(err.split())).group(1)
+    assert "last.ckpt" in listed.split(", ") and not (run / "best.ckpt").exists()
+    assert all((run / name).exists() for name in listed.split(", ")), listed
     _assert_gone(run)
 
     res = run_wdsr("train", "--resume", str(run), "--devices", "2", cwd=workdir,

@@ -319,8 +319,11 @@ class TrainJob:
         if result.status == "terminated":
             return Outcome(result.exit_code, run_dir)
         if self.holds_rank0:
-            messages = [f"run folder: {run_dir} (best.ckpt, last.ckpt, log.txt, metrics.jsonl, "
-                        "plot.svg, report/index.html, logs/)"]
+            # what is there: a run stopped before its first validation has no best.ckpt yet
+            names = [n for n in ("best.ckpt", "last.ckpt", "log.txt", "metrics.jsonl",
+                                 "plot.svg", "report/index.html", "logs/")
+                     if (run_dir / n).exists()]
+            messages = [f"run folder: {run_dir} ({', '.join(names)})"]
         else:
             messages = [f"this machine's logs: {run_dir / 'logs'} (the machine with rank 0 "
                         "writes the run folder)"]
