@@ -25,6 +25,20 @@ def test_builtin_recipes_load_by_name_from_the_installed_package(tmp_path, monke
         assert cfg.name == name
 
 
+def test_every_recipe_named_for_a_scale_trains_that_scale():
+    """bundled-x4-stage3 once said scale 3: its run would have trained x3 again under an x4
+    name (and --init bundled would have loaded the x3 weights)."""
+    import re
+
+    named = 0
+    for name in C.builtin_config_names():
+        m = re.search(r"-x(\d)(?:-|$)", name)
+        if m:
+            named += 1
+            assert C.load_config(name).model.scale == int(m.group(1)), name
+    assert named >= 9
+
+
 @pytest.mark.parametrize("scale,patch", [(2, 48), (3, 32), (4, 24)])
 def test_paper_recipes_use_hr_patch_96(scale, patch):
     cfg = C.load_config(f"wdsr-b-x{scale}")
