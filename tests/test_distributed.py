@@ -201,7 +201,8 @@ def test_killed_rank_stops_the_run(workdir):
 
 
 def test_two_launchers_as_two_nodes(workdir, two_ranks):
-    """Node 0 (scheduler + rank 0) and node 1 (rank 1) started separately on this machine.
+    """Node 0 (scheduler + rank 0) and node 1 (rank 1) started separately on this machine:
+    the same weights as the job run as two ranks on one node.
 
     On loopback, so it runs without a network (a loopback --master with several nodes is only a
     warning: nodes on this machine can join).
@@ -218,11 +219,20 @@ def test_two_launchers_as_two_nodes(workdir, two_ranks):
     outs = [p.communicate(timeout=180) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
+    # Only the node holding rank 0 writes the run folder; node 1 writes its logs, events and
+    # launch record to a folder of its own that --resume can never pick (no config.yaml).
     node0, node1 = workdir / "runs" / "nodes", workdir / "runs" / "nodes-node1"
-    assert (node0 / "last.ckpt").is_file() and (node0 / "logs" / "scheduler.log").is_file()
-    assert not (node1 / "config.yaml").exists()  # logs only: not a --resume target
+    for name in ("config.yaml", "last.ckpt", "metrics.jsonl", "logs/scheduler.log",
+                 "logs/rank_0.log", "launch/processes_node0.json"):
+        assert (node0 / name).is_file(), name
+    assert not (node0 / "logs" / "rank_1.log").exists()
+    assert sorted(p.name for p in node1.iterdir()) == ["events", "launch", "logs"]
     assert (node1 / "logs" / "rank_1.log").is_file()
+    assert (node1 / "launch" / "processes_node1.json").is_file()
     assert _events(node1 / "events" / "rank_1.jsonl")[-1]["step"] == STEPS
+    assert "the machine with rank 0 writes the run folder" in " ".join(outs[1][1].split())
+    # stderr is not a terminal here: plain progress lines show the run is alive
+    assert f"step 1/{STEPS}, loss" in outs[0][1] and "run folder:" in outs[0][1]
     r0, r1 = _dump(workdir, "nodes", 0), _dump(workdir, "nodes", 1)
     for name in r0:
         np.testing.assert_array_equal(r0[name], r1[name], err_msg=name)

@@ -50,15 +50,14 @@ class NumpyNet:
         h, wd = x.shape[1:]
         xp = np.zeros((cin, h + 2 * p, wd + 2 * p))
         xp[:, p:p + h, p:p + wd] = x
-        y = np.empty((cout, h, wd))
-        for o in range(cout):
-            acc = np.full((h, wd), b[o])
-            for c in range(cin):
-                for dy in range(k):
-                    for dx in range(k):
-                        acc = acc + w[o, c, dy, dx] * xp[c, dy:dy + h, dx:dx + wd]
-            y[o] = acc
-        return y
+        # all output channels at once; each value is still the same sequence of float64
+        # multiply-adds (bias, then c, dy, dx in order), whatever the array shape
+        acc = np.broadcast_to(b[:, None, None], (cout, h, wd)).copy()
+        for c in range(cin):
+            for dy in range(k):
+                for dx in range(k):
+                    acc = acc + w[:, c, dy, dx][:, None, None] * xp[c, dy:dy + h, dx:dx + wd]
+        return acc
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.calls.append(batch.shape)
