@@ -208,22 +208,26 @@ def test_windows_are_streamed_one_at_a_time_with_progress():
     assert set(net.calls) == {(1, 3, 8, 8)}
 
 
-def test_predict_uint8_never_holds_the_float_image(monkeypatch):
-    """Rounding happens per window: the full-size float output is never allocated."""
+@pytest.mark.parametrize("self_ensemble", [False, True])
+def test_predict_uint8_never_holds_the_float_image(monkeypatch, self_ensemble):
+    """Rounding (and self-ensemble averaging) happens per window: no full-size float array
+    is ever allocated (the ensemble used to sum whole transformed images in float64)."""
     import wdsr_cli.core.inference as inference
 
     big = []
-    real_empty = np.empty
 
-    def watched(shape, dtype=float, *a, **k):
-        if np.dtype(dtype).kind == "f" and int(np.prod(shape)) >= 40 * 40 * 3:
-            big.append(shape)
-        return real_empty(shape, dtype, *a, **k)
+    def watch(real):
+        def watched(shape, dtype=float, *a, **k):
+            if np.dtype(dtype).kind == "f" and int(np.prod(shape)) >= 40 * 40 * 3:
+                big.append(shape)
+            return real(shape, dtype, *a, **k)
+        return watched
 
-    monkeypatch.setattr(inference.np, "empty", watched)
+    monkeypatch.setattr(inference.np, "empty", watch(np.empty))
+    monkeypatch.setattr(inference.np, "zeros", watch(np.zeros))
     net = NumpyNet(2)
-    out = Predictor(net, 2, net.receptive_radius, window=8).predict_uint8(
-        RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    p = Predictor(net, 2, net.receptive_radius, window=8, self_ensemble=self_ensemble)
+    out = p.predict_uint8(RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8))
     assert out.dtype == np.uint8 and out.shape == (40, 40, 3) and not big
 
 

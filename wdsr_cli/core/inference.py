@@ -18,8 +18,10 @@ float32 batch, see :class:`.backends.Backend`) and adds what every caller needs:
   oneDNN kernel it picks for that shape. (Batching several windows per call is not done:
   another batch size can pick other kernels.) Windows are streamed: one is on the device at a
   time, the output is assembled on the host, so memory is bounded by the window, not the image.
-* **Self-ensemble (x8).** The eight dihedral transforms of the input (flips and transpose)
-  are each run, transformed back and averaged in float64.
+* **Self-ensemble (x8).** The eight dihedral transforms (flips and transpose) of each window
+  are run, transformed back and averaged in float64, window by window: a transform keeps the
+  window's halo on every side, so this is the whole-image ensemble with memory bounded by the
+  window. (A fixed-shape model, whose windows have one shape, transforms the whole image.)
 * **Errors are never swallowed.** An exception inside a window propagates to the caller.
 
 The grid equals the whole-image result *mathematically* (the tests check it bit for bit with a
@@ -109,8 +111,8 @@ class FixedSizeWindows:
         out = np.empty((n, c, h * s, w * s), dtype=np.float32)
         for t in plan_windows(h, w, self.size, r, exact=True):
             y = np.asarray(self.backend(np.ascontiguousarray(x[:, :, t.cy0:t.cy1, t.cx0:t.cx1])))
-            rows, cols, kept = _kept(t, y, s)
-            out[:, :, rows, cols] = kept
+            rows, cols, yr, yc = _kept(t, s)
+            out[:, :, rows, cols] = y[:, :, yr, yc]
         return out
 
 
@@ -225,13 +227,13 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
-def _kept(t: Tile, y: np.ndarray, scale: int) -> tuple[slice, slice, np.ndarray]:
-    """(output rows, output columns, kept part of the window's NCHW output ``y``)."""
+def _kept(t: Tile, scale: int) -> tuple[slice, slice, slice, slice]:
+    """(output rows, output columns, rows, columns of the window's result) of the kept part."""
     s = scale
     oy, ox = (t.y0 - t.cy0) * s, (t.x0 - t.cx0) * s
     th, tw = (t.y1 - t.y0) * s, (t.x1 - t.x0) * s
     return (slice(t.y0 * s, t.y1 * s), slice(t.x0 * s, t.x1 * s),
-            y[:, :, oy:oy + th, ox:ox + tw])
+            slice(oy, oy + th), slice(ox, ox + tw))
 
 
 class Predictor:
@@ -314,8 +316,9 @@ class Predictor:
         n = len(self._plan(height, width))
         if not self.self_ensemble:
             return n
-        m = len(self._plan(width, height))
-        return 4 * n + 4 * m
+        if self.exact_window:  # fixed-shape model: the whole image is transformed
+            return 4 * n + 4 * len(self._plan(width, height))
+        return 8 * n
 
     def _plan(self, height: int, width: int) -> list[Tile]:
         return plan_windows(height, width, self.window, self.receptive_radius, self.exact_window)
@@ -327,21 +330,16 @@ class Predictor:
         ``on_tile(done, total)`` is called after every backend call (window).
         """
         x = _check_rgb(rgb)
-        h, w = x.shape[:2]
-        counter = _Counter(self.windows_for(h, w), on_tile)
-        if not self.self_ensemble:
-            return self._forward(x, counter, np.float32, None)
-        acc = np.zeros((h * self.scale, w * self.scale, 3), dtype=np.float64)
-        for t in dihedral_transforms():
-            acc += t.invert(self._forward(t.apply(x), counter, np.float32, None))
-        acc /= 8.0
-        return acc.astype(np.float32)
+        counter = _Counter(self.windows_for(*x.shape[:2]), on_tile)
+        if self.self_ensemble and self.exact_window:
+            return self._ensemble_whole_image(x, counter)
+        return self._forward(x, counter, np.float32, None)
 
     def predict_uint8(self, rgb_uint8: np.ndarray, on_tile: TileCallback | None = None
                       ) -> np.ndarray:
         """HxWx3 uint8 -> (H*s)x(W*s)x3 uint8 (clipped, rounded halves away from zero).
-        Without self-ensemble each window is rounded as it arrives (no float image is held)."""
-        if self.self_ensemble:
+        Each window is rounded as it arrives (no float image is held)."""
+        if self.self_ensemble and self.exact_window:
             return to_uint8(self.predict(rgb_uint8, on_tile=on_tile))
         x = _check_rgb(rgb_uint8)
         counter = _Counter(self.windows_for(*x.shape[:2]), on_tile)
@@ -349,24 +347,50 @@ class Predictor:
 
     def _forward(self, x: np.ndarray, counter: _Counter, dtype: Any,
                  convert: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+        """The window grid: each window's result (self-ensembled window by window: the 8
+        transforms of a window keep its halo on every side, so this is the whole-image
+        ensemble, with memory bounded by the window) is cut to its kept part and stored."""
         s = self.scale
         h, w = x.shape[:2]
         out = np.empty((h * s, w * s, 3), dtype=dtype)
         for t in self._plan(h, w):
-            crop = x[t.cy0:t.cy1, t.cx0:t.cx1].transpose(2, 0, 1)[None]
-            batch = np.ascontiguousarray(crop, dtype=np.float32)
-            y = np.asarray(self.backend(batch))
-            ch, cw = t.cy1 - t.cy0, t.cx1 - t.cx0
-            if y.shape != (1, 3, ch * s, cw * s):
-                raise WdsrError(
-                    f"the model returned shape {tuple(y.shape)} for an input of "
-                    f"{tuple(batch.shape)}; expected {(1, 3, ch * s, cw * s)}",
-                    f"the model does not upscale by x{s}: use a model made for this scale")
-            rows, cols, kept = _kept(t, y, s)
-            kept = kept[0].transpose(1, 2, 0)
-            out[rows, cols] = kept if convert is None else convert(kept)
-            counter.step()
+            crop = x[t.cy0:t.cy1, t.cx0:t.cx1]
+            y = self._ensemble_window(crop, counter) if self.self_ensemble else \
+                self._call(crop, counter)
+            rows, cols, yr, yc = _kept(t, s)
+            out[rows, cols] = y[yr, yc] if convert is None else convert(y[yr, yc])
         return out
+
+    def _ensemble_window(self, crop: np.ndarray, counter: _Counter) -> np.ndarray:
+        """The mean of the 8 dihedral passes over one window (float64 sum, float32 out)."""
+        acc = np.zeros((crop.shape[0] * self.scale, crop.shape[1] * self.scale, 3), np.float64)
+        for t in dihedral_transforms():
+            acc += t.invert(self._call(t.apply(crop), counter))
+        acc /= 8.0
+        return acc.astype(np.float32)
+
+    def _ensemble_whole_image(self, x: np.ndarray, counter: _Counter) -> np.ndarray:
+        """Self-ensemble for a fixed-shape model: its windows have one shape, so each
+        transform of the whole image is windowed (a transposed window would not fit it)."""
+        acc = np.zeros((x.shape[0] * self.scale, x.shape[1] * self.scale, 3), np.float64)
+        for t in dihedral_transforms():
+            acc += t.invert(self._forward(t.apply(x), counter, np.float32, None))
+        acc /= 8.0
+        return acc.astype(np.float32)
+
+    def _call(self, crop: np.ndarray, counter: _Counter) -> np.ndarray:
+        """One backend call: an HxWx3 crop -> its (H*s)x(W*s)x3 float32 result."""
+        s = self.scale
+        batch = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
+        y = np.asarray(self.backend(batch))
+        ch, cw = crop.shape[:2]
+        if y.shape != (1, 3, ch * s, cw * s):
+            raise WdsrError(
+                f"the model returned shape {tuple(y.shape)} for an input of "
+                f"{tuple(batch.shape)}; expected {(1, 3, ch * s, cw * s)}",
+                f"the model does not upscale by x{s}: use a model made for this scale")
+        counter.step()
+        return y[0].transpose(1, 2, 0)
 
 
 class _Counter:
