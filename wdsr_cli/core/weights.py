@@ -94,9 +94,11 @@ def start_mindspore(device_target: str = "auto", device_id: int = 0) -> None:
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None) -> Path | None:
-    """``--checkpoint`` as a path: ``bundled`` resolved for the scale (default x2), and the
-    file must exist (a folder is refused as such). None stays None. Reads nothing."""
+def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
+                     what: str = "checkpoint", hint: str = CHECKPOINT_HINT) -> Path | None:
+    """``--checkpoint`` (or ``--init``: ``what``, ``hint``) as a path: ``bundled`` resolved for
+    the scale (default x2), and the file must exist (a folder is refused as such). None stays
+    None. Reads nothing."""
     if checkpoint is None:
         return None
     if str(checkpoint) == "bundled":
@@ -109,10 +111,10 @@ def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None) ->
         return path
     path = Path(checkpoint)
     if path.is_dir():  # a folder is not "missing": say which file was probably meant
-        raise WdsrError(f"checkpoint '{path}' is a folder, not a checkpoint file",
+        raise WdsrError(f"{what} '{path}' is a folder, not a checkpoint file",
                         f"pass a .ckpt file, e.g. {path / 'best.ckpt'}")
     if not path.is_file():
-        raise WdsrError(f"checkpoint '{path}' does not exist", CHECKPOINT_HINT)
+        raise WdsrError(f"{what} '{path}' does not exist", hint)
     return path
 
 

@@ -360,7 +360,7 @@ def plan_train(request: TrainRequest) -> TrainJob:
     """
     from .. import runtime
     from .. import train as T
-    from ..checkpoints import bundled_checkpoint
+    from ..weights import named_checkpoint
 
     r = request
     env = os.environ if r.environ is None else r.environ
@@ -370,18 +370,9 @@ def plan_train(request: TrainRequest) -> TrainJob:
     cfg, resume = load_config(r)
     notes = [f"skipped unusable checkpoint {s}" for s in (resume.skipped if resume else [])]
     warnings: list[str] = []
-    init = r.init
-    if init is not None and str(init) == "bundled":  # fine-tune the shipped weights
-        init = bundled_checkpoint(cfg.model.scale)
-        if init is None:
-            raise WdsrError(f"this version of wdsr has no bundled x{cfg.model.scale} weights",
-                            "bundled scales: 2, 3, 4")
-    if init is not None and init.is_dir():
-        raise WdsrError(f"--init checkpoint '{init}' is a folder, not a checkpoint file",
-                        f"pass a .ckpt file, e.g. {init / 'best.ckpt'}")
-    if init is not None and not init.is_file():
-        raise WdsrError(f"--init checkpoint '{init}' does not exist",
-                        "pass a .ckpt written by wdsr train, a model-zoo WDSR .ckpt, or bundled")
+    # "bundled" fine-tunes the shipped weights of the config's scale
+    init = named_checkpoint(r.init, cfg.model.scale, what="--init checkpoint", hint="pass a "
+                            ".ckpt written by wdsr train, a model-zoo WDSR .ckpt, or bundled")
     if init is not None:  # recorded in config.yaml: a --resume before the first checkpoint keeps it
         init = init.resolve()
         cfg.train.init = str(init)
