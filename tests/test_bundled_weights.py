@@ -36,6 +36,7 @@ def test_bundled_weights_load_match_metadata_and_beat_bicubic(ms_cpu, scale):
     sr = predictor.predict_uint8(lr.astype(np.float32))
     model_psnr = psnr(sr, hr, scale, "y")
     bicubic_psnr = psnr(bicubic_upscale(lr, scale), hr, scale, "y")
-    # Measured on this crop: x2 +2.58, x3 +1.37, x4 +1.59 dB (the stage-1 weights gave +2.1,
-    # +0.74 and +0.5, so this fails if they come back; model card in README.md).
-    assert model_psnr > bicubic_psnr + 1.0, (model_psnr, bicubic_psnr)
+    # Measured on this crop: x2 +2.58, x3 +2.10 (stage 3), x4 +1.59 dB; required: that minus
+    # ~0.3 dB (the stage-2 x3 weights gave +1.37 and fail; model card in README.md).
+    required = {2: 2.3, 3: 1.8, 4: 1.3}[scale]
+    assert model_psnr > bicubic_psnr + required, (model_psnr, bicubic_psnr)
