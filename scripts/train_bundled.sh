@@ -5,8 +5,8 @@
 #   stage 2: each scale restarts its cosine schedule from its stage-1 best weights
 #            (a warm restart: more steps, and a fresh peak learning rate, without redoing stage 1).
 #   stage 3: x3, then x4, restart again from their stage-2 weights (= the weights shipped before
-#            issue 17) with longer schedules (configs/bundled-x{3,4}-stage3.yaml). Still running
-#            when this was written: training/README.md says where it stands and how to resume.
+#            issue 17) with longer schedules (configs/bundled-x{3,4}-stage3.yaml). x3 is done
+#            (shipped); x4 was still running: training/README.md says how to resume it.
 # Needs the Debian package mirror (for the photos) and ~4 h on 2 CPU cores for stages 1-2,
 # ~3 h more for stage 3 (when nothing else runs).
 set -euo pipefail
@@ -36,13 +36,14 @@ for s in 3 4; do
       --init runs/bundled-x$s-ft/best.ckpt --stall-timeout 0
 done
 
-# The shipped weights: the last finished stage of each scale (x3/x4 stay at stage 2 until
-# stage 3 ends and beats it on the held-out photos).
+# The shipped weights: the last finished stage of each scale (x2: stage 2; x3: stage 3;
+# x4 stays at stage 2 until its stage 3 ends and beats it on the held-out photos).
 mkdir -p wdsr_cli/assets/weights
-for s in 2 3 4; do
-  install -m 644 runs/bundled-x$s-ft/best.ckpt wdsr_cli/assets/weights/wdsr_x$s.ckpt
+for run in bundled-x2-ft bundled-x3-stage3 bundled-x4-ft; do
+  s=${run:9:1}
+  install -m 644 runs/$run/best.ckpt wdsr_cli/assets/weights/wdsr_x$s.ckpt
   "$WDSR" evaluate --scale $s --checkpoint wdsr_cli/assets/weights/wdsr_x$s.ckpt \
-      --hr data/photos/DIV2K_valid_HR --bicubic --json runs/bundled-x$s-ft/heldout.json
+      --backend mindspore --hr data/photos/DIV2K_valid_HR --bicubic --json runs/$run/heldout.json
 done
 
 # the ONNX forms that wdsr upscale runs by default on a CPU (must match the new .ckpt files)
