@@ -6,7 +6,7 @@
 #            (a warm restart: more steps, and a fresh peak learning rate, without redoing stage 1).
 #   stage 3: x3, then x4, restart again from their stage-2 weights (= the weights shipped before
 #            issue 17) with longer schedules (configs/bundled-x{3,4}-stage3.yaml). x3 is done
-#            (shipped); x4 was still running: training/README.md says how to resume it.
+#            (shipped); x4 is next: training/README.md says how to run and resume it.
 # Needs the Debian package mirror (for the photos) and ~4 h on 2 CPU cores for stages 1-2,
 # ~3 h more for stage 3 (when nothing else runs).
 set -euo pipefail

@@ -222,7 +222,14 @@ def test_crop_not_divisible_by_scale(tmp_path):
 
 
 def _tree(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None
+    """Every file's bytes; the journal's lines sorted (one line per finished image, appended in
+    the order the pool workers finish: that order depends on timing, its content does not)."""
+    def content(p):
+        data = p.read_bytes()
+        return b"".join(sorted(data.splitlines(keepends=True))) if p.name.endswith(
+            ".journal.jsonl") else data
+
+    return {p.relative_to(root).as_posix(): content(p) if p.is_file() else None
             for p in sorted(root.rglob("*"))}
 
 
