@@ -5,8 +5,9 @@
 #   stage 2: each scale restarts its cosine schedule from its stage-1 best weights
 #            (a warm restart: more steps, and a fresh peak learning rate, without redoing stage 1).
 #   stage 3: x3, then x4, restart again from their stage-2 weights (= the weights shipped before
-#            issue 17) with longer schedules (configs/bundled-x{3,4}-stage3.yaml). x3 is done
-#            (shipped); x4 is next: training/README.md says how to run and resume it.
+#            issue 17) with longer schedules (configs/bundled-x{3,4}-stage3.yaml). The shipped
+#            x4 run was stopped at step 3,135 of 3,600 (validation flat since 2,500); its
+#            best.ckpt is step 3,000. Running all 3,600 may pick a later step.
 # Needs the Debian package mirror (for the photos) and ~4 h on 2 CPU cores for stages 1-2,
 # ~3 h more for stage 3 (when nothing else runs).
 set -euo pipefail
@@ -36,10 +37,9 @@ for s in 3 4; do
       --init runs/bundled-x$s-ft/best.ckpt --stall-timeout 0
 done
 
-# The shipped weights: the last finished stage of each scale (x2: stage 2; x3: stage 3;
-# x4 stays at stage 2 until its stage 3 ends and beats it on the held-out photos).
+# The shipped weights: the last finished stage of each scale (x2: stage 2; x3, x4: stage 3).
 mkdir -p wdsr_cli/assets/weights
-for run in bundled-x2-ft bundled-x3-stage3 bundled-x4-ft; do
+for run in bundled-x2-ft bundled-x3-stage3 bundled-x4-stage3; do
   s=${run:9:1}
   install -m 644 runs/$run/best.ckpt wdsr_cli/assets/weights/wdsr_x$s.ckpt
   "$WDSR" evaluate --scale $s --checkpoint wdsr_cli/assets/weights/wdsr_x$s.ckpt \
