@@ -75,6 +75,25 @@ def test_stale_temps_of_dead_writers_go_live_ones_stay(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, "photo.png", ".hidden-but-not-ours"])
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_temps_of_an_exited_but_unreaped_writer_are_stale(tmp_path):
+    """kill -9 of prepare-data: its orphaned pool workers die at once but stay zombies until
+    init reaps them (kill -0 still finds them); a rerun in between must not keep their temps
+    (a fresh-clone make test failed on that once)."""
+    from wdsr_cli.core import fileio
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+        os.kill(proc.pid, 0)  # still there for kill -0
+        zombie = fileio.temp_path(tmp_path / "img.npy").name.replace(
+            f".tmp{os.getpid()}-", f".tmp{proc.pid}-")
+        (tmp_path / zombie).write_bytes(b"half an array")
+        assert [p.name for p in fileio.remove_stale_temps(tmp_path)] == [zombie]
+    finally:
+        proc.wait()
+
+
 # ----------------------------------------------------------------- defect 4: checkpoint temps
 
 

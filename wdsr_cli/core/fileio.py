@@ -162,8 +162,19 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """A process that has exited but is not reaped yet (a zombie: kill -0 still finds it) writes
+    nothing more. Orphans of a killed command wait for init to reap them, which can take a
+    while; their temporary files are stale already. Linux only (elsewhere: False)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")  # state, after "(command name)"
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
