@@ -489,3 +489,25 @@ def test_bad_launch_flags(tmp_path, args, expected) -> None:
     res = run_wdsr("train", "-c", "demo", "--device-target", "CPU", *args, cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error:") and expected in " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize("with_psutil", [True, False])
+def test_descendants_are_found_with_and_without_psutil(monkeypatch, with_psutil):
+    """Without psutil the process tree is read from /proc (the fallback the launcher uses to
+    stop a worker's helpers); both ways find a child and its grandchild."""
+    if not with_psutil:
+        if not Path("/proc/self/stat").exists():
+            pytest.skip("needs Linux /proc")
+        monkeypatch.setitem(sys.modules, "psutil", None)  # `import psutil` raises ImportError
+    # the child starts a grandchild and prints its pid; both then wait for stdin to close
+    code = ("import subprocess, sys; g = subprocess.Popen([sys.executable, '-c', "
+            "'import sys; sys.stdin.read()'], stdin=subprocess.PIPE); print(g.pid, flush=True); "
+            "sys.stdin.read(); g.stdin.close(); g.wait()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        assert {child.pid, grandchild} <= set(L._descendants(os.getpid()))
+    finally:
+        child.stdin.close()
+        child.wait()

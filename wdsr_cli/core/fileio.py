@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import WdsrError
+from .runtime import proc_stat
 
 __all__ = ["atomic_write", "commit", "file_mode", "private_folder", "probe_writable",
            "remove_stale_temps", "replacing",
@@ -170,11 +171,8 @@ def _exited(pid: int) -> bool:
     """A process that has exited but is not reaped yet (a zombie: kill -0 still finds it) writes
     nothing more. Orphans of a killed command wait for init to reap them, which can take a
     while; their temporary files are stale already. Linux only (elsewhere: False)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")  # state, after "(command name)"
+    fields = proc_stat(pid)
+    return bool(fields) and fields[0] in ("Z", "X")  # the state
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:

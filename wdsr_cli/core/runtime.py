@@ -171,6 +171,17 @@ def ctrl_c_stays_with_python() -> None:
     _STATE["ctrl_c"] = True
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...), or None
+    where there is no such file (the process is gone, or not Linux). The name stands in
+    parentheses and may itself hold spaces and ')', hence the split at the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode(errors="replace").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def die_with_parent(parent_pid: int | None = None) -> bool:
     """Ask Linux to SIGKILL this process when its parent dies (even by SIGKILL), so helper
     processes never outlive the command (orphans would print tracebacks into the user's

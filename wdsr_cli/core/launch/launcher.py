@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import events
+from ..runtime import proc_stat
 from .plan import SCHEDULER, WORKER, LaunchPlan, ProcessSpec
 
 #: Seconds without any event or log output (from every local process) before the job is
@@ -242,10 +243,8 @@ def _descendants(pid: int) -> list[int]:
             if not entry.isdigit():
                 continue
             try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read().decode(errors="replace")
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+                ppid = int(proc_stat(entry)[1])
+            except (TypeError, ValueError, IndexError):  # gone meanwhile, or no ppid field
                 continue
             children.setdefault(ppid, []).append(int(entry))
     except OSError:
