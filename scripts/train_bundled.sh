@@ -40,7 +40,7 @@ done
 # The shipped weights: the last finished stage of each scale (x2: stage 2; x3, x4: stage 3).
 mkdir -p wdsr_cli/assets/weights
 for run in bundled-x2-ft bundled-x3-stage3 bundled-x4-stage3; do
-  s=${run:9:1}
+  s=${run#bundled-x}; s=${s%%-*}  # the scale in the run name
   install -m 644 runs/$run/best.ckpt wdsr_cli/assets/weights/wdsr_x$s.ckpt
   "$WDSR" evaluate --scale $s --checkpoint wdsr_cli/assets/weights/wdsr_x$s.ckpt \
       --backend mindspore --hr data/photos/DIV2K_valid_HR --bicubic --json runs/$run/heldout.json
