@@ -16,12 +16,17 @@ install: $(BIN)/python
 demo: install
 	bash scripts/demo.sh $(WDSR)
 
+# Two test files at a time (pytest-xdist): one test alone keeps ~1 of 2 cores busy (it waits on
+# `wdsr` subprocesses); --dist loadfile keeps a file's module fixtures (tiny runs) in one worker.
+TEST_JOBS ?= 2
+PYTEST := cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile
+
 test: install
-	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider ..
+	$(PYTEST) ..
 
 # The inner loop: everything but the tests marked slow (training runs, several ranks, kills).
 test-quick: install
-	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" ..
+	$(PYTEST) -m "not slow" ..
 
 lint: install
 	$(BIN)/ruff check wdsr_cli tests scripts
