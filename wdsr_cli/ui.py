@@ -7,6 +7,7 @@ Tables and results go to stdout; progress and messages go to stderr so that
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
@@ -92,6 +93,9 @@ def rate_text(done: int, seconds: float, unit: str) -> str:
 
 #: Seconds between plain progress lines when the output is not a terminal.
 PLAIN_LINE_INTERVAL = 30.0
+#: The ETA follows the pace of the last this-many progress events of the lead rank (not the
+#: average since the start, which a pause, e.g. Ctrl-Z or a busy machine, skews for hours).
+ETA_WINDOW = 64
 
 
 class TrainView:
@@ -111,6 +115,7 @@ class TrainView:
         self.world_size = world_size
         self.ranks: dict[int, dict] = {r: {"state": "starting"} for r in range(world_size)}
         self.run: dict = {}
+        self.pace: deque[tuple[float, int]] = deque(maxlen=ETA_WINDOW)  # (time, step)
         self.messages: list[str] = []
         self.console = console or err
         # Not a terminal (CI, nohup, a scheduler's log): Rich draws nothing until the end,
@@ -148,6 +153,7 @@ class TrainView:
                 self.run.update(step=event["step"], epoch=event["epoch"], lr=event["lr"],
                                 now=event["time"], total=event.get("total_steps",
                                                                    self.run.get("total")))
+                self.pace.append((event["time"], event["step"]))
         elif kind == "validation":
             self.run.update(psnr=event["psnr"], ssim=event["ssim"], best=event["best_psnr"],
                             bicubic=event.get("bicubic_psnr"), protocol=event.get("protocol"),
@@ -190,9 +196,11 @@ class TrainView:
         r = self.run
         if not r.get("now") or r.get("step", 0) <= r.get("start_step", 0):
             return "-"
-        done = r["step"] - r["start_step"]
-        per_step = (r["now"] - r["started"]) / done
-        left = per_step * (r["total"] - r["step"])
+        # The recent pace (validation and checkpoints included once the window spans them);
+        # until there are two progress events, the pace since the start.
+        (t0, s0), (t1, s1) = (self.pace[0], self.pace[-1]) if len(self.pace) >= 2 else \
+            ((r["started"], r["start_step"]), (r["now"], r["step"]))
+        left = (t1 - t0) / max(s1 - s0, 1) * (r["total"] - r["step"])
         if left >= 86400:
             return f"{left / 3600:.0f} h"
         return time.strftime("%H:%M:%S", time.gmtime(left))
