@@ -304,23 +304,26 @@ def test_plain_progress_lines_at_a_steady_interval():
     assert "step 3/100" in lines[1] and "last val 30.50 dB at step 2 (best 30.50)" in lines[1]
 
 
-def test_eta_follows_the_recent_pace_not_the_average_since_the_start():
+@pytest.mark.parametrize("lead", [0, 2])  # 2: a node without rank 0 (--node-rank 1)
+def test_eta_follows_the_recent_pace_not_the_average_since_the_start(lead):
     """A run paused for an hour (Ctrl-Z, a busy machine) shows the ETA of its current pace
-    once it trains again, not an average that the pause skews for hours."""
+    once it trains again, not an average that the pause skews for hours; on every node."""
     import io
 
     from rich.console import Console
 
-    from wdsr_cli.ui import TrainView
+    from wdsr_cli.ui import LaunchView
 
     buf, now = io.StringIO(), [0.0]
     console = Console(file=buf, force_terminal=False, width=200)
-    view = TrainView("run", 1, console=console, line_interval=0.0, clock=lambda: now[0])
-    view.handle({"type": "start", "rank": 0, "total_steps": 1000, "start_step": 0, "time": 0.0})
+    view = LaunchView("run", [lead, lead + 1], console=console, line_interval=0.0,
+                      clock=lambda: now[0])
+    view.handle({"type": "start", "rank": lead, "total_steps": 1000, "start_step": 0,
+                 "time": 0.0})
     for s in range(1, 81):  # 1 s per step, with a 3,600 s pause after step 10
         t = float(s) if s <= 10 else 3600.0 + s
         now[0] = t
-        view.handle({"type": "step", "rank": 0, "step": s, "epoch": 1, "loss": 2.0,
+        view.handle({"type": "step", "rank": lead, "step": s, "epoch": 1, "loss": 2.0,
                      "loss_avg": 1.5, "lr": 1e-3, "patches_per_s": 16.0, "data_wait": 0.0,
                      "time": t, "total_steps": 1000})
     last = buf.getvalue().splitlines()[-1]

@@ -149,7 +149,7 @@ class TrainView:
         elif kind == "step":
             row.update(state="training", step=event["step"], loss=event["loss_avg"],
                        rate=event["patches_per_s"], wait=event["data_wait"])
-            if rank == 0:
+            if rank == self.lead:
                 self.run.update(step=event["step"], epoch=event["epoch"], lr=event["lr"],
                                 now=event["time"], total=event.get("total_steps",
                                                                    self.run.get("total")))
@@ -414,10 +414,6 @@ class LaunchView(TrainView):
             self.ranks.setdefault(rank, {})["state"] = "training"
             self.live.update(self.render())
             return
-        if kind == "step" and rank == self.lead != 0:
-            self.run.update(step=event["step"], epoch=event["epoch"], lr=event["lr"],
-                            now=event["time"], total=event.get("total_steps",
-                                                               self.run.get("total")))
         super().handle(event)
 
     def process_state(self, label: str, rank: int | None, state: str) -> None:
