@@ -70,6 +70,7 @@ def test_int_accepted_for_float_but_not_bool_for_int():
     ("model.scale=5", "model.scale"),
     ("model.variant=c", "model.variant"),
     ("train.schedule=linear", "train.schedule"),
+    ("train.loss=l3", "train.loss"),
     ("eval.protocol=ycbcr", "eval.protocol"),
     ("eval.tile=-1", "eval.tile"),
     ("train.steps=0", "train.steps"),

@@ -26,6 +26,7 @@ DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 PROTOCOLS = ("y", "rgb")
 PRECISIONS = ("auto", "fp32", "fp16")
+LOSSES = ("l1", "l2")
 
 
 @dataclass
@@ -72,6 +73,9 @@ class TrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_grad_norm: float = 0.0  # 0 = off
+    # l1: mean |SR - HR| (the paper's); l2: mean squared error, the quantity PSNR measures
+    # (a short l2 stage at the end is a common way to buy the last hundredths of a dB)
+    loss: str = "l1"
     precision: str = "auto"  # auto = fp16 with dynamic loss scaling on Ascend/GPU, fp32 on CPU
     log_every: int = 10
     val_every: int = 1000
@@ -337,6 +341,7 @@ def validate(cfg: Config) -> None:
     _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1 and t.eps > 0, "Adam betas in [0, 1), eps > 0")
     _check(t.weight_decay >= 0 and t.clip_grad_norm >= 0, "weight decay / clipping must be >= 0")
     _one_of(t.precision, PRECISIONS, "train.precision")
+    _one_of(t.loss, LOSSES, "train.loss")
     for key in ("log_every", "val_every", "ckpt_every", "keep_checkpoints"):
         _check(getattr(t, key) >= 1, f"'train.{key}' must be at least 1")
     _check(t.val_images >= 0 and t.seed >= 0, "'train.val_images' and 'train.seed' must be >= 0")

@@ -158,7 +158,7 @@ def check_resume_compatible(cfg: Config, meta: dict[str, Any], dataset_id: str,
 
 
 def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int, float]],
-              bicubic: float | None) -> str:
+              bicubic: float | None, loss_name: str = "l1") -> str:
     """A small self-contained SVG: loss (left axis) and validation PSNR (right axis)."""
     w, h, pad = 640, 320, 48
 
@@ -181,7 +181,7 @@ def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int,
         vals = [v for _, v in points_loss]
         lo, hi = min(vals), max(vals)
         parts.append(path(points_loss, lo, hi, "#1f77b4", steps_max))
-        parts.append(f'<text x="{pad}" y="20" fill="#1f77b4">L1 loss {hi:.2f} .. {lo:.2f}</text>')
+        parts.append(f'<text x="{pad}" y="20" fill="#1f77b4">{loss_name.upper()} loss {hi:.2f} .. {lo:.2f}</text>')
     if points_psnr:
         vals = [v for _, v in points_psnr] + ([bicubic] if bicubic else [])
         lo, hi = min(vals), max(vals)
@@ -377,7 +377,8 @@ class Trainer:
         self.psnr_points.append((step, psnr))
         self.emit("validation", step=step, psnr=psnr, ssim=ssim, best_psnr=self.best_psnr,
                   is_best=is_best, bicubic_psnr=self.bicubic_psnr, protocol=self.cfg.eval.protocol)
-        curve = _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr)
+        curve = _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr,
+                          self.cfg.train.loss)
         atomic_write(self.run_dir / "plot.svg", curve)
         self._write_report(step, result, collector, curve)
 
@@ -483,18 +484,22 @@ def resolve_precision(cfg: Config, device_target: str) -> str:
 
 
 def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
-    """The GRAPH-mode train cell: L1 loss, gradients (all-reduced when data-parallel), optional
+    """The GRAPH-mode train cell: L1 or L2 loss (``t.loss``), gradients (all-reduced when data-parallel), optional
     clipping by global norm, Adam with the per-step learning rates ``lrs``. Call it with
     (lr_batch, hr_batch); it returns the loss (fp32) or (loss, overflow, scale) (fp16)."""
     from mindspore import Tensor, nn, ops
 
-    class WithL1(nn.Cell):
-        def __init__(self, net):
+    class WithLoss(nn.Cell):
+        def __init__(self, net, squared: bool):
             super().__init__(auto_prefix=False)  # keep parameter names = the network's
             self.net = net
+            self.squared = squared  # a constant: the graph holds one of the two branches
 
         def construct(self, lr, hr):
-            return ops.mean(ops.abs(self.net(lr) - hr))
+            err = self.net(lr) - hr
+            if self.squared:
+                return ops.mean(err * err)
+            return ops.mean(ops.abs(err))
 
     class TrainStep(nn.TrainOneStepCell):
         """TrainOneStepCell (it sets up the all-reduce of gradients when data-parallel)
@@ -516,7 +521,7 @@ def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
 
     optimizer = nn.Adam(net.trainable_params(), learning_rate=Tensor(lrs), beta1=t.beta1,
                         beta2=t.beta2, eps=t.eps, weight_decay=t.weight_decay)
-    with_loss = WithL1(net)
+    with_loss = WithLoss(net, t.loss == "l2")
     if precision == "fp16":
         # One loss-scaling mechanism, MindSpore's own (the model zoo applied two).
         from mindspore import amp
