@@ -488,6 +488,7 @@ def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
     clipping by global norm, Adam with the per-step learning rates ``lrs``. Call it with
     (lr_batch, hr_batch); it returns the loss (fp32) or (loss, overflow, scale) (fp16)."""
     from mindspore import Tensor, nn, ops
+    from mindspore import dtype as mstype
 
     class WithLoss(nn.Cell):
         def __init__(self, net, squared: bool):
@@ -496,7 +497,8 @@ def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
             self.squared = squared  # a constant: the graph holds one of the two branches
 
         def construct(self, lr, hr):
-            err = self.net(lr) - hr
+            # fp32 even under fp16 (O2) training: a squared error of 256 overflows fp16
+            err = ops.cast(self.net(lr) - hr, mstype.float32)
             if self.squared:
                 return ops.mean(err * err)
             return ops.mean(ops.abs(err))
