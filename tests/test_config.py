@@ -94,6 +94,19 @@ def test_unknown_section_and_key_in_yaml(tmp_path):
         C.load_config(str(p))
 
 
+def test_a_bare_recipe_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    # `make demo` leaves ./demo/ where the README then runs `wdsr train --config demo`.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "mine").mkdir()
+    assert C.resolve_config_path("demo") == C.builtin_config_dir() / "demo.yaml"
+    assert C.load_config("demo").name == "demo"
+    with pytest.raises(WdsrError, match="is a folder"):
+        C.resolve_config_path("mine")  # no recipe of that name: the folder is what was meant
+    with pytest.raises(WdsrError, match="is a folder"):
+        C.resolve_config_path("./demo/")  # a path is a path
+
+
 def test_missing_config_path():
     with pytest.raises(WdsrError, match="does not exist"):
         C.load_config("nowhere/x.yaml")

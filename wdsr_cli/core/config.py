@@ -147,6 +147,11 @@ def resolve_config_path(name_or_path: str) -> Path:
     looks_like_path = candidate.suffix in (".yaml", ".yml") or "/" in name_or_path
     if candidate.is_file():
         return candidate
+    builtin = builtin_config_dir() / f"{name_or_path}.yaml"
+    # A bare name means the recipe even when a folder of that name is here (`make demo` leaves
+    # ./demo/ beside `wdsr train --config demo`).
+    if not looks_like_path and builtin.is_file():
+        return builtin
     if candidate.is_dir():
         raise WdsrError(f"config '{name_or_path}' is a folder, not a YAML file",
                         "pass a YAML file or one of: " + ", ".join(builtin_config_names()))
@@ -155,9 +160,6 @@ def resolve_config_path(name_or_path: str) -> Path:
             f"config file '{name_or_path}' does not exist",
             "pass an existing YAML file or one of: " + ", ".join(builtin_config_names()),
         )
-    builtin = builtin_config_dir() / f"{name_or_path}.yaml"
-    if builtin.is_file():
-        return builtin
     raise WdsrError(
         f"unknown config '{name_or_path}'",
         "built-in configs: " + ", ".join(builtin_config_names()) + " (or pass a YAML file path)",
