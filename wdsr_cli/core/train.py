@@ -181,7 +181,8 @@ def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int,
         vals = [v for _, v in points_loss]
         lo, hi = min(vals), max(vals)
         parts.append(path(points_loss, lo, hi, "#1f77b4", steps_max))
-        parts.append(f'<text x="{pad}" y="20" fill="#1f77b4">{loss_name.upper()} loss {hi:.2f} .. {lo:.2f}</text>')
+        parts.append(f'<text x="{pad}" y="20" fill="#1f77b4">'
+                     f'{loss_name.upper()} loss {hi:.2f} .. {lo:.2f}</text>')
     if points_psnr:
         vals = [v for _, v in points_psnr] + ([bicubic] if bicubic else [])
         lo, hi = min(vals), max(vals)
@@ -484,9 +485,10 @@ def resolve_precision(cfg: Config, device_target: str) -> str:
 
 
 def build_train_step(net, t, lrs: np.ndarray, precision: str = "fp32"):
-    """The GRAPH-mode train cell: L1 or L2 loss (``t.loss``), gradients (all-reduced when data-parallel), optional
-    clipping by global norm, Adam with the per-step learning rates ``lrs``. Call it with
-    (lr_batch, hr_batch); it returns the loss (fp32) or (loss, overflow, scale) (fp16)."""
+    """The GRAPH-mode train cell: L1 or L2 loss (``t.loss``), gradients (all-reduced when
+    data-parallel), optional clipping by global norm, Adam with the per-step learning rates
+    ``lrs``. Call it with (lr_batch, hr_batch); it returns the loss (fp32) or (loss, overflow,
+    scale) (fp16)."""
     from mindspore import Tensor, nn, ops
     from mindspore import dtype as mstype
 
