@@ -71,6 +71,8 @@ def test_int_accepted_for_float_but_not_bool_for_int():
     ("model.variant=c", "model.variant"),
     ("train.schedule=linear", "train.schedule"),
     ("train.loss=l3", "train.loss"),
+    ("train.ema_decay=1", "train.ema_decay"),
+    ("train.ema_decay=-0.1", "train.ema_decay"),
     ("eval.protocol=ycbcr", "eval.protocol"),
     ("eval.tile=-1", "eval.tile"),
     ("train.steps=0", "train.steps"),

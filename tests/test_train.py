@@ -189,6 +189,50 @@ def test_sigkill_then_resume_gives_identical_weights(workdir, straight, tmp_path
     assert [s["start_step"] for s in starts] == [0, 4]
 
 
+EMA = ["--steps", "8", "--set", "train.ckpt_every=1", "--set", "train.keep_checkpoints=8",
+       "--set", "train.val_every=8", "--set", "train.ema_decay=0.5"]
+
+
+def _entries(path):
+    from wdsr_cli.core.checkpoints import read_checkpoint
+
+    params, _ = read_checkpoint(path)
+    return {k: v.asnumpy() for k, v in params.items()}
+
+
+def test_weight_average_is_exact_validated_and_resumed_exactly(workdir, tmp_path):
+    """train.ema_decay: every periodic checkpoint holds the raw weights w_s and the average
+    a_s = d a_(s-1) + (1 - d) w_s (float32, bit-exact); the one validation (step 8) validates
+    the average, so best.ckpt holds it; evaluate/upscale read the average from any training
+    checkpoint; a run killed at step 4 and resumed ends with the same raw weights, Adam state
+    and average, bit for bit."""
+    res = _train(workdir, *EMA, "--name", "ema")
+    assert res.returncode == 0, res.stderr
+    run = workdir / "runs" / "ema"
+    state = {s: _entries(run / "ckpt" / f"step_{s:07d}.ckpt") for s in range(1, 9)}
+    d = np.float32(0.5)
+    for s in range(2, 9):
+        for name in (k for k in state[s] if k.startswith("ema.")):
+            expected = d * state[s - 1][name] + (np.float32(1) - d) * state[s][name[4:]]
+            np.testing.assert_array_equal(state[s][name], expected, err_msg=f"{name} step {s}")
+    average = {k[4:]: v for k, v in state[8].items() if k.startswith("ema.")}
+    raw = {k: state[8][k] for k in average}
+    assert any(not np.array_equal(average[k], raw[k]) for k in average)
+    best = _weights(run / "best.ckpt")
+    _assert_same_weights({k: best[k] for k in average}, average)
+    _assert_same_weights({k: v for k, v in _weights(run).items() if k in average}, average)
+
+    marker = tmp_path / "held"
+    proc = _held_train(workdir, [*EMA, "--name", "ema-killed"], "train-step-4", marker)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = workdir / "runs" / "ema-killed"
+    res = run_wdsr("train", "--resume", str(killed), cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    assert [e["start_step"] for e in _events(killed) if e["type"] == "start"] == [0, 4]
+    _assert_same_weights(_entries(killed / "last.ckpt"), state[8])
+
+
 def test_stall_timeout_stops_a_silent_run(workdir, tmp_path):
     """A worker that stops reporting (held after step 1) is declared hung after
     --stall-timeout seconds; the launcher stops it and exits 1."""

@@ -81,3 +81,49 @@ def test_the_step_minimises_the_configured_loss(ms_cpu, loss):
     returned = float(cell(lr, hr).asnumpy())
     assert returned == pytest.approx(before, rel=1e-5)
     assert measured() < before
+
+
+class _FakeParam:
+    """What WeightAverage reads of a MindSpore Parameter: its name and its value."""
+
+    def __init__(self, name, value):
+        self.name, self.value = name, np.asarray(value, dtype=np.float32)
+
+    def asnumpy(self):
+        return self.value.copy()
+
+
+class _FakeNet:
+    def __init__(self, **values):
+        self.params = [_FakeParam(k, v) for k, v in values.items()]
+
+    def trainable_params(self):
+        return self.params
+
+
+def test_weight_average_update_catch_up_and_resume():
+    from wdsr_cli.core.train import WeightAverage
+
+    net = _FakeNet(w=[1.0, 2.0], b=[0.5])
+    avg = WeightAverage(net, 0.75, step=10)
+    assert not avg.resumed
+    net.params[0].value[:] = [5.0, 6.0]  # step 11 changed w
+    avg.update()
+    assert avg.state[0] == 11
+    np.testing.assert_array_equal(avg.entries()["ema.w"], np.float32([2.0, 3.0]))
+    np.testing.assert_array_equal(avg.entries()["ema.b"], np.float32([0.5]))
+    # Ctrl-C after step 12 was applied but before it was averaged: catch_up folds it in once
+    net.params[0].value[:] = [6.0, 7.0]
+    avg.catch_up(12)
+    avg.catch_up(12)
+    assert avg.state[0] == 12
+    np.testing.assert_array_equal(avg.entries()["ema.w"], np.float32([3.0, 4.0]))
+    # a resumed average continues from the saved one, not from the current weights
+    again = WeightAverage(net, 0.75, step=12, saved={"ema.w": np.float32([9.0, 9.0]),
+                                                     "ema.b": np.float32([1.0])})
+    assert again.resumed
+    np.testing.assert_array_equal(again.entries()["ema.w"], np.float32([9.0, 9.0]))
+    # a checkpoint without an average (or part of one) starts it from the current weights
+    fresh = WeightAverage(net, 0.75, step=12, saved={"ema.w": np.float32([9.0, 9.0])})
+    assert not fresh.resumed
+    np.testing.assert_array_equal(fresh.entries()["ema.w"], np.float32([6.0, 7.0]))

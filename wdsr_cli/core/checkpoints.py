@@ -26,6 +26,7 @@ from .errors import WdsrError
 
 META_KEY = "wdsr_meta"  # prefixed: a metadata key equal to a parameter name breaks loading
 FORMAT_VERSION = 1
+EMA_PREFIX = "ema."  # the weight average in a training checkpoint: ema.<parameter name>
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "weights"
 
 
@@ -59,8 +60,10 @@ def _quiet_mindspore_logger():
                     os.write(2, text)
 
 
-def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
-    """Save a Cell (or a list of {"name", "data"} dicts) with metadata, atomically."""
+def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any],
+                    extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Save a Cell (or a list of {"name", "data"} dicts) with metadata, atomically; ``extra``
+    adds arrays under their own names (the weight average of a training checkpoint)."""
     import mindspore as ms
 
     from .fileio import remove_stale_temps, replacing
@@ -71,10 +74,10 @@ def save_checkpoint(obj: Any, path: str | os.PathLike, meta: dict[str, Any]) -> 
     try:
         # The temporary name keeps the .ckpt suffix (MindSpore appends one to any other name);
         # MindSpore writes <stem>.tmp first, which replacing() also removes on failure.
+        appended = {name: ms.Tensor(array) for name, array in (extra or {}).items()}
+        appended[META_KEY] = json.dumps(meta, sort_keys=True)
         with replacing(path, suffix=".ckpt") as tmp:
-            ms.save_checkpoint(obj, str(tmp),
-                               append_dict={META_KEY: json.dumps(meta, sort_keys=True)},
-                               crc_check=True)
+            ms.save_checkpoint(obj, str(tmp), append_dict=appended, crc_check=True)
     except OSError as exc:
         raise WdsrError(f"cannot write checkpoint '{path}': {exc.strerror or exc}",
                         "free some disk space, or check that the folder is writable") from None
@@ -121,10 +124,14 @@ def model_config_of(meta: dict[str, Any]) -> ModelConfig:
 
 
 def network_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """Only the network's own weights (drop optimizer moments, step counters, ...)."""
+    """Only the network's own weights (drop optimizer moments, step counters, ...). A training
+    checkpoint of a run with a weight average (train.ema_decay) gives the average: it is what
+    that run validates and keeps as best.ckpt; only --resume reads the raw weights."""
     skip = ("moment1.", "moment2.", "vhat.", "beta1_power", "beta2_power", "global_step",
-            "learning_rate", "scale_sense", "current_step")
-    return {k: v for k, v in params.items() if not k.startswith(skip)}
+            "learning_rate", "scale_sense", "current_step", EMA_PREFIX)
+    weights = {k: v for k, v in params.items() if not k.startswith(skip)}
+    weights.update({k[len(EMA_PREFIX):]: v for k, v in params.items() if k.startswith(EMA_PREFIX)})
+    return weights
 
 
 def load_network(path: str | os.PathLike, weight_norm: bool = True):

@@ -76,6 +76,10 @@ class TrainConfig:
     # l1: mean |SR - HR| (the paper's); l2: mean squared error, the quantity PSNR measures
     # (a short l2 stage at the end is a common way to buy the last hundredths of a dB)
     loss: str = "l1"
+    # Exponential moving average of the weights, updated after every step (0 = off; e.g. 0.999
+    # averages over ~1,000 steps). When on, validation, best.ckpt and so evaluate/upscale/export
+    # use the averaged weights; last.ckpt holds both (exact resume).
+    ema_decay: float = 0.0
     precision: str = "auto"  # auto = fp16 with dynamic loss scaling on Ascend/GPU, fp32 on CPU
     log_every: int = 10
     val_every: int = 1000
@@ -344,6 +348,7 @@ def validate(cfg: Config) -> None:
     _check(t.weight_decay >= 0 and t.clip_grad_norm >= 0, "weight decay / clipping must be >= 0")
     _one_of(t.precision, PRECISIONS, "train.precision")
     _one_of(t.loss, LOSSES, "train.loss")
+    _check(0 <= t.ema_decay < 1, "'train.ema_decay' must be in [0, 1) (0 = off, e.g. 0.999)")
     for key in ("log_every", "val_every", "ckpt_every", "keep_checkpoints"):
         _check(getattr(t, key) >= 1, f"'train.{key}' must be at least 1")
     _check(t.val_images >= 0 and t.seed >= 0, "'train.val_images' and 'train.seed' must be >= 0")

@@ -196,6 +196,56 @@ def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int,
     return "\n".join(parts)
 
 
+class WeightAverage:
+    """The exponential moving average of a network's trainable weights, kept on the host:
+    after every step, ``avg = decay * avg + (1 - decay) * w`` in float32. Elementwise numpy
+    (no reductions), so the same bits on every CPU, and part of last.ckpt (``ema.<name>``), so a
+    resumed run continues it exactly. It starts from the weights the run starts from (--init,
+    random, or a checkpoint without an average)."""
+
+    def __init__(self, net: Any, decay: float, step: int,
+                 saved: dict[str, Any] | None = None) -> None:
+        from .checkpoints import EMA_PREFIX, _as_array
+
+        self.params = net.trainable_params()
+        self.decay = np.float32(decay)
+        self.rest = np.float32(1) - self.decay
+        saved = saved or {}
+        self.resumed = all(EMA_PREFIX + p.name in saved for p in self.params)
+        values = {p.name: (_as_array(saved[EMA_PREFIX + p.name]) if self.resumed
+                           else p.asnumpy()).astype(np.float32) for p in self.params}
+        # (steps averaged in, averages) replaced as one object: a Ctrl-C in the middle of
+        # update() leaves the previous state whole, and catch_up() knows what is missing
+        self.state = (step, values)
+
+    def update(self) -> None:
+        step, values = self.state
+        new = {p.name: self.decay * values[p.name] + self.rest * p.asnumpy() for p in self.params}
+        self.state = (step + 1, new)
+
+    def catch_up(self, applied_steps: int) -> None:
+        """After an interrupt: fold in the last step if it was applied to the weights but not
+        yet averaged (the average then holds exactly ``applied_steps`` updates)."""
+        if self.state[0] == applied_steps - 1:
+            self.update()
+
+    def entries(self) -> dict[str, np.ndarray]:
+        """What last.ckpt stores: ema.<parameter name> -> average."""
+        from .checkpoints import EMA_PREFIX
+
+        return {EMA_PREFIX + name: avg for name, avg in self.state[1].items()}
+
+    def copy_to(self, net: Any) -> Any:
+        """Put the average into ``net`` (a second network of the same config); returns it."""
+        from mindspore import Tensor
+
+        values = self.state[1]
+        for name, param in net.parameters_and_names():
+            if name in values:
+                param.set_data(Tensor(values[name]))
+        return net
+
+
 @dataclass
 class TrainOptions:
     run_dir: Path
@@ -257,7 +307,7 @@ class Trainer:
     def _build(self) -> None:
         import mindspore as ms
 
-        from .checkpoints import assign_parameters, init_parameters
+        from .checkpoints import EMA_PREFIX, assign_parameters, init_parameters
         from .data.pipeline import load_validation
         from .model import build_model
         from .schedule import learning_rates
@@ -288,7 +338,8 @@ class Trainer:
             check_resume_compatible(self.cfg, resume.meta, self.patches.dataset_id,
                                     self.opts.allow_data_change)
             # The lr array is derived from the config (so train.steps may be extended on resume).
-            state = {k: v for k, v in resume.params.items() if k != "learning_rate"}
+            state = {k: v for k, v in resume.params.items()
+                     if k != "learning_rate" and not k.startswith(EMA_PREFIX)}
             missing = ms.load_param_into_net(self.step_cell, state)
             missing = [m for m in (missing[0] if isinstance(missing, tuple) else missing)
                        if m != "learning_rate" and not m.startswith("scale_sense")]
@@ -299,6 +350,13 @@ class Trainer:
             best = resume.meta.get("best_psnr")
             self.best_psnr = -math.inf if best is None else float(best)
             self._reload_history()
+        # The weight average lives on rank 0 only: it validates and writes the checkpoints, and
+        # after each all-reduced step every rank holds the same weights.
+        self.average = None
+        if t.ema_decay > 0 and self.is_main:
+            self.average = WeightAverage(self.net, t.ema_decay, self.start_step,
+                                         resume.params if resuming else None)
+            self.average_net = build_model(c.model)  # validated and saved as best.ckpt
 
     def _resolve_precision(self) -> str:
         from .runtime import _STATE
@@ -335,8 +393,12 @@ class Trainer:
             return
         from .checkpoints import save_checkpoint
 
-        path = save_checkpoint(self.step_cell, self.run_dir / "last.ckpt", self._meta("last", step))
+        path = save_checkpoint(self.step_cell, self.run_dir / "last.ckpt", self._meta("last", step),
+                               self._average_entries())
         self.emit("checkpoint", step=step, path=str(path), kind="last")
+
+    def _average_entries(self) -> dict[str, np.ndarray] | None:
+        return self.average.entries() if self.average else None
 
     def save_periodic(self, step: int) -> None:
         if not self.is_main:
@@ -346,7 +408,7 @@ class Trainer:
         folder = self.run_dir / "ckpt"
         folder.mkdir(exist_ok=True)
         path = save_checkpoint(self.step_cell, folder / f"step_{step:07d}.ckpt",
-                               self._meta("periodic", step))
+                               self._meta("periodic", step), self._average_entries())
         for old in sorted(folder.glob("step_*.ckpt"))[:-self.cfg.train.keep_checkpoints]:
             old.unlink()
         self.emit("checkpoint", step=step, path=str(path), kind="periodic")
@@ -359,7 +421,9 @@ class Trainer:
         from .inference import Predictor
         from .report import ReportCollector
 
-        predictor = Predictor.from_network(self.net)
+        # with a weight average, the average is what is validated and kept as best.ckpt
+        net = self.average.copy_to(self.average_net) if self.average else self.net
+        predictor = Predictor.from_network(net)
         collector = ReportCollector(self.cfg.model.scale, self.cfg.eval.protocol)
         result = evaluate_pairs(predictor, self.validation, self.cfg.model.scale,
                                 self.cfg.eval.protocol, bicubic=True, on_arrays=collector.add)
@@ -373,7 +437,9 @@ class Trainer:
 
             meta = self._meta("best", step, {"psnr": psnr, "ssim": ssim})
             meta.pop("config")  # best.ckpt is weights + metadata (what evaluate/upscale need)
-            path = save_checkpoint(self.net, self.run_dir / "best.ckpt", meta)
+            if self.average:
+                meta["ema_decay"] = self.cfg.train.ema_decay
+            path = save_checkpoint(net, self.run_dir / "best.ckpt", meta)
             self.emit("checkpoint", step=step, path=str(path), kind="best")
         self.psnr_points.append((step, psnr))
         self.emit("validation", step=step, psnr=psnr, ssim=ssim, best_psnr=self.best_psnr,
@@ -387,7 +453,9 @@ class Trainer:
         """runs/<name>/report: this validation image by image, replaced at each validation."""
         from .report import write_report
 
-        facts = [("weights", f"the network of run '{self.run_dir.name}' at step {step}"),
+        what = (f"the weight average (decay {self.cfg.train.ema_decay:g})" if self.average
+                else "the network")
+        facts = [("weights", f"{what} of run '{self.run_dir.name}' at step {step}"),
                  ("best.ckpt", f"{self.best_psnr:.3f} dB"),
                  ("dataset id", str(self.patches.dataset_id)),
                  ("data", f"validation images of '{self.cfg.data.prepared}'")]
@@ -428,6 +496,8 @@ class Trainer:
                     raise WdsrError(f"the loss became {loss} at step {s + 1}",
                                     "lower train.lr or set train.clip_grad_norm")
                 step = s + 1
+                if self.average:
+                    self.average.update()
                 loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
                 window_wait += wait
                 window_steps += 1
@@ -449,6 +519,8 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             step = self._applied_step(step)
+            if self.average:
+                self.average.catch_up(step)
             if step > self.start_step:
                 self.save_training_state(step)
         finally:
