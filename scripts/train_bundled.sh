@@ -12,8 +12,9 @@
 #            (configs/bundled-x4-stage4.yaml, 7,500 steps).
 #   stage 5: x4 once more, from its stage-4 weights, at half that peak lr
 #            (configs/bundled-x4-stage5.yaml, 5,000 steps).
-#   (stages 6 and 7 from the stage-5 x4, configs/bundled-x4-stage{6,7}.yaml: L2 loss, then
-#    64x64 LR patches; both lost on validation and are not shipped, so they are not run here.)
+#   (stages 6, 7 and 8 from the stage-5 x4, configs/bundled-x4-stage{6,7,8}.yaml: L2 loss,
+#    64x64 LR patches, a weight average (train.ema_decay) of a constant-lr run; all three lost on
+#    validation and are not shipped, so they are not run here.)
 # Needs the Debian package mirror (for the photos) and ~4 h on 2 CPU cores for stages 1-2,
 # ~3 h more for stage 3, ~4 h for stage 4 and ~2.6 h for stage 5 (when nothing else runs).
 set -euo pipefail
