@@ -30,7 +30,8 @@ TINY = ["--config", "demo", "--device-target", "CPU", "--steps", str(STEPS),
         "--set", "model.n_resblocks=2", "--set", "model.n_feats=8",
         "--set", "data.batch_size=4", "--set", "data.patch_size=16",
         "--set", "train.val_images=1", "--set", "train.log_every=1",
-        "--set", "train.warmup_steps=0", "--set", "train.eps=1", "--set", "train.lr=0.05"]
+        "--set", "train.warmup_steps=0", "--set", "train.eps=1", "--set", "train.lr=0.05",
+        "--set", "train.ema_decay=0.5"]  # rank 0 alone keeps the weight average
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,14 @@ def _wait_for_marker(proc: subprocess.Popen, marker: Path, lines: int) -> None:
         time.sleep(0.02)
 
 
+def _average(ckpt: Path) -> dict[str, np.ndarray]:
+    """The weight average (ema.<name>) a training checkpoint holds."""
+    from wdsr_cli.core.checkpoints import EMA_PREFIX, read_checkpoint
+
+    params, _ = read_checkpoint(ckpt)
+    return {k: v.asnumpy() for k, v in params.items() if k.startswith(EMA_PREFIX)}
+
+
 def _losses(path: Path) -> dict[int, float]:
     return {e["step"]: e["loss"] for e in _events(path) if e["type"] == "step"}
 
@@ -121,6 +130,11 @@ def test_two_ranks_bit_identical_and_equal_to_one_process(workdir, two_ranks):
     # of averaged over the 2 ranks: relative weight differences of ~1e-1 (see TINY).
     assert max(rel) < 1e-5
     assert rel_w < 1e-5
+    # The weight average, kept by rank 0 alone, matches the one process's to the same tolerance.
+    avg2, avg1 = _average(run / "last.ckpt"), _average(workdir / "runs" / "one" / "last.ckpt")
+    assert avg2 and avg2.keys() == avg1.keys()
+    assert max(float(np.linalg.norm(avg2[k].astype(np.float64) - avg1[k]) / np.linalg.norm(avg1[k]))
+               for k in avg1) < 1e-5
 
     # Only rank 0 wrote the run folder; every rank has its log and events.
     for name in ("config.yaml", "last.ckpt", "best.ckpt", "metrics.jsonl", "log.txt"):
@@ -170,6 +184,11 @@ def test_ctrl_c_saves_last_and_resume_on_two_ranks_is_exact(workdir, two_ranks, 
     resumed = _dump(workdir, "resumed", 0)
     for name in reference:
         np.testing.assert_array_equal(reference[name], resumed[name], err_msg=name)
+    # and so is the weight average (Ctrl-C on rank 0, saved, resumed on 2 ranks)
+    reference_average, resumed_average = (_average(r / "last.ckpt") for r in (two_ranks[0], run))
+    assert reference_average and resumed_average.keys() == reference_average.keys()
+    for name, value in resumed_average.items():
+        np.testing.assert_array_equal(reference_average[name], value, err_msg=name)
 
 
 def test_killed_rank_stops_the_run(workdir):
