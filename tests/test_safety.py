@@ -244,9 +244,52 @@ class _StopAt:
         return 1
 
 
-def test_interrupted_batch_keeps_finished_files_and_nothing_partial(tmp_path):
+class _LazyFuture:
+    def __init__(self, fn, args) -> None:
+        self.fn, self.args, self.state, self.value = fn, args, "pending", None
+
+    def run(self) -> None:
+        if self.state == "pending":
+            self.value, self.state = self.fn(*self.args), "done"
+
+    def result(self):
+        self.run()
+        return self.value
+
+    def cancel(self) -> bool:
+        if self.state == "pending":
+            self.state = "cancelled"
+        return self.state == "cancelled"
+
+
+class _LazyPool:
+    """The slowest legal thread pool: a task runs only when its result is asked for or at
+    shutdown (unless cancelled), i.e. no worker ever picks up a queued task by itself."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.queued: list[_LazyFuture] = []
+
+    def submit(self, fn, *args) -> _LazyFuture:
+        self.queued.append(_LazyFuture(fn, args))
+        return self.queued[-1]
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        for future in self.queued:
+            if cancel_futures:
+                future.cancel()
+            future.run()
+
+
+@pytest.mark.parametrize("pool", ["threads", "lazy"])
+def test_interrupted_batch_keeps_finished_files_and_nothing_partial(tmp_path, monkeypatch, pool):
+    """Ctrl-C during the 3rd image: the 2nd, computed but maybe not yet picked up by a writer
+    thread, is still written ("lazy": the worst scheduling, where it certainly is not)."""
+    import concurrent.futures
+
     from wdsr_cli.core import upscale as U
 
+    if pool == "lazy":
+        monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", _LazyPool)
     jobs = []
     for i in range(5):
         write_image(tmp_path / f"in{i}.png", _pic(6 + i, 7))

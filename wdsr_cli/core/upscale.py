@@ -479,7 +479,10 @@ def upscale_batch(predictor, jobs: Sequence[Job],
             if future is not None:
                 future.cancel()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # writes under way are finished
+        # Every submitted write is finished, even one no thread has picked up yet (cancelling
+        # queued futures here lost a computed image when Ctrl-C came first); the reads still
+        # queued were cancelled above.
+        pool.shutdown(wait=True)
     if interrupted:
         report(total)  # whatever was written, in order
     return {"images": images, "failures": failures, "interrupted": interrupted,
