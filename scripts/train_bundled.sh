@@ -19,7 +19,7 @@
 #            6,000 steps with a weight average (configs/bundled-x4-stage9.yaml); its best.ckpt
 #            (the average at step 1,500) is the shipped x4.
 # Needs the Debian package mirror (for the photos) and ~4 h on 2 CPU cores for stages 1-2,
-# ~3 h more for stage 3, ~4 h for stage 4, ~2.6 h for stage 5 (AMD EPYC Zen 3) and ~1.6 h for
+# ~3 h more for stage 3, ~4 h for stage 4, ~2.6 h for stage 5 (AMD EPYC Zen 3) and ~1.8 h for
 # stage 9 (AMD EPYC Zen 4), when nothing else runs.
 set -euo pipefail
 WDSR=${WDSR:-.venv/bin/wdsr}
