@@ -450,6 +450,10 @@ def evaluate(
     tile: int | None = TileOpt,
     bicubic: bool = typer.Option(
         False, "--bicubic", help="Add the MATLAB-bicubic baseline columns."),
+    degrade: str | None = typer.Option(
+        None, "--degrade", help="Make each LR from its HR with this chain, as real photos "
+        "are: e.g. jpeg:75, noise:5,jpeg:50 or blur:1.2,jpeg:90,jpeg:75@4 (blur:S, down:KERNEL, "
+        "noise:S, graynoise:S, jpeg:Q[@SHIFT]); deterministic."),
     save_images: Path | None = typer.Option(
         None, "--save-images", help="Write each 8-bit result as NAME_x{scale}.png here."),
     json_out: str | None = JsonOpt,
@@ -492,6 +496,13 @@ def evaluate(
         raise WdsrError("--limit must be 0 or more", "0 = all images")
     if lr is not None and hr is None:
         raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
+    if degrade is not None:
+        from .core.data.degrade import parse_spec
+
+        parse_spec(degrade)  # a bad spec is reported before anything loads
+        if lr is not None:
+            raise WdsrError("--degrade makes each LR image from its HR image, so it does not "
+                            "go with --lr", "drop --lr (or --degrade)")
     named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
     for folder, what in ((hr, "--hr"), (lr, "--lr")):
         if folder is not None and not folder.is_dir():
@@ -509,6 +520,8 @@ def evaluate(
     else:
         dataset = E.dataset_from_div2k(cfg.data.root, scale)
     dataset = dataset.limited(limit)
+    if degrade is not None:
+        dataset = dataset.degraded(degrade)
     predictor = _load_weights(weights, self_ensemble)
     step = "?" if weights.step is None else weights.step
     ui.info(f"{weights.label} ({weights.why}; step {step})")
@@ -524,7 +537,8 @@ def evaluate(
                                   on_image=on_image, save_dir=save_images,
                                   on_arrays=collector.add if collector else None)
     result.update(checkpoint=str(weights.path), checkpoint_step=weights.step,
-                  backend=predictor.backend.name, dataset=dataset.description)
+                  backend=predictor.backend.name, dataset=dataset.description,
+                  degrade=dataset.degrade.spec() if dataset.degrade else None)
     console = ui.err if json_out == "-" else ui.out
     console.print(ui.eval_table(result, str(weights.path)))
     if save_images is not None:
@@ -533,7 +547,8 @@ def evaluate(
         _write_json(json_out, E.result_to_json(result))
     if report is not None:
         facts = R.describe_weights(weights.path, predictor.meta, weights.why) + [
-            ("data", dataset.description)]
+            ("data", dataset.description)] + (
+            [("degradation", dataset.degrade.spec())] if dataset.degrade else [])
         ui.info(f"report: {R.write_report(report, collector, result, facts, overwrite=overwrite)}")
 
 

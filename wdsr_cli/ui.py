@@ -304,6 +304,7 @@ def eval_table(result: dict, checkpoint: str) -> Table:
     bicubic = "bicubic_psnr" in result["mean"]
     title = (f"x{result['scale']}, protocol {result['protocol']} (border {result['border']})"
              + (", self-ensemble x8" if result.get("self_ensemble") else "")
+             + (f", LR degraded: {result['degrade']}" if result.get("degrade") else "")
              + f", checkpoint {checkpoint}"
              + (f", {result['backend']}" if result.get("backend") else ""))
     columns = ["image", "PSNR dB", "SSIM"] + (["bicubic PSNR", "bicubic SSIM"] if bicubic

@@ -1,6 +1,6 @@
 """Typed configuration: dataclasses, YAML recipes, dotted overrides, validation.
 
-A recipe is a YAML file with up to five sections (model, data, train, eval, runtime);
+A recipe is a YAML file with up to six sections (model, data, degrade, train, eval, runtime);
 anything it leaves out keeps the defaults below. ``--set train.lr=1e-3`` overrides one
 field after the recipe is loaded. Every value is type-checked against its field, and every
 mistake becomes a ``WdsrError`` naming the key and the valid choices.
@@ -59,6 +59,28 @@ class DataConfig:
 
 
 @dataclass
+class DegradeConfig:
+    """What a user's photo went through, drawn per training patch (data/degrade.py: blur ->
+    downscale -> noise -> JPEG -> a second JPEG on a shifted grid). All probabilities 0 and
+    the bicubic kernel (the defaults) = the clean benchmark LR of prepare-data."""
+
+    blur_prob: float = 0.0  # a Gaussian blur of the HR patch before the downscale
+    blur_sigma: tuple[float, float] = (0.2, 1.5)  # HR pixels
+    blur_aniso_prob: float = 0.5  # of the blurs: two sigmas and an angle
+    kernels: list[str] = field(default_factory=lambda: ["bicubic"])  # downscale, drawn evenly
+    noise_prob: float = 0.0  # additive Gaussian noise on the LR patch
+    noise_sigma: tuple[float, float] = (1.0, 8.0)  # 0..255 scale
+    noise_gray_prob: float = 0.3  # of the noises: one value for all channels
+    jpeg_prob: float = 0.0  # a 4:2:0 JPEG round trip
+    jpeg_quality: tuple[int, int] = (30, 95)
+    jpeg2_prob: float = 0.0  # of the JPEGs: a second one on a shifted 8x8 grid
+    jpeg2_quality: tuple[int, int] = (60, 95)
+    # validation during training runs on LR made by this spec (wdsr evaluate --degrade's words,
+    # e.g. "jpeg:75"); "" = the prepared clean LR
+    val_spec: str = ""
+
+
+@dataclass
 class TrainConfig:
     steps: int = 300_000
     lr: float = 1e-3
@@ -110,6 +132,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     name: str = "custom"
@@ -352,6 +375,9 @@ def validate(cfg: Config) -> None:
     for key in ("log_every", "val_every", "ckpt_every", "keep_checkpoints"):
         _check(getattr(t, key) >= 1, f"'train.{key}' must be at least 1")
     _check(t.val_images >= 0 and t.seed >= 0, "'train.val_images' and 'train.seed' must be >= 0")
+    from .data.degrade import validate_section
+
+    validate_section(cfg.degrade)
     _one_of(e.protocol, PROTOCOLS, "eval.protocol")
     _check(e.tile >= 0, "'eval.tile' must be >= 0 (it is obsolete and has no effect)")
     _one_of(r.device_target, DEVICE_TARGETS, "runtime.device_target")

@@ -13,6 +13,11 @@ Three sources of image pairs:
   ``0801x2.png`` or ``0801.png``); each LR image must be HR/scale (floor) per side, and the HR
   image is cropped to scale x LR.
 
+**Degraded input** (``--degrade jpeg:75``, :meth:`EvalDataset.degraded`): every LR image is made
+from its HR image by the named chain (:mod:`.data.degrade`: blur, downscale, noise, JPEG), its
+noise seeded from the spec and the image name, so anyone scores a model on the same
+real-photo-like input; the bicubic baseline then upscales that same degraded LR.
+
 Images are read as 8-bit RGB (gray replicated, 16-bit rounded to 8 bits, alpha dropped).
 The model output is clipped and rounded to 8 bits before scoring (:mod:`.metrics` protocols
 ``y`` and ``rgb``). The optional bicubic baseline is the MATLAB bicubic upscale of the same
@@ -68,21 +73,35 @@ class EvalDataset:
     description: str
     scale: int
     items: list[EvalItem] = field(default_factory=list)
+    degrade: Any = None  # a data.degrade.Chain that makes every LR from its HR, or None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for item in self.items:
-            yield load_pair(item, self.scale)
+            yield load_pair(item, self.scale, self.degrade)
 
     def limited(self, limit: int) -> EvalDataset:
         if limit <= 0 or limit >= len(self.items):
             return self
-        return EvalDataset(f"{self.description}, first {limit}", self.scale, self.items[:limit])
+        return EvalDataset(f"{self.description}, first {limit}", self.scale, self.items[:limit],
+                           self.degrade)
+
+    def degraded(self, spec: str) -> EvalDataset:
+        """The same HR images with each LR made by the ``--degrade`` chain ``spec`` (given LR
+        images, such as DIV2K's bicubic ones, are not read)."""
+        from .data.degrade import parse_spec
+
+        chain = parse_spec(spec)
+        items = [EvalItem(i.name, i.hr, None) for i in self.items]
+        return EvalDataset(f"{self.description}; LR degraded: {chain.spec()}", self.scale,
+                           items, chain)
 
 
-def load_pair(item: EvalItem, scale: int) -> tuple[str, np.ndarray, np.ndarray]:
+def load_pair(item: EvalItem, scale: int, degrade: Any = None
+              ) -> tuple[str, np.ndarray, np.ndarray]:
+    from .data.degrade import apply_chain, for_image
     from .data.images import read_rgb_uint8
     from .data.resize import bicubic_downscale
 
@@ -93,6 +112,8 @@ def load_pair(item: EvalItem, scale: int) -> tuple[str, np.ndarray, np.ndarray]:
             raise WdsrError(f"HR image '{item.hr}' ({hr.shape[1]}x{hr.shape[0]}) is smaller "
                             f"than the scale x{scale}")
         hr = np.ascontiguousarray(hr[:h, :w])
+        if degrade is not None:
+            return item.name, apply_chain(for_image(degrade, item.name), hr, scale), hr
         return item.name, bicubic_downscale(hr, scale), hr
     lr = read_rgb_uint8(item.lr)
     _check_lr_size(item, hr.shape[:2], lr.shape[:2], scale)

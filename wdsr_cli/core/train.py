@@ -316,7 +316,8 @@ class Trainer:
         self.patches = self.opts.patches or open_patches(c, self.rank, self.world_size)
         self.validation = []
         if self.is_main:
-            self.validation = load_validation(d.prepared, c.model.scale, t.val_images)
+            self.validation = load_validation(d.prepared, c.model.scale, t.val_images,
+                                              c.degrade.val_spec)
         self.net = build_model(c.model)
         resume = self.opts.resume
         resuming = resume is not None and resume.params is not None
@@ -618,7 +619,8 @@ def open_patches(cfg: Config, rank: int = 0, world_size: int = 1):
 
     d, t = cfg.data, cfg.train
     return TrainPatches(d.prepared, cfg.model.scale, d.patch_size, d.batch_size, t.seed,
-                        augment=d.augment, rank=rank, world_size=world_size)
+                        augment=d.augment, rank=rank, world_size=world_size,
+                        degrade=cfg.degrade)
 
 
 def bicubic_baseline(pairs, scale: int, protocol: str) -> float:

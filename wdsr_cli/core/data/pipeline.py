@@ -14,7 +14,15 @@ Every batch is a pure function of ``(seed, step, rank, world_size)``:
 * rank ``r`` takes slots ``r*B .. r*B+B-1``.
 
 So training can resume at any step exactly, and one process with batch ``G`` sees the union of
-what ``world_size`` ranks with batch ``B`` see, in the same order. Shards are memory-mapped;
+what ``world_size`` ranks with batch ``B`` see, in the same order.
+
+With a ``degrade`` section that changes anything (:func:`degrade.active`), the LR patch is not
+read from the prepared LR shard as it is: slot ``k`` draws its chain from
+``np.random.default_rng([seed, step, k, 1])`` (:func:`degrade.draw`), applies it to the region
+around the patch (8 LR pixels of context each side where the sub-image has them, so blur,
+resize and JPEG see real neighbours) and cuts the LR patch out of the result. A chain with a
+blur or another kernel starts from the HR region; one without starts from the prepared
+(MATLAB-bicubic) LR region, which is that downscale already. Shards are memory-mapped;
 a patch is two small slice copies, far above 1,000 patch pairs per second on one core.
 """
 
@@ -31,10 +39,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import WdsrError
+from .degrade import Chain, active, apply_chain, degrade_lr, draw, for_image, parse_spec
 
 __all__ = ["Slot", "TrainPatches", "dihedral", "load_validation", "read_manifest"]
 
 _HINT = "run wdsr prepare-data first (see wdsr prepare-data --help)"
+_CONTEXT = 8  # LR pixels of HR context around a patch that is degraded on the fly
 
 
 def read_manifest(prepared_dir: str | Path) -> dict[str, Any]:
@@ -105,7 +115,8 @@ class TrainPatches:
     """Random aligned (LR, HR) training patches from a prepared folder (see module doc)."""
 
     def __init__(self, prepared_dir, scale: int, patch_size: int, batch_size: int, seed: int,
-                 augment: bool = True, rank: int = 0, world_size: int = 1) -> None:
+                 augment: bool = True, rank: int = 0, world_size: int = 1,
+                 degrade: Any = None) -> None:
         d = Path(prepared_dir)
         m = read_manifest(d)
         _check_scale(m, scale, d)
@@ -120,6 +131,7 @@ class TrainPatches:
         self.dir, self.scale, self.patch_size = d, scale, patch_size
         self.batch_size, self.seed, self.augment = batch_size, seed, augment
         self.rank, self.world_size = rank, world_size
+        self.degrade = degrade if degrade is not None and active(degrade) else None
         self.dataset_id: str = m["dataset_id"]
         self.lr_size = crop // scale
         self._hr, self._lr, index = [], [], []
@@ -168,6 +180,23 @@ class TrainPatches:
             out.append(Slot(int(perm[base + k]), y, x, t))
         return out
 
+    def chain(self, step: int, k: int) -> Chain | None:
+        """The degradation global slot ``k`` of ``step`` draws (None: the prepared clean LR)."""
+        if self.degrade is None:
+            return None
+        return draw(self.degrade, np.random.default_rng([self.seed, step, k, 1]))
+
+    def _degraded_lr(self, f: int, j: int, y: int, x: int, chain: Chain) -> np.ndarray:
+        p, s, n = self.patch_size, self.scale, self.lr_size
+        y0, x0 = max(0, y - _CONTEXT), max(0, x - _CONTEXT)
+        y1, x1 = min(n, y + p + _CONTEXT), min(n, x + p + _CONTEXT)
+        if chain.blur is None and chain.kernel == "bicubic":  # the prepared LR is that downscale
+            lr = degrade_lr(chain, np.ascontiguousarray(self._lr[f][j, y0:y1, x0:x1]))
+        else:
+            region = self._hr[f][j, y0 * s:y1 * s, x0 * s:x1 * s]
+            lr = apply_chain(chain, np.ascontiguousarray(region), s)
+        return lr[y - y0:y - y0 + p, x - x0:x - x0 + p]
+
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(LR, HR) float32 NCHW on the 0..255 scale: (B,3,p,p) and (B,3,p*s,p*s)."""
         p, s = self.patch_size, self.scale
@@ -176,7 +205,10 @@ class TrainPatches:
         for i, slot in enumerate(self.slots(step)):
             f, j = self._index[slot.subimage]
             y, x = slot.y, slot.x
-            lr[i] = dihedral(self._lr[f][j, y:y + p, x:x + p], slot.transform)
+            chain = self.chain(step, self.rank * self.batch_size + i)
+            patch = self._lr[f][j, y:y + p, x:x + p] if chain is None else \
+                self._degraded_lr(f, j, y, x, chain)
+            lr[i] = dihedral(patch, slot.transform)
             hr[i] = dihedral(self._hr[f][j, y * s:(y + p) * s, x * s:(x + p) * s],
                              slot.transform)
         return (np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32),
@@ -235,9 +267,13 @@ def _put_until(q: queue.Queue, stop: threading.Event, item) -> None:
             continue
 
 
-def load_validation(prepared_dir, scale: int, limit: int = 0
+def load_validation(prepared_dir, scale: int, limit: int = 0, degrade_spec: str = ""
                     ) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """[(name, lr uint8 HxWx3, hr uint8 (H*s)x(W*s)x3)] sorted by name; limit 0 = all."""
+    """[(name, lr uint8 HxWx3, hr uint8 (H*s)x(W*s)x3)] sorted by name; limit 0 = all.
+
+    ``degrade_spec`` (``wdsr evaluate --degrade``'s words): the LR is made from the HR image by
+    that chain instead of read from the prepared clean LR."""
+    chain = parse_spec(degrade_spec, "degrade.val_spec") if degrade_spec else None
     d = Path(prepared_dir)
     m = read_manifest(d)
     _check_scale(m, scale, d)
@@ -249,7 +285,10 @@ def load_validation(prepared_dir, scale: int, limit: int = 0
                         "prepare DIV2K with DIV2K_valid_HR, or a folder with --valid-count N")
     out = []
     for e in entries:
-        lr = np.array(_open(d, e["outputs"][f"x{scale}"]))
         hr = np.array(_open(d, e["outputs"]["hr"]))
+        if chain is None:
+            lr = np.array(_open(d, e["outputs"][f"x{scale}"]))
+        else:
+            lr = apply_chain(for_image(chain, e["name"]), hr, scale)
         out.append((e["name"], lr, hr))
     return out

@@ -43,7 +43,8 @@ import numpy as np
 
 from ..errors import WdsrError
 
-__all__ = ["imresize", "bicubic_downscale", "bicubic_upscale", "cubic_kernel", "contributions"]
+__all__ = ["KERNELS", "imresize", "bicubic_downscale", "bicubic_upscale", "cubic_kernel",
+           "contributions"]
 
 KERNEL_WIDTH = 4.0
 
@@ -58,7 +59,33 @@ def cubic_kernel(x: np.ndarray) -> np.ndarray:
     return inner + outer
 
 
-def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _triangle(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(np.asarray(x, dtype=np.float64))
+    return (1.0 - ax) * (ax <= 1.0)
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
+
+
+def _lanczos3(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.sinc(x) * np.sinc(x / 3.0) * (np.abs(x) < 3.0)
+
+
+# MATLAB's imresize kernels: name -> (kernel, support width). The degradation model draws the
+# downscaling kernel from these (data/degrade.py); benchmarks always use "bicubic".
+KERNELS = {
+    "bicubic": (cubic_kernel, KERNEL_WIDTH),
+    "bilinear": (_triangle, 2.0),
+    "box": (_box, 1.0),
+    "lanczos3": (_lanczos3, 6.0),
+}
+
+
+def contributions(in_length: int, out_length: int, scale: float,
+                  kernel: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
     """Index and weight tables for resizing one axis from ``in_length`` to ``out_length``.
 
     Returns ``(indices, weights)``, both of shape ``(out_length, taps)``: output sample ``i`` is
@@ -66,14 +93,15 @@ def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nda
     ``[0, in_length)``. Tap columns whose weights are zero for every output are dropped (as
     MATLAB does), so a NaN next to a zero-weight tap does not leak into the result.
     """
+    base, base_width = KERNELS[kernel]
     if scale < 1.0:
-        width = KERNEL_WIDTH / scale
+        width = base_width / scale
 
         def h(x: np.ndarray) -> np.ndarray:
-            return scale * cubic_kernel(scale * x)
+            return scale * base(scale * x)
     else:
-        width = KERNEL_WIDTH
-        h = cubic_kernel
+        width = base_width
+        h = base
 
     x = np.arange(1, out_length + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)  # 1-based input coordinate of each output centre
@@ -142,6 +170,7 @@ def imresize(
     img: np.ndarray,
     scale: float | None = None,
     output_shape: tuple[int, int] | None = None,
+    kernel: str = "bicubic",
 ) -> np.ndarray:
     """Resize ``img`` like MATLAB's ``imresize(img, scale_or_size, 'bicubic')``.
 
@@ -149,6 +178,8 @@ def imresize(
         img: HxW or HxWxC array; uint8/uint16 (any integer dtype) or float.
         scale: factor for both axes; output size is ``ceil(H * scale), ceil(W * scale)``.
         output_shape: ``(rows, cols)`` of the result. Give exactly one of the two.
+        kernel: one of :data:`KERNELS` (MATLAB's ``'bicubic'``, ``'bilinear'``, ``'box'``,
+            ``'lanczos3'``), antialiased the same way when shrinking.
 
     Returns:
         The resized image with the same number of dimensions and the same dtype. Integer images
@@ -176,6 +207,8 @@ def imresize(
             "use uint8, uint16 or a float array",
         )
 
+    if kernel not in KERNELS:
+        raise WdsrError(f"unknown resize kernel {kernel!r}", "choose one of: " + ", ".join(KERNELS))
     if (scale is None) == (output_shape is None):
         raise WdsrError(
             "give exactly one of scale and output_shape to imresize",
@@ -211,7 +244,7 @@ def imresize(
     # MATLAB order: the smaller factor first; stable, so rows first on a tie.
     order = sorted((0, 1), key=lambda a: scales[a])
     for axis in order:
-        indices, weights = contributions(work.shape[axis], out_shape[axis], scales[axis])
+        indices, weights = contributions(work.shape[axis], out_shape[axis], scales[axis], kernel)
         work = _resize_axis(work, axis, indices, weights)
         if is_int:
             work = _quantize(work, dtype)
