@@ -159,7 +159,7 @@ def bench_upscale(repeats: int = 5) -> list[dict]:
     from wdsr_cli.core.data.images import Image, read_image, write_image
     from wdsr_cli.core.data.prepare import sample_dir
     from wdsr_cli.core.inference import Predictor
-    from wdsr_cli.core.upscale import upscale_image
+    from wdsr_cli.core.inference.upscale import upscale_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,9 +206,9 @@ def bench_export(repeats: int = 3) -> list[dict]:
     runtime.init_mindspore("CPU", mode="graph", seed=0, purpose="inference")
     from wdsr_cli.core.data.images import Image, read_image, write_image
     from wdsr_cli.core.data.prepare import sample_dir
-    from wdsr_cli.core.export import export_model
     from wdsr_cli.core.inference import Predictor
-    from wdsr_cli.core.upscale import upscale_image
+    from wdsr_cli.core.inference.export import export_model
+    from wdsr_cli.core.inference.upscale import upscale_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

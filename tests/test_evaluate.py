@@ -13,11 +13,11 @@ import pytest
 from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 
 from wdsr_cli.core import metrics
-from wdsr_cli.core.backends import OnnxBackend
 from wdsr_cli.core.data.images import Image, read_rgb_uint8, write_image
 from wdsr_cli.core.data.resize import bicubic_downscale, bicubic_upscale
 from wdsr_cli.core.evaluate import evaluate_pairs, result_to_json
 from wdsr_cli.core.inference import WINDOW, Predictor
+from wdsr_cli.core.inference.backends import OnnxBackend
 
 RNG = np.random.default_rng(11)
 

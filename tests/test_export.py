@@ -65,9 +65,9 @@ def exported(ms_cpu, tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("fmt", ["mindir", "onnx"])
 def test_export_runs_at_two_sizes_and_matches_the_checkpoint(exported, fmt):
-    from wdsr_cli.core.export import PARITY_TOLERANCE
     from wdsr_cli.core.fileio import file_mode
     from wdsr_cli.core.inference import Predictor, to_uint8
+    from wdsr_cli.core.inference.export import PARITY_TOLERANCE
 
     summary = exported[fmt]
     model = Path(summary["output"])
@@ -130,7 +130,7 @@ def test_onnx_graph_has_a_crd_depth_to_space_and_symbolic_sizes(exported):
 
 @pytest.mark.parametrize("scale,variant", [(3, "a"), (4, "b")])
 def test_onnx_and_mindir_at_other_scales(ms_cpu, tmp_path, scale, variant):
-    from wdsr_cli.core.export import export_model
+    from wdsr_cli.core.inference.export import export_model
 
     ckpt = save_tiny_checkpoint(tmp_path / f"x{scale}.ckpt", scale=scale, variant=variant,
                                 block_feats=16)
@@ -140,8 +140,8 @@ def test_onnx_and_mindir_at_other_scales(ms_cpu, tmp_path, scale, variant):
 
 
 def test_fixed_input_size_mindir(exported, tmp_path):
-    from wdsr_cli.core.export import PARITY_TOLERANCE
     from wdsr_cli.core.inference import Predictor, to_uint8
+    from wdsr_cli.core.inference.export import PARITY_TOLERANCE
 
     out = tmp_path / "fixed.mindir"
     res = run_wdsr("export", "--checkpoint", str(exported["ckpt"]), "--input-size", "24x32",
@@ -169,7 +169,7 @@ def test_fixed_input_size_mindir(exported, tmp_path):
 def test_a_failing_export_leaves_no_file(ms_cpu, tmp_path, monkeypatch):
     import mindspore as ms
 
-    from wdsr_cli.core.export import export_model
+    from wdsr_cli.core.inference.export import export_model
 
     ckpt = save_tiny_checkpoint(tmp_path / "m.ckpt")
 
@@ -185,7 +185,7 @@ def test_a_failing_export_leaves_no_file(ms_cpu, tmp_path, monkeypatch):
 
 
 def test_interrupt_during_the_check_keeps_the_old_file(ms_cpu, tmp_path, monkeypatch):
-    from wdsr_cli.core import export as X
+    from wdsr_cli.core.inference import export as X
 
     ckpt = save_tiny_checkpoint(tmp_path / "m.ckpt")
     old = tmp_path / "m.onnx"
@@ -203,7 +203,7 @@ def test_interrupt_during_the_check_keeps_the_old_file(ms_cpu, tmp_path, monkeyp
 
 
 def test_a_failed_parity_check_writes_nothing(ms_cpu, tmp_path):
-    from wdsr_cli.core.export import ParityError, export_model
+    from wdsr_cli.core.inference.export import ParityError, export_model
 
     ckpt = save_tiny_checkpoint(tmp_path / "m.ckpt")
     with pytest.raises(ParityError, match="does not match the checkpoint") as info:
@@ -213,7 +213,7 @@ def test_a_failed_parity_check_writes_nothing(ms_cpu, tmp_path):
 
 
 def test_without_onnxruntime_the_check_is_skipped_with_a_hint(ms_cpu, tmp_path, monkeypatch):
-    from wdsr_cli.core.export import export_model
+    from wdsr_cli.core.inference.export import export_model
 
     ckpt = save_tiny_checkpoint(tmp_path / "m.ckpt")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, find_spec -> None

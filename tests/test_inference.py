@@ -8,7 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from wdsr_cli.core.backends import Backend
 from wdsr_cli.core.errors import WdsrError
 from wdsr_cli.core.inference import (
     WINDOW,
@@ -18,6 +17,7 @@ from wdsr_cli.core.inference import (
     to_uint8,
     window_side,
 )
+from wdsr_cli.core.inference.backends import Backend
 
 RNG = np.random.default_rng(7)
 
@@ -134,7 +134,7 @@ def test_window_side_grows_for_a_wide_receptive_field():
 def test_an_engine_brings_its_own_window():
     """ONNX Runtime runs larger windows than MindSpore: the window is the engine's (fixed per
     engine, never a user setting), still grown for a wide receptive field."""
-    from wdsr_cli.core.backends import OnnxBackend
+    from wdsr_cli.core.inference.backends import OnnxBackend
 
     class Wide:
         window = 40
@@ -212,7 +212,7 @@ def test_windows_are_streamed_one_at_a_time_with_progress():
 def test_predict_uint8_never_holds_the_float_image(monkeypatch, self_ensemble):
     """Rounding (and self-ensemble averaging) happens per window: no full-size float array
     is ever allocated (the ensemble used to sum whole transformed images in float64)."""
-    import wdsr_cli.core.inference as inference
+    import wdsr_cli.core.inference.predictor as inference
 
     big = []
 
@@ -351,7 +351,7 @@ def test_mindspore_windows_are_exactly_the_planned_calls(ms_cpu, variant, scale)
     window's call (nothing else is batched or recomputed); it also agrees with the whole image
     run in one call to float rounding (a wrong halo would show seams of many levels), and a
     call history with other shapes in between changes no bit."""
-    from wdsr_cli.core.backends import MindSporeBackend
+    from wdsr_cli.core.inference.backends import MindSporeBackend
 
     _, net = _tiny_net(scale, variant)
     r = Predictor.from_network(net).receptive_radius

@@ -286,7 +286,7 @@ def test_interrupted_batch_keeps_finished_files_and_nothing_partial(tmp_path, mo
     thread, is still written ("lazy": the worst scheduling, where it certainly is not)."""
     import concurrent.futures
 
-    from wdsr_cli.core import upscale as U
+    from wdsr_cli.core.inference import upscale as U
 
     if pool == "lazy":
         monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", _LazyPool)

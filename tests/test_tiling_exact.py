@@ -1,5 +1,6 @@
 """The output cannot depend on a setting: `wdsr upscale` runs every image in the Predictor's
-fixed window grid (core/inference.py), whatever `--tile` says (obsolete, no effect, a warning).
+fixed window grid (core/inference/predictor.py), whatever `--tile` says (obsolete, no
+effect, a warning).
 
 The grid itself is checked in test_inference.py: bit for bit against the whole image with a
 position-exact numpy backend (and a halo one pixel short must fail), and with the real
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.slow  # `wdsr upscale` subprocesses, each importing Min
 def test_upscale_writes_the_same_bytes_whatever_the_tile(ms_cpu, tmp_path, scale, variant):
     import imageio.v3 as iio
 
-    from wdsr_cli.core import weights as W
-    from wdsr_cli.core.upscale import upscale_image
+    from wdsr_cli.core.inference import weights as W
+    from wdsr_cli.core.inference.upscale import upscale_image
 
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.ckpt", scale, variant=variant,
                                 block_feats=16)

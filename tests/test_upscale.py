@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 
 from wdsr_cli.core.data.images import Image, read_image, write_image
 from wdsr_cli.core.data.resize import bicubic_upscale
-from wdsr_cli.core.upscale import bleed_transparent
+from wdsr_cli.core.inference.upscale import bleed_transparent
 
 RNG = np.random.default_rng(3)
 
@@ -179,7 +179,7 @@ def test_transparent_colour_is_bled_from_the_visible_pixels():
 def test_no_dark_fringe_around_an_opaque_shape(ms_cpu, tmp_path):
     """With a bicubic stand-in for the network, edge pixels keep the shape's colour."""
     from wdsr_cli.core.inference import Predictor
-    from wdsr_cli.core.upscale import upscale_image
+    from wdsr_cli.core.inference.upscale import upscale_image
 
     class Bicubic:
         name = "bicubic"
@@ -338,9 +338,9 @@ def test_a_plain_8bit_photo_runs_as_uint8_and_writes_the_float_paths_bytes(tmp_p
     uint8 (no float copy of a big result). Gray, alpha and 16-bit inputs take the float path;
     both round halves up, so the bytes cannot depend on the path (they used to differ:
     half-to-even there, half-up in the Predictor)."""
-    from wdsr_cli.core import upscale as U
     from wdsr_cli.core.data.images import from_rgb_float
     from wdsr_cli.core.inference import Predictor
+    from wdsr_cli.core.inference import upscale as U
 
     pix = RNG.integers(0, 255, (9, 11, 3), dtype=np.uint8)
     src = tmp_path / "in.png"

@@ -1,4 +1,4 @@
-"""core/weights.py: which weights run and on which backend; the ONNX form of a checkpoint
+"""core/inference/weights.py: which weights run and on which backend; the ONNX form of a checkpoint
 (tied to it by sha256, parity checked when made, refused when wrong); no MindSpore import on the
 ONNX Runtime path."""
 
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 
-from wdsr_cli.core import weights as W
 from wdsr_cli.core.checkpoints import bundled_checkpoint
-from wdsr_cli.core.contract import read_contract
 from wdsr_cli.core.errors import WdsrError
 from wdsr_cli.core.fileio import sha256_file
+from wdsr_cli.core.inference import weights as W
+from wdsr_cli.core.inference.contract import read_contract
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +182,8 @@ def test_the_onnx_runtime_path_never_imports_mindspore(tmp_path):
 
 
 def test_the_onnx_form_is_made_once_checked_and_tied_to_the_checkpoint(ckpts, cache, tmp_path):
-    from wdsr_cli.core.export import PARITY_TOLERANCE
     from wdsr_cli.core.inference import Predictor
+    from wdsr_cli.core.inference.export import PARITY_TOLERANCE
 
     w = W.resolve(ckpts["x2"], backend="onnxruntime")
     assert w.onnx_form is None and not cache.exists()
@@ -212,7 +212,7 @@ def test_the_onnx_form_is_made_once_checked_and_tied_to_the_checkpoint(ckpts, ca
 
 def _dcr_pixel_shuffle(monkeypatch):
     """Make export write DepthToSpace in DCR order (MindSpore's own op order): wrong for WDSR."""
-    from wdsr_cli.core import export
+    from wdsr_cli.core.inference import export
 
     real = export.make_onnx_dynamic
 
@@ -229,7 +229,7 @@ def _dcr_pixel_shuffle(monkeypatch):
 
 
 def test_a_wrong_onnx_form_is_refused_and_not_cached(ckpts, cache, monkeypatch):
-    from wdsr_cli.core.export import ParityError
+    from wdsr_cli.core.inference.export import ParityError
 
     _dcr_pixel_shuffle(monkeypatch)
     w = W.resolve(ckpts["x2"], backend="onnxruntime")
@@ -260,7 +260,7 @@ def _perturbed_copy(src: Path, dst: Path) -> None:
 
 
 def test_parity_rejects_one_perturbed_weight_and_accepts_the_shipped_forms(ms_cpu, tmp_path):
-    from wdsr_cli.core.export import parity_check
+    from wdsr_cli.core.inference.export import parity_check
 
     ckpt = bundled_checkpoint(2)
     shipped = ckpt.with_suffix(".onnx")

@@ -116,7 +116,7 @@ def _load_weights(weights, self_ensemble: bool):
     """The Predictor for resolved weights; making a checkpoint's ONNX form (once) shows a
     spinner."""
     from . import ui
-    from .core.weights import load_predictor
+    from .core.inference.weights import load_predictor
 
     if weights.backend == "onnxruntime" and weights.kind == "checkpoint" \
             and weights.onnx_form is None:
@@ -480,7 +480,7 @@ def evaluate(
     from . import ui
     from .core import evaluate as E
     from .core.config import PROTOCOLS
-    from .core.weights import named_checkpoint, resolve
+    from .core.inference.weights import named_checkpoint, resolve
 
     cfg = _load_config(config, overrides, device_target)
     protocol = cfg.eval.protocol if protocol is None else protocol
@@ -587,8 +587,8 @@ def export(
     """
     _ctrl_c_stays_with_python()
     from . import ui
-    from .core import export as X
-    from .core.weights import named_checkpoint, resolve, start_mindspore
+    from .core.inference import export as X
+    from .core.inference.weights import named_checkpoint, resolve, start_mindspore
 
     cfg = _load_config(None, None, device_target)
     _check_scale(scale)
@@ -671,8 +671,8 @@ def upscale(
     """
     _ctrl_c_stays_with_python()
     from . import ui
-    from .core import upscale as U
-    from .core.weights import named_checkpoint, resolve
+    from .core.inference import upscale as U
+    from .core.inference.weights import named_checkpoint, resolve
 
     cfg = _load_config(None, None, device_target)
     _check_scale(scale)

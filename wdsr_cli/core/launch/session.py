@@ -360,7 +360,7 @@ def plan_train(request: TrainRequest) -> TrainJob:
     """
     from .. import runtime
     from .. import train as T
-    from ..weights import named_checkpoint
+    from ..inference.weights import named_checkpoint
 
     r = request
     env = os.environ if r.environ is None else r.environ

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import WdsrError
+from ..errors import WdsrError
 
 MODEL_FORMATS = {".mindir": "mindir", ".onnx": "onnx"}  # what --model accepts, by suffix
 CONTRACT_VERSION = 1

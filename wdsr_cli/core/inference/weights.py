@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runtime
+from .. import runtime
+from ..errors import WdsrError
+from ..fileio import sha256_file
 from .contract import read_contract
-from .errors import WdsrError
-from .fileio import sha256_file
 
 __all__ = [
     "BACKENDS",
@@ -102,7 +102,7 @@ def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
     if checkpoint is None:
         return None
     if str(checkpoint) == "bundled":
-        from .checkpoints import bundled_checkpoint
+        from ..checkpoints import bundled_checkpoint
 
         path = bundled_checkpoint(scale or 2)
         if path is None:
@@ -165,7 +165,7 @@ def checkpoint_facts(checkpoint: str | os.PathLike, device_target: str = "auto",
     if form is not None:
         recorded = form[1]["checkpoint"]
         return int(form[1]["scale"]), recorded.get("step")
-    from .checkpoints import model_config_of, read_checkpoint
+    from ..checkpoints import model_config_of, read_checkpoint
 
     start_mindspore(device_target, device_id)
     _, meta = read_checkpoint(checkpoint)
@@ -261,7 +261,7 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
     a checkpoint with an ONNX form is not opened (its form's contract knows scale and step).
     WdsrError for anything that cannot run.
     """
-    from .checkpoints import bundled_checkpoint
+    from ..checkpoints import bundled_checkpoint
 
     if backend not in BACKENDS:
         raise WdsrError(f"unknown backend '{backend}'", "choose auto, mindspore or onnxruntime")
@@ -331,7 +331,7 @@ def load_predictor(weights: Weights, on_stage: Callable[[str], None] | None = No
     """The Predictor that runs ``weights``; ``options`` go to the Predictor (e.g.
     ``self_ensemble``). A checkpoint chosen for ONNX Runtime whose ONNX form does not exist
     yet gets it made first (``on_stage`` hears about it)."""
-    from .inference import Predictor
+    from .predictor import Predictor
 
     if weights.backend == "mindspore":
         start_mindspore(weights.device_target, weights.device_id)

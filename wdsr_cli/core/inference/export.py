@@ -52,11 +52,11 @@ from typing import Any
 
 import numpy as np
 
-from . import fileio
+from .. import fileio
+from ..errors import WdsrError
+from ..fileio import sha256_file
 from .backends import ONNX_INSTALL_HINT
 from .contract import CONTRACT_VERSION, contract_path
-from .errors import WdsrError
-from .fileio import sha256_file
 
 __all__ = [
     "FORMATS",
@@ -83,6 +83,9 @@ ONNX_OPSET = 11  # what MindSpore 2.10's exporter writes; DepthToSpace has mode=
 # mistake (a wrong channel order or a baked-in size moves pixels by whole levels).
 PARITY_TOLERANCE = 0.01
 PARITY_PHOTO = "brushes.png"  # bundled sample photo (wdsr_cli/assets/sample)
+# the bundled sample photos (package data; data.prepare.sample_dir() names the same folder,
+# but inference never imports the data-preparation code)
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "assets" / "sample"
 PARITY_SIZES = ((48, 64), (61, 97))  # LR crops, height x width: two sizes, one odd
 
 StageCallback = Callable[[str], None]
@@ -132,7 +135,7 @@ def parse_input_size(text: str | None) -> tuple[int, int] | None:
 
 
 def _is_bundled(checkpoint: Path) -> bool:
-    from .checkpoints import BUNDLED_DIR
+    from ..checkpoints import BUNDLED_DIR
 
     try:
         return checkpoint.resolve().parent == BUNDLED_DIR.resolve()
@@ -160,7 +163,7 @@ def check_format(fmt: str, device_target: str | None = None) -> str:
     """The format in lower case; unknown formats and AIR off Ascend are refused (instantly:
     no MindSpore import). ``device_target``: where AIR would be written (default: detected).
     """
-    from . import runtime
+    from .. import runtime
 
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -348,7 +351,7 @@ def _export_onnx(net: Any, path: Path, scale: int, input_size: tuple[int, int] |
     model = onnx.load(str(raw))
     make_onnx_dynamic(model, scale, dynamic=input_size is None)
     model.producer_name = "wdsr"
-    from .. import __version__
+    from ... import __version__
 
     model.producer_version = __version__
     onnx.checker.check_model(model)
@@ -361,10 +364,9 @@ def _export_onnx(net: Any, path: Path, scale: int, input_size: tuple[int, int] |
 
 def _parity_image(height: int, width: int) -> np.ndarray:
     """A crop of the bundled photo (mirrored outwards if it is smaller than asked)."""
-    from .data.images import read_rgb_uint8
-    from .data.prepare import sample_dir
+    from ..data.images import read_rgb_uint8
 
-    photo = read_rgb_uint8(sample_dir() / PARITY_PHOTO)
+    photo = read_rgb_uint8(SAMPLE_DIR / PARITY_PHOTO)
     ph, pw = photo.shape[:2]
     if ph < height or pw < width:
         photo = np.pad(photo, ((0, max(height - ph, 0)), (0, max(width - pw, 0)), (0, 0)),
@@ -392,7 +394,7 @@ def parity_check(model_file: str | os.PathLike, contract: dict[str, Any],
     """Run ``model_file`` (described by ``contract``) and the checkpoint through Predictors on
     real photo crops; report per size the largest float difference (0..255 scale) and how many
     8-bit values differ. ``{"checked": False, "reason": ...}`` when it cannot run here."""
-    from .inference import Predictor, to_uint8
+    from .predictor import Predictor, to_uint8
 
     fmt = contract["format"]
     base = {"tolerance_max_abs_diff": tolerance}
@@ -450,7 +452,7 @@ def build_contract(plan: ExportPlan, model_file: Path, cfg: Any, meta: dict[str,
     """The I/O contract written next to the exported file (``<output>.json``)."""
     import mindspore as ms
 
-    from .. import __version__
+    from ... import __version__
 
     s = cfg.scale
     dynamic = plan.input_size is None
@@ -507,8 +509,8 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
     contract and the parity numbers. MindSpore must be set up (``runtime.init_mindspore``).
     Raises :class:`ParityError` (a WdsrError) when the check fails; nothing is written then.
     """
-    from .checkpoints import load_network
-    from .model_info import receptive_radius
+    from ..checkpoints import load_network
+    from ..model_info import receptive_radius
 
     start = time.perf_counter()
     plan = plan_export(checkpoint, fmt, output, input_size, force, device_target)

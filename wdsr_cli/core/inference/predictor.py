@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WdsrError
 from .backends import Backend, MindSporeBackend, load_exported
-from .errors import WdsrError
 
 __all__ = [
     "FixedSizeWindows",
@@ -275,7 +275,7 @@ class Predictor:
     @classmethod
     def from_network(cls, net: Any, self_ensemble: bool = False) -> Predictor:
         """A Predictor over a live WDSR cell (e.g. the network being trained)."""
-        from .model_info import receptive_radius
+        from ..model_info import receptive_radius
 
         cfg = net.cfg
         return cls(MindSporeBackend(net), cfg.scale, receptive_radius(cfg),
@@ -284,7 +284,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, self_ensemble: bool = False) -> Predictor:
         """Rebuild the network a checkpoint describes (weight norm folded: faster)."""
-        from .checkpoints import load_network
+        from ..checkpoints import load_network
 
         net, meta = load_network(path, weight_norm=False)
         predictor = cls.from_network(net, self_ensemble=self_ensemble)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WdsrError
+from ..errors import WdsrError
 
 __all__ = [
     "MIN_SIDE",
@@ -84,7 +84,7 @@ def collect_inputs(inputs: Sequence[str]) -> Inputs:
     """Expand files, folders (their images, not recursive) and globs (``*``, ``?``, ``[]``,
     expanded here so quoting them is fine) into files. Anything that names nothing raises
     WdsrError before any work is done."""
-    from .data.images import is_image_file
+    from ..data.images import is_image_file
 
     if not inputs:
         raise WdsrError("no input images given", "example: wdsr upscale photo.png")
@@ -150,7 +150,7 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
     that is another input's output (``a_x2.png`` next to ``a.png``, left by an earlier run)
     is left out of the inputs.
     """
-    from .data.images import IMAGE_SUFFIXES
+    from ..data.images import IMAGE_SUFFIXES
 
     sources = inputs.files
     if output is None:
@@ -205,7 +205,7 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
 def check_writable_folder(folder: Path) -> None:
     """The output folder, or the nearest existing folder above it (where it will be created),
     takes a new file; checked by creating one, which catches read-only mounts too."""
-    from .fileio import probe_writable
+    from ..fileio import probe_writable
 
     existing = Path(os.path.abspath(folder))
     while not existing.exists():
@@ -267,7 +267,7 @@ class _Read:
 
 
 def _read(predictor, source: Path) -> _Read:
-    from .data.images import alpha_to_float, read_image, to_rgb_float
+    from ..data.images import alpha_to_float, read_image, to_rgb_float
 
     start = time.perf_counter()
     src = read_image(source)
@@ -302,8 +302,8 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
     """Alpha upscaled, converted to the output depth band by band, written atomically.
     ``network_seconds``: the network pass alone (the record's ``seconds`` adds read and
     write)."""
-    from .data.images import Image, from_rgb_float, write_image
-    from .data.resize import bicubic_upscale
+    from ..data.images import Image, from_rgb_float, write_image
+    from ..data.resize import bicubic_upscale
 
     start = time.perf_counter()
     src = read.src
@@ -353,8 +353,8 @@ def preflight(jobs: Sequence[Job]) -> tuple[list[Job], list[dict[str, str]]]:
     """Split jobs into those worth trying and failures found from the file headers alone
     (not an image, truncated PNG, animated, smaller than 2x2, transparency into a JPEG/BMP
     output), before any model is loaded."""
-    from .data.div2k import probe_image
-    from .data.images import has_alpha
+    from ..data.div2k import probe_image
+    from ..data.images import has_alpha
 
     ok: list[Job] = []
     failures: list[dict[str, str]] = []
