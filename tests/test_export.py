@@ -379,3 +379,31 @@ def test_default_checkpoint_and_output_and_no_check(ms_cpu, tmp_path):
                                       "tolerance_max_abs_diff"]}
     line = one_line_error(run_wdsr("export", "--format", "onnx", cwd=tmp_path))
     assert "best.onnx' already exists" in line
+
+
+def test_the_default_parity_tolerance_fails_a_small_real_mismatch(ms_cpu, tmp_path):
+    """One skip-convolution weight of the shipped x2 form moved by 0.002: the output moves by
+    well under one 8-bit level, and the default tolerance (0.01 on 0..255) still refuses it."""
+    import onnx
+    from onnx import numpy_helper
+
+    from wdsr_cli.core.checkpoints import bundled_checkpoint
+    from wdsr_cli.core.fileio import sha256_file
+    from wdsr_cli.core.inference.contract import read_contract
+    from wdsr_cli.core.inference.export import PARITY_TOLERANCE, parity_check
+
+    ckpt = bundled_checkpoint(2)
+    model = onnx.load(str(ckpt.with_suffix(".onnx")))
+    init = next(t for t in model.graph.initializer if list(t.dims[2:]) == [5, 5])
+    w = numpy_helper.to_array(init).copy()
+    w[0, 0, 2, 2] += 0.002
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(model, str(wrong))
+    contract = read_contract(ckpt.with_suffix(".onnx"))
+    contract["sha256"] = sha256_file(wrong)
+    result = parity_check(wrong, contract, ckpt)
+    assert result["checked"] and not result["passed"], result
+    assert PARITY_TOLERANCE < result["max_abs_diff"] < 1.0, result
+    assert parity_check(ckpt.with_suffix(".onnx"), read_contract(ckpt.with_suffix(".onnx")),
+                        ckpt)["passed"]

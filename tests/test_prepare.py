@@ -301,3 +301,21 @@ def test_sample_layout_and_crop_choice(tmp_path):
     opts = _opts(root, tmp_path / "out", crop_size=480, crop_step=240)
     crop, step, note = prep.choose_sample_crop(prep.discover(opts), opts)
     assert (crop, step) == prep.SAMPLE_CROP and "bundled sample" in note
+
+
+def test_a_source_edited_in_place_to_the_same_size_is_redone(tmp_path):
+    """Only the modification time tells: a BMP edited in place keeps its byte size."""
+    root = tmp_path / "src"
+    save(root / "img00.bmp", np.full((36, 36, 3), 90, np.uint8))
+    save(root / "img01.bmp", np.full((40, 40, 3), 140, np.uint8))
+    first = _run(root, tmp_path / "out")
+    path = root / "img01.bmp"
+    size, mtime = path.stat().st_size, path.stat().st_mtime_ns
+    save(path, np.full((40, 40, 3), 200, np.uint8))
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
+    assert path.stat().st_size == size
+    again = _run(root, tmp_path / "out")
+    assert again["status"] != "already-prepared" and again["processed"] == 1
+    assert again["dataset_id"] != first["dataset_id"]
+    shards = [p for p in (tmp_path / "out").rglob("img01.npy") if "/hr/" in str(p)]
+    assert shards and all(int(_load(p).max()) == 200 for p in shards)

@@ -433,3 +433,22 @@ def test_resume_before_the_first_checkpoint_keeps_init_weights(tiny, tmp_path):
     res = run_wdsr("train", "--resume", str(run), "--steps", "3", "--set", "train.lr=1e-4",
                    cwd=tmp_path)
     assert res.returncode == 0 and "from step 2" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("umask, mode", [(0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(umask, mode, tmp_path):
+    """Every file wdsr writes gets 0666 & ~umask, as open() would: checked in a fresh process
+    (the mode is read once per process) for a JSON summary and an image."""
+    code = (
+        "import os, sys\n"
+        f"os.umask({umask})\n"
+        "import numpy as np\n"
+        "from wdsr_cli.core import fileio\n"
+        "from wdsr_cli.core.data.images import Image, write_image\n"
+        "fileio.atomic_write(sys.argv[1], '{}')\n"
+        "write_image(sys.argv[2], Image(pixels=np.zeros((4, 4, 3), np.uint8)))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json"),
+                          str(tmp_path / "b.png")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for name in ("a.json", "b.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
