@@ -272,9 +272,11 @@ def test_parity_rejects_one_perturbed_weight_and_accepts_the_shipped_forms(ms_cp
     assert bad["checked"] and not bad["passed"], bad
 
 
+@pytest.mark.parametrize("kind", ["clean", "photo"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_the_shipped_onnx_forms_belong_to_the_bundled_checkpoints(scale):
-    ckpt = bundled_checkpoint(scale)
+def test_the_shipped_onnx_forms_belong_to_the_bundled_checkpoints(scale, kind):
+    ckpt = bundled_checkpoint(scale, kind)
+    assert ckpt is not None, f"no bundled x{scale} {kind} weights"
     form = W.onnx_form(ckpt)
     assert form is not None and form[0] == ckpt.with_suffix(".onnx"), \
         "the bundled .ckpt changed: run `make bundled-onnx` (scripts/bundle_onnx.sh)"
@@ -296,3 +298,36 @@ def test_evaluate_reports_the_backend_that_ran(ckpts, tmp_path):
     result = json.loads(res.stdout)
     assert result["backend"].startswith("MindSpore") and result["checkpoint_step"] == 11
     assert "backend: MindSpore (--backend mindspore)" in res.stderr
+
+
+# ------------------------------------------------------------- promises a sabotage must break
+
+
+def test_the_newest_of_two_runs_of_the_scale_is_the_default(ckpts, ms_cpu, tmp_path):
+    runs = tmp_path / "runs"
+    newer = save_tiny_checkpoint(tmp_path / "newer.ckpt", 2, step=99)
+    for run, src in (("a", ckpts["x2"]), ("b", newer)):
+        (runs / run).mkdir(parents=True)
+        shutil.copy(src, runs / run / "best.ckpt")
+    for order in (("a", "b"), ("b", "a")):  # the later mtime wins, whatever the names say
+        for i, run in enumerate(order):
+            os.utime(runs / run / "best.ckpt", (1_700_000_000 + i,) * 2)
+        w = W.resolve(scale=2, default="newest", runs_dir=runs, backend="mindspore")
+        assert w.path == runs / order[1] / "best.ckpt"
+        assert w.step == (99 if order[1] == "b" else 11)
+
+
+def test_a_retrained_checkpoint_never_runs_the_old_form_next_to_it(ckpts, cache, tmp_path):
+    """best.onnx beside best.ckpt records the sha256 of the checkpoint it was made from; once
+    best.ckpt is replaced by a newer training, that form is not this checkpoint's."""
+    shipped = bundled_checkpoint(2)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(shipped, run / "best.ckpt")
+    shutil.copy(shipped.with_suffix(".onnx"), run / "best.onnx")
+    shutil.copy(f"{shipped.with_suffix('.onnx')}.json", run / "best.onnx.json")
+    assert W.onnx_form(run / "best.ckpt")[0] == run / "best.onnx"  # the form fits, for now
+    save_tiny_checkpoint(run / "best.ckpt", 2, step=99)  # retrained in place
+    assert W.onnx_form(run / "best.ckpt") is None
+    w = W.resolve(run / "best.ckpt")
+    assert w.onnx_form is None and w.step == 99

@@ -50,6 +50,10 @@ JsonOpt = typer.Option(
     None, "--json", metavar="FILE", help="Write a machine-readable summary as JSON to FILE "
     "('-' or --json alone = stdout; the tables then go to stderr)."
 )
+WeightsOpt = typer.Option(
+    "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG inputs, "
+    "clean ones for lossless), clean (trained on bicubic LR) or photo (trained on JPEG, noise "
+    "and blur).")
 BackendOpt = typer.Option(
     "auto", "--backend", help="auto (ONNX Runtime on a CPU where it is installed, else "
     "MindSpore), mindspore or onnxruntime (runs the checkpoint's ONNX form, made and checked "
@@ -124,6 +128,30 @@ def _load_weights(weights, self_ensemble: bool):
             return load_predictor(weights, lambda text: status.update(text),
                                   self_ensemble=self_ensemble)
     return load_predictor(weights, self_ensemble=self_ensemble)
+
+
+def _bundled_choice(choice: str, checkpoint, model) -> bool:
+    """Does ``--weights`` choose among the bundled weights (no --model, no checkpoint file)?"""
+    from .core.inference.weights import WEIGHT_CHOICES
+
+    if choice not in WEIGHT_CHOICES:
+        raise WdsrError(f"unknown --weights '{choice}'",
+                        "choose auto (photo weights for JPEG inputs), clean or photo")
+    bundled = model is None and checkpoint in (None, Path("bundled"))
+    if choice != "auto" and not bundled:
+        raise WdsrError(f"--weights {choice} chooses among the bundled weights, so it does not "
+                        "go with --checkpoint FILE or --model", "drop --weights (or the file)")
+    return bundled
+
+
+def _say_weights(weights, predictor, scale: int, self_ensemble: bool, kind) -> None:
+    from . import ui
+
+    what = "" if kind is None else f"{kind} weights, "
+    ui.info(f"{weights.label} ({what}{weights.why}; x{scale}, windows of "
+            f"{'x'.join(map(str, predictor.window))} LR px"
+            + (", self-ensemble x8" if self_ensemble else "") + ")")
+    ui.info(f"backend: {predictor.backend.name} ({weights.backend_why})")
 
 
 def _check_json_out(json_out: str | None) -> None:
@@ -435,6 +463,9 @@ def evaluate(
         None, "--checkpoint", help="Checkpoint to score, or 'bundled' (default: the newest "
         "runs/*/best.ckpt of this scale, else the bundled weights)."),
     model: Path | None = ModelOpt,
+    weights_choice: str = typer.Option(
+        "auto", "--weights", help="Which bundled weights: auto (photo weights when --degrade "
+        "has a JPEG step, clean ones otherwise), clean or photo."),
     backend: str = BackendOpt,
     hr: Path | None = typer.Option(
         None, "--hr", help="Folder of HR images (default: DIV2K validation under data.root)."),
@@ -504,6 +535,13 @@ def evaluate(
             raise WdsrError("--degrade makes each LR image from its HR image, so it does not "
                             "go with --lr", "drop --lr (or --degrade)")
     named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
+    kind, kind_why = None, ""
+    if _bundled_choice(weights_choice, checkpoint, model):
+        from .core.data.degrade import jpeg_quality_in, parse_spec
+        from .core.inference.weights import bundled_kind
+
+        quality = jpeg_quality_in(parse_spec(degrade)) if degrade is not None else None
+        kind, kind_why = bundled_kind(weights_choice, quality, scale or 2)
     for folder, what in ((hr, "--hr"), (lr, "--lr")):
         if folder is not None and not folder.is_dir():
             raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
@@ -513,7 +551,8 @@ def evaluate(
         report, bicubic = R.check_report_dest(report, overwrite), True
 
     weights = resolve(checkpoint, model, scale, backend, default="newest", runs_dir=runs_dir,
-                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
+                      bundled=kind or "clean")
     scale = weights.scale
     if hr is not None:
         dataset = E.dataset_from_folders(hr, lr, scale)
@@ -524,7 +563,8 @@ def evaluate(
         dataset = dataset.degraded(degrade)
     predictor = _load_weights(weights, self_ensemble)
     step = "?" if weights.step is None else weights.step
-    ui.info(f"{weights.label} ({weights.why}; step {step})")
+    chose = f"{weights.bundled} weights: {kind_why}; " if weights.bundled else ""
+    ui.info(f"{weights.label} ({chose}{weights.why}; step {step})")
     ui.info(f"backend: {predictor.backend.name} ({weights.backend_why})")
     ui.info(f"data: {dataset.description}")
 
@@ -538,7 +578,8 @@ def evaluate(
                                   on_arrays=collector.add if collector else None)
     result.update(checkpoint=str(weights.path), checkpoint_step=weights.step,
                   backend=predictor.backend.name, dataset=dataset.description,
-                  degrade=dataset.degrade.spec() if dataset.degrade else None)
+                  degrade=dataset.degrade.spec() if dataset.degrade else None,
+                  weights=weights.bundled, weights_why=kind_why if weights.bundled else None)
     console = ui.err if json_out == "-" else ui.out
     console.print(ui.eval_table(result, str(weights.path)))
     if save_images is not None:
@@ -657,6 +698,7 @@ def upscale(
         None, "--checkpoint", help="Checkpoint to use (default, or 'bundled': the weights shipped "
         "with wdsr)."),
     model: Path | None = ModelOpt,
+    weights_choice: str = WeightsOpt,
     backend: str = BackendOpt,
     tile: int | None = TileOpt,
     self_ensemble: bool = typer.Option(
@@ -679,6 +721,7 @@ def upscale(
     _obsolete_tile(tile)
     _check_json_out(json_out)
     named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
+    bundled = _bundled_choice(weights_choice, checkpoint, model)
     found = U.collect_inputs(inputs)
     weights = resolve(checkpoint, model, scale, backend, default="bundled",
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
@@ -694,19 +737,30 @@ def upscale(
     summary = {"interrupted": False, "seconds": 0.0}
     ran_on = None
     if todo:
-        predictor = _load_weights(weights, self_ensemble)
+        choices = U.choose_weights(todo, weights_choice, scale) if bundled else \
+            [(None, weights.why)] * len(todo)
+        loaded: dict = {}
+        for kind, _ in choices:  # each kind of weights loaded once, in order of first use
+            if kind not in loaded:
+                w = weights if kind in (None, "clean") else resolve(
+                    checkpoint, None, scale, backend, default="bundled", bundled=kind,
+                    device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+                loaded[kind] = (w, _load_weights(w, self_ensemble))
+                _say_weights(w, loaded[kind][1], scale, self_ensemble, kind)
+        predictor = loaded[choices[0][0]][1]
         ran_on = predictor.backend.name
-        ui.info(f"{weights.label} ({weights.why}; x{scale}, windows of "
-                f"{'x'.join(map(str, predictor.window))} LR px"
-                + (", self-ensemble x8" if self_ensemble else "") + ")")
-        ui.info(f"backend: {ran_on} ({weights.backend_why})")
         with ui.ImageProgress("upscaling", len(todo)) as bar:
             summary = U.upscale_batch(
                 predictor, todo,
                 on_start=lambda i, n, job: bar.start(i, n, job.source.name),
                 on_tile=bar.tile,
-                on_done=lambda i, n, job, result, error: bar.done(i, n))
+                on_done=lambda i, n, job, result, error: bar.done(i, n),
+                per_job=[loaded[kind][1] for kind, _ in choices])
         images = summary["images"]
+        if bundled:
+            why_of = {str(job.source): c for job, c in zip(todo, choices, strict=True)}
+            for row in images:
+                row["weights"], row["weights_why"] = why_of[row["input"]]
         order = {str(j.source): k for k, j in enumerate(jobs)}
         failures = sorted(failures + summary["failures"], key=lambda f: order[f["input"]])
     seconds = summary["seconds"]
@@ -726,6 +780,7 @@ def upscale(
             "scale": scale,
             "checkpoint": str(weights.path) if weights.kind == "checkpoint" else None,
             "model": None if model is None else str(model), "backend": ran_on,
+            "weights": sorted({r["weights"] for r in images if "weights" in r}) or None,
             "window": list(predictor.window) if todo else None,
             "self_ensemble": self_ensemble, "images": images, "failures": failures,
             "interrupted": summary["interrupted"], "seconds": seconds,

@@ -328,11 +328,14 @@ def failures_table(failures: list[dict]) -> Table:
 
 def upscale_table(images: list[dict], backend: str | None = None) -> Table:
     title = f"{len(images)} upscaled" + (f" with {backend}" if backend else "")
-    return table(_escape(title), ["input", "output", "size", "mode", "time s"],
+    weights = any("weights" in r for r in images)  # bundled weights: which ran and why
+    return table(_escape(title), ["input", "output", "size", "mode"]
+                 + (["weights"] if weights else []) + ["time s"],
                  [(_escape(r["input"]), _escape(r["output"]),
                    f"{r['input_size'][0]}x{r['input_size'][1]} -> "
-                   f"{r['output_size'][0]}x{r['output_size'][1]}",
-                   r["mode"], f"{r['seconds']:.2f}") for r in images])
+                   f"{r['output_size'][0]}x{r['output_size'][1]}", r["mode"],
+                   *([_escape(f"{r['weights']} ({r['weights_why']})")] if weights else []),
+                   f"{r['seconds']:.2f}") for r in images])
 
 
 class ImageProgress:

@@ -207,7 +207,12 @@ def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: boo
     return loaded
 
 
-def bundled_checkpoint(scale: int) -> Path | None:
-    """The weights shipped with the package for this scale, if any."""
-    path = BUNDLED_DIR / f"wdsr_x{scale}.ckpt"
+BUNDLED_KINDS = ("clean", "photo")  # trained on bicubic LR / on JPEG, noisy, blurred LR
+
+
+def bundled_checkpoint(scale: int, kind: str = "clean") -> Path | None:
+    """The weights shipped with the package for this scale and kind, if any:
+    ``wdsr_x{scale}.ckpt`` (clean) or ``wdsr_photo_x{scale}.ckpt`` (photo)."""
+    path = BUNDLED_DIR / (f"wdsr_x{scale}.ckpt" if kind == "clean" else
+                          f"wdsr_{kind}_x{scale}.ckpt")
     return path if path.is_file() else None

@@ -396,13 +396,24 @@ def _failure(job: Job, exc: BaseException) -> str:
     raise exc
 
 
+def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
+    """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
+    photo weights for a JPEG input, the clean ones for the rest, unless ``requested`` says."""
+    from ..data.degrade import jpeg_quality_of
+    from .weights import bundled_kind
+
+    return [bundled_kind(requested, jpeg_quality_of(job.source) if requested == "auto"
+                         else None, scale) for job in jobs]
+
+
 def upscale_batch(predictor, jobs: Sequence[Job],
                   on_start: Callable[[int, int, Job], None] | None = None,
                   on_tile: Callable[[int, int], None] | None = None,
                   on_done: Callable[[int, int, Job, dict[str, Any] | None, str | None], None]
-                  | None = None) -> dict[str, Any]:
-    """Upscale every job with one loaded model; a file that cannot be done is recorded and
-    the batch goes on.
+                  | None = None, per_job: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Upscale every job with one loaded model (or, with ``per_job``, job ``i`` with
+    ``per_job[i]``: a folder of PNG and JPEG photos gets each image its own weights, each
+    model loaded once); a file that cannot be done is recorded and the batch goes on.
 
     Reading (decode, alpha bleed) of the next image and writing (encode, save) of finished
     ones run in two background threads while the network computes, so on a folder the
@@ -421,6 +432,7 @@ def upscale_batch(predictor, jobs: Sequence[Job],
     images: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     total = len(jobs)
+    models = list(per_job) if per_job is not None else [predictor] * total
     start = time.perf_counter()
     # index -> (result, error), filled by whichever thread finishes the image: a Ctrl-C on
     # this thread cannot lose an image that was written.
@@ -430,7 +442,7 @@ def upscale_batch(predictor, jobs: Sequence[Job],
 
     def write(index: int, job: Job, read: _Read, sr: np.ndarray, network: float) -> None:
         try:
-            outcomes[index] = (_write(job, read, sr, predictor, network), None)
+            outcomes[index] = (_write(job, read, sr, models[index], network), None)
         except (WdsrError, OSError, MemoryError) as exc:
             outcomes[index] = (None, _failure(job, exc))
 
@@ -452,16 +464,16 @@ def upscale_batch(predictor, jobs: Sequence[Job],
     pool = ThreadPoolExecutor(2, thread_name_prefix="wdsr-io")
     writes: list[Any] = []
     try:
-        reads = [pool.submit(_read, predictor, job.source) for job in jobs[:1]]
+        reads = [pool.submit(_read, models[0], job.source) for job in jobs[:1]]
         for index, job in enumerate(jobs):
             if index + 1 < total:  # read the next image while this one computes
-                reads.append(pool.submit(_read, predictor, jobs[index + 1].source))
+                reads.append(pool.submit(_read, models[index + 1], jobs[index + 1].source))
             try:
                 read = reads[index].result()
                 reads[index] = None  # free it once written
                 if on_start is not None:
                     on_start(index, total, job)
-                sr, network = _network(predictor, read, on_tile)
+                sr, network = _network(models[index], read, on_tile)
             except (WdsrError, OSError, MemoryError) as exc:
                 outcomes[index] = (None, _failure(job, exc))
             else:

@@ -10,6 +10,12 @@ What the user can say, and what it means:
 * nothing: the bundled weights (upscale), or the newest ``runs/*/best.ckpt`` of the scale, else
   the bundled weights (evaluate, export).
 
+Two kinds of weights are bundled per scale (``--weights auto|clean|photo``): *clean*, trained on
+the MATLAB-bicubic LR of benchmarks, and *photo*, trained on LR that went through blur, noise
+and JPEG (``configs/bundled-photo-x*.yaml``). ``auto`` (:func:`bundled_kind`) gives a JPEG
+input the photo weights and anything else the clean ones; the file's own quantization tables
+say whether it is a JPEG and how hard it was compressed.
+
 Backends (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` runs the
 checkpoint's *ONNX form*; ``auto`` takes ONNX Runtime on a CPU where it is installed (about 3x
 faster than MindSpore there, README "Backends"), MindSpore on Ascend/GPU.
@@ -38,7 +44,9 @@ from .contract import read_contract
 
 __all__ = [
     "BACKENDS",
+    "WEIGHT_CHOICES",
     "Weights",
+    "bundled_kind",
     "cache_dir",
     "checkpoint_facts",
     "load_predictor",
@@ -53,6 +61,11 @@ BACKEND_NAMES = {"mindspore": "MindSpore", "onnxruntime": "ONNX Runtime"}
 CHECKPOINT_HINT = "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)"
 NEWEST_RUN = "newest best.ckpt in ./runs for this scale"
 BUNDLED = "bundled weights"
+WEIGHT_CHOICES = ("auto", "clean", "photo")
+# JPEG inputs compressed at or below this quality get the photo weights under --weights auto;
+# above it a JPEG is nearly lossless and the clean weights gain more (README model card,
+# "Which weights run").
+PHOTO_MAX_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class Weights:
     onnx_form: Path | None = None
     device_target: str = "CPU"
     device_id: int = 0
+    bundled: str | None = None  # "clean" or "photo" for the bundled weights, else None
 
     @property
     def label(self) -> str:
@@ -94,19 +108,43 @@ def start_mindspore(device_target: str = "auto", device_id: int = 0) -> None:
 # ---------------------------------------------------------------------------- checkpoints
 
 
+def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None
+                 ) -> tuple[str, str]:
+    """(kind, why) of the bundled weights for one input: ``requested`` is ``--weights``;
+    ``jpeg_quality`` the input's (:func:`data.degrade.jpeg_quality_of`), None if lossless.
+    ``auto`` falls back to the clean weights where no photo weights are bundled for
+    ``scale``."""
+    from ..checkpoints import bundled_checkpoint
+
+    if requested not in WEIGHT_CHOICES:
+        raise WdsrError(f"unknown --weights '{requested}'",
+                        "choose auto (photo weights for JPEG inputs), clean or photo")
+    if requested != "auto":
+        return requested, f"--weights {requested}"
+    if jpeg_quality is None:
+        return "clean", "auto: lossless input"
+    if jpeg_quality > PHOTO_MAX_QUALITY:
+        return "clean", f"auto: JPEG at quality ~{jpeg_quality}, nearly lossless"
+    if scale is not None and bundled_checkpoint(scale, "photo") is None:
+        return "clean", f"auto: JPEG, but no x{scale} photo weights are bundled"
+    return "photo", f"auto: JPEG at quality ~{jpeg_quality}"
+
+
 def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
-                     what: str = "checkpoint", hint: str = CHECKPOINT_HINT) -> Path | None:
+                     what: str = "checkpoint", hint: str = CHECKPOINT_HINT,
+                     bundled: str = "clean") -> Path | None:
     """``--checkpoint`` (or ``--init``: ``what``, ``hint``) as a path: ``bundled`` resolved for
-    the scale (default x2), and the file must exist (a folder is refused as such). None stays
-    None. Reads nothing."""
+    the scale (default x2) and kind, and the file must exist (a folder is refused as such).
+    None stays None. Reads nothing."""
     if checkpoint is None:
         return None
     if str(checkpoint) == "bundled":
         from ..checkpoints import bundled_checkpoint
 
-        path = bundled_checkpoint(scale or 2)
+        path = bundled_checkpoint(scale or 2, bundled)
         if path is None:
-            raise WdsrError(f"this version of wdsr has no bundled x{scale or 2} weights",
+            kind = "" if bundled == "clean" else f" {bundled}"
+            raise WdsrError(f"this version of wdsr has no bundled x{scale or 2}{kind} weights",
                             "bundled scales: 2, 3, 4")
         return path
     path = Path(checkpoint)
@@ -253,20 +291,22 @@ def _resolve_model(model: Path, scale: int | None, requested: str,
 def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
             scale: int | None = None, backend: str = "auto", *, default: str = "bundled",
             runs_dir: str | os.PathLike = "runs", device_target: str = "auto",
-            device_id: int = 0) -> Weights:
+            device_id: int = 0, bundled: str = "clean") -> Weights:
     """What runs for what the user said (see the module docstring).
 
-    ``default``: what nothing means, ``"bundled"`` (upscale) or ``"newest"`` (the newest
-    run's best.ckpt of the scale, else bundled: evaluate, export). Reads only what it must:
-    a checkpoint with an ONNX form is not opened (its form's contract knows scale and step).
-    WdsrError for anything that cannot run.
+    ``bundled``: which bundled weights "bundled" means (``clean`` or ``photo``, see
+    :func:`bundled_kind`). ``default``: what nothing means, ``"bundled"`` (upscale) or
+    ``"newest"`` (the newest run's best.ckpt of the scale, else bundled: evaluate, export).
+    Reads only what it must: a checkpoint with an ONNX form is not opened (its form's
+    contract knows scale and step). WdsrError for anything that cannot run.
     """
     from ..checkpoints import bundled_checkpoint
 
     if backend not in BACKENDS:
         raise WdsrError(f"unknown backend '{backend}'", "choose auto, mindspore or onnxruntime")
     target = runtime.resolve_device_target(device_target)
-    path = named_checkpoint(checkpoint, scale)
+    path = named_checkpoint(checkpoint, scale, bundled=bundled)
+    is_bundled = str(checkpoint) == "bundled"
     if model is not None:
         if path is not None:
             raise WdsrError("give --checkpoint or --model, not both",
@@ -285,7 +325,8 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
         if newest is not None:
             (path, step), why = newest, NEWEST_RUN
         else:
-            path, why = bundled_checkpoint(scale), BUNDLED
+            path, is_bundled = bundled_checkpoint(scale, bundled), True
+            why = BUNDLED if bundled == "clean" else f"bundled {bundled} weights"
             if path is None and default == "bundled":
                 raise WdsrError(f"this version of wdsr has no bundled x{scale} weights yet",
                                 "pass --checkpoint runs/<name>/best.ckpt (train one with "
@@ -300,7 +341,8 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
     form = onnx_form(path) if backend != "mindspore" else None
     chosen, backend_why = _choose_backend(backend, target, form and form[0])
     return Weights("checkpoint", path, scale, step, why, chosen, backend_why,
-                   form[0] if form and chosen == "onnxruntime" else None, target, device_id)
+                   form[0] if form and chosen == "onnxruntime" else None, target, device_id,
+                   bundled if is_bundled else None)
 
 
 # ------------------------------------------------------------------------------- running

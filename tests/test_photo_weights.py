@@ -1,0 +1,127 @@
+"""Which bundled weights run: photo weights for JPEG inputs, clean ones for lossless inputs
+(--weights auto|clean|photo), in upscale and in evaluate --degrade."""
+
+from __future__ import annotations
+
+import io
+import json
+from importlib.resources import files
+
+import numpy as np
+import pytest
+from conftest import one_line_error, run_wdsr
+from PIL import Image as PILImage
+
+from wdsr_cli.core.checkpoints import bundled_checkpoint
+from wdsr_cli.core.data.degrade import jpeg_quality_of
+from wdsr_cli.core.data.images import read_rgb_uint8
+from wdsr_cli.core.errors import WdsrError
+from wdsr_cli.core.inference import weights as W
+
+SAMPLE = files("wdsr_cli") / "assets" / "sample"
+
+
+def _crop(name: str = "dogs.png", size: int = 60) -> np.ndarray:
+    return np.ascontiguousarray(read_rgb_uint8(SAMPLE / name)[:size, :size])
+
+
+@pytest.mark.parametrize("quality", [20, 50, 75, 90, 95, 100])
+def test_a_jpeg_says_its_quality_and_a_png_is_lossless(quality, tmp_path):
+    buf = io.BytesIO()
+    PILImage.fromarray(_crop()).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    assert jpeg_quality_of(buf) == quality
+    PILImage.fromarray(_crop()).save(tmp_path / "a.png")
+    assert jpeg_quality_of(tmp_path / "a.png") is None
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    assert jpeg_quality_of(tmp_path / "b.jpg") is None  # unreadable: the reader reports it
+
+
+def test_the_policy_photo_for_jpeg_clean_for_lossless():
+    assert W.bundled_kind("auto", None, 2) == ("clean", "auto: lossless input")
+    assert W.bundled_kind("auto", 75, 2) == ("photo", "auto: JPEG at quality ~75")
+    assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY, 2)[0] == "photo"
+    assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 1, 2)[0] == "clean"
+    assert W.bundled_kind("clean", 50, 2) == ("clean", "--weights clean")
+    assert W.bundled_kind("photo", None, 2) == ("photo", "--weights photo")
+    assert W.bundled_kind("auto", 75, 8)[0] == "clean"  # no x8 photo weights bundled
+    with pytest.raises(WdsrError, match="unknown --weights"):
+        W.bundled_kind("sharp", None, 2)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_photo_weights_are_bundled_and_resolved(scale):
+    path = bundled_checkpoint(scale, "photo")
+    assert path is not None and path.name == f"wdsr_photo_x{scale}.ckpt"
+    w = W.resolve(scale=scale, bundled="photo")
+    assert (w.path, w.bundled, w.why) == (path, "photo", "bundled photo weights")
+    assert W.resolve(scale=scale).bundled == "clean"
+    assert W.resolve("bundled", scale=scale, bundled="photo").path == path
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mixed")
+    PILImage.fromarray(_crop("dogs.png")).save(d / "a.png")
+    PILImage.fromarray(_crop("mountains.png")).save(d / "b.jpg", quality=70)
+    PILImage.fromarray(_crop("brushes.png")).save(d / "c.jpg", quality=99)
+    return d
+
+
+def _rows(res) -> dict:
+    assert res.returncode == 0, res.stderr
+    return {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(res.stdout)["images"]}
+
+
+def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
+    res = run_wdsr("upscale", str(mixed), "-o", str(tmp_path / "auto"), "--json", "-",
+                   env={"COLUMNS": "250"})
+    rows = _rows(res)
+    assert (rows["a.png"]["weights"], rows["a.png"]["weights_why"]) == \
+        ("clean", "auto: lossless input")
+    assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
+        ("photo", "auto: JPEG at quality ~70")
+    assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
+    assert "photo (auto: JPEG at quality ~70)" in res.stderr  # the table says it too
+    assert json.loads(res.stdout)["weights"] == ["clean", "photo"]
+    # each model loaded once and named once
+    assert res.stderr.count("wdsr_photo_x2.ckpt") == 1 and res.stderr.count("wdsr_x2.ckpt") == 1
+    # the outputs are those of the named weights
+    for choice in ("photo", "clean"):
+        one = run_wdsr("upscale", str(mixed / "b.jpg"), "-o", str(tmp_path / f"{choice}.png"),
+                       "--weights", choice)
+        assert one.returncode == 0, one.stderr
+    auto_b = read_rgb_uint8(tmp_path / "auto" / "b_x2.png")
+    assert np.array_equal(auto_b, read_rgb_uint8(tmp_path / "photo.png"))
+    assert not np.array_equal(auto_b, read_rgb_uint8(tmp_path / "clean.png"))
+
+
+def test_weights_flag_bad_values_are_one_line(mixed, tmp_path):
+    ckpt = bundled_checkpoint(2)
+    for args, words in ((["--weights", "sharp"], "unknown --weights"),
+                        (["--weights", "photo", "--checkpoint", str(ckpt)], "bundled weights")):
+        line = one_line_error(run_wdsr("upscale", str(mixed / "a.png"), "-o",
+                                       str(tmp_path / "x.png"), *args))
+        assert words in line
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    PILImage.fromarray(_crop("dogs.png", 96)).save(hr / "a.png")
+    runs = str(tmp_path / "no-runs")
+    out = {}
+    for key, args in (("jpeg", ["--degrade", "jpeg:60"]), ("noise", ["--degrade", "noise:3"]),
+                      ("forced", ["--degrade", "jpeg:60", "--weights", "clean"])):
+        res = run_wdsr("evaluate", "--scale", "2", "--hr", str(hr), "--json", "-",
+                       "--runs-dir", runs, *args)
+        assert res.returncode == 0, res.stderr
+        out[key] = json.loads(res.stdout)
+    assert out["jpeg"]["weights"] == "photo"
+    assert out["jpeg"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
+    assert out["jpeg"]["weights_why"] == "auto: JPEG at quality ~60"
+    assert out["noise"]["weights"] == "clean"
+    assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
+        "--weights clean"
+    assert out["jpeg"]["mean"]["psnr"] != out["forced"]["mean"]["psnr"]
