@@ -337,7 +337,8 @@ def test_upscale_with_exported_models_equals_the_checkpoint(exported, tmp_path):
         dst = tmp_path / f"{Path(path).suffix[1:]}.png"
         # the checkpoint on MindSpore (auto would take its ONNX form when one is cached)
         backend = ["--backend", "mindspore"] if flag == "--checkpoint" else []
-        res = run_wdsr("upscale", str(src), flag, str(path), *backend, "-o", str(dst))
+        res = run_wdsr("upscale", str(src), flag, str(path), *backend, "--precision", "fp32",
+                       "-o", str(dst))
         assert res.returncode == 0, res.stderr
         results[dst.stem] = read_image(dst).pixels.astype(int)
     ckpt = results["ckpt"]

@@ -66,8 +66,10 @@ def batch(ckpt, tmp_path_factory):
     (src / "broken.png").write_bytes(good[: len(good) // 2])
     (src / "notes.txt").write_text("not an image, not picked up from a folder")
     out = d / "out"
+    # fp32: these tests compare with the fp32 Predictor (bf16 is checked in test_openvino.py)
     res = run_wdsr("upscale", str(src), "-o", str(out), "--checkpoint", str(ckpt["x2"]),
-                   "--json", str(d / "summary.json"), env={"COLUMNS": "250"})
+                   "--precision", "fp32", "--json", str(d / "summary.json"),
+                   env={"COLUMNS": "250"})
     return {"res": res, "src": src, "out": out, "rgb": rgb, "alpha": alpha, "kinds": kinds,
             "summary": json.loads((d / "summary.json").read_text())}
 
@@ -207,7 +209,8 @@ def test_no_dark_fringe_around_an_opaque_shape(ms_cpu, tmp_path):
 def test_default_name_single_output_and_overwrite(ckpt, tmp_path):
     img = tmp_path / "shot.png"
     write_image(img, Image(pixels=_picture(9, 11)))
-    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--self-ensemble")
+    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--self-ensemble",
+                   "--precision", "fp32")
     assert res.returncode == 0, res.stderr
     assert read_image(tmp_path / "shot_x2.png").pixels.shape == (18, 22, 3)
 
@@ -231,7 +234,8 @@ def test_self_ensemble_is_the_average_of_the_8_flips(ckpt, tmp_path):
     pixels = _picture(9, 11)
     img = tmp_path / "shot.png"
     write_image(img, Image(pixels=pixels))
-    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--self-ensemble")
+    res = run_wdsr("upscale", str(img), "--checkpoint", str(ckpt["x2"]), "--self-ensemble",
+                   "--precision", "fp32")
     assert res.returncode == 0, res.stderr
     got = read_image(tmp_path / "shot_x2.png").pixels
     want = _expected(ckpt["x2"], pixels, self_ensemble=True)
@@ -298,7 +302,7 @@ def test_bundled_weights_work_out_of_the_box(ms_cpu, tmp_path):
     img = tmp_path / "x.png"
     pixels = _picture(21, 17)
     write_image(img, Image(pixels=pixels))
-    res = run_wdsr("upscale", str(img))
+    res = run_wdsr("upscale", str(img), "--precision", "fp32")
     assert res.returncode == 0, res.stderr
     out = read_image(tmp_path / "x_x2.png")
     from wdsr_cli.core.checkpoints import bundled_checkpoint

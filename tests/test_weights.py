@@ -51,7 +51,8 @@ def test_nothing_means_the_bundled_weights_on_onnx_runtime():
     w = W.resolve()
     assert (w.kind, w.path, w.scale, w.why) == ("checkpoint", bundled_checkpoint(2), 2,
                                                  "bundled weights")
-    assert w.backend == "onnxruntime" and w.backend_why == "auto: CPU with ONNX Runtime installed"
+    assert w.backend in ("onnxruntime", "openvino") and w.backend_why.startswith("auto: ")
+    assert w.precision == "fp32"  # the library's default (upscale asks for auto)
     assert w.onnx_form == bundled_checkpoint(2).with_suffix(".onnx")  # shipped, no cache needed
     assert isinstance(w.step, int) and w.step > 0
     assert W.resolve(scale=4).path == bundled_checkpoint(4)
@@ -100,8 +101,10 @@ def test_exported_models_run_on_their_own_engine(tmp_path):
     model = tmp_path / "m.onnx"
     shutil.copy(shipped, model)
     shutil.copy(f"{shipped}.json", f"{model}.json")
-    w = W.resolve(model=model)
+    w = W.resolve(model=model, backend="onnxruntime")
     assert (w.kind, w.scale, w.backend, w.why) == ("onnx", 2, "onnxruntime", "--model")
+    assert W.resolve(model=model, backend="openvino").backend == "openvino"
+    assert W.resolve(model=model).backend in ("onnxruntime", "openvino")
     with pytest.raises(WdsrError, match="is a ONNX model, which runs on ONNX Runtime, not "
                                         "--backend mindspore"):
         W.resolve(model=model, backend="mindspore")
@@ -116,19 +119,65 @@ def test_exported_models_run_on_their_own_engine(tmp_path):
 # ------------------------------------------------------------------------ choosing backends
 
 
-def test_auto_takes_onnx_runtime_on_a_cpu_only_where_it_is_installed(monkeypatch):
-    assert W.resolve(backend="auto").backend == "onnxruntime"
+def _cpu(monkeypatch, flags: str, native_bf16: bool) -> None:
+    """Pretend to run on a CPU with these flags (and OpenVINO's word on bf16)."""
+    from wdsr_cli.core.inference import device
+
+    monkeypatch.setattr(device, "_FACTS", device.CpuFacts("Test CPU", "25", "17",
+                                                          frozenset(flags.split())))
+    monkeypatch.setattr(device, "_NATIVE", native_bf16)
+
+
+# (CPU flags, native bf16) -> (fp32 engine, auto engine, auto precision): the measured rule
+# (core/inference/device.py): bf16 where native, OpenVINO fp32 only on AMX CPUs
+RULE = {
+    "sapphire rapids": ("avx2 avx512f avx512_bf16 amx_bf16", True,
+                        ("openvino", "openvino", "bf16")),
+    "zen 4": ("avx2 avx512f avx512_bf16", True, ("onnxruntime", "openvino", "bf16")),
+    "zen 3": ("avx2", False, ("onnxruntime", "onnxruntime", "fp32")),
+}
+
+
+@pytest.mark.parametrize("cpu", sorted(RULE))
+def test_auto_follows_the_measured_rule_per_cpu(monkeypatch, cpu):
+    flags, native, (fp32_engine, auto_engine, auto_precision) = RULE[cpu]
+    _cpu(monkeypatch, flags, native)
+    w = W.resolve(precision="fp32")
+    assert (w.backend, w.precision) == (fp32_engine, "fp32")
+    w = W.resolve(precision="auto")
+    assert (w.backend, w.precision) == (auto_engine, auto_precision)
+    assert w.backend_why.startswith("auto: ") and w.precision_why.startswith("auto: ")
+    if native:
+        assert W.resolve(precision="bf16").backend == "openvino"
+    else:
+        with pytest.raises(WdsrError, match="has no native bf16"):
+            W.resolve(precision="bf16", backend="openvino")
+
+
+def test_auto_takes_what_is_installed(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
     assert W.resolve(device_target="GPU").backend_why == "auto: GPU device"
     assert W.resolve(device_target="GPU").backend == "mindspore"
     assert W.resolve(backend="mindspore").backend == "mindspore"
+    with pytest.raises(WdsrError, match="--precision bf16 runs on OpenVINO only"):
+        W.resolve(backend="onnxruntime", precision="bf16")
     monkeypatch.setattr(W, "_installed", lambda module: module != "onnxruntime")
     w = W.resolve()
-    assert (w.backend, w.backend_why) == ("mindspore", "auto: ONNX Runtime is not installed")
+    assert (w.backend, w.precision) == ("openvino", "fp32")
+    monkeypatch.setattr(W, "_installed", lambda module: module not in ("onnxruntime",
+                                                                       "openvino"))
+    w = W.resolve(precision="auto")
+    assert (w.backend, w.precision) == ("mindspore", "fp32")
+    assert w.backend_why == "auto: no ONNX engine: ONNX Runtime is not installed"
     assert w.onnx_form is None
     with pytest.raises(WdsrError, match="--backend onnxruntime needs ONNX Runtime, which is "
                                         "not installed") as e:
         W.resolve(backend="onnxruntime")
     assert "pip install 'wdsr-cli[onnx]'" in e.value.hint
+    with pytest.raises(WdsrError, match="--backend openvino needs OpenVINO, which is not "
+                                        "installed") as e:
+        W.resolve(backend="openvino")
+    assert "pip install 'wdsr-cli[openvino]'" in e.value.hint
 
 
 BLOCK_ORT = "import sys; sys.modules['onnxruntime'] = None\n"  # as if it were not installed
@@ -169,7 +218,7 @@ def test_the_onnx_runtime_path_never_imports_mindspore(tmp_path):
     res = _run_python(NO_MINDSPORE, "upscale", str(img), "-o", str(tmp_path / "ort.png"))
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "False"
-    assert "upscaled with ONNX Runtime" in res.stdout
+    assert "upscaled with ONNX Runtime" in res.stdout or "upscaled with OpenVINO" in res.stdout
     # the check can fail: the MindSpore backend does import it
     res = _run_python(NO_MINDSPORE, "upscale", str(img), "-o", str(tmp_path / "ms.png"),
                       "--backend", "mindspore")

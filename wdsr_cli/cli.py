@@ -55,10 +55,17 @@ WeightsOpt = typer.Option(
     "clean ones for lossless), clean (trained on bicubic LR) or photo (trained on JPEG, noise "
     "and blur).")
 BackendOpt = typer.Option(
-    "auto", "--backend", help="auto (ONNX Runtime on a CPU where it is installed, else "
-    "MindSpore), mindspore or onnxruntime (runs the checkpoint's ONNX form, made and checked "
-    "once)."
+    "auto", "--backend", help="auto (on a CPU the engine measured fastest there: OpenVINO or "
+    "ONNX Runtime; else MindSpore), mindspore, onnxruntime or openvino (these two run the "
+    "checkpoint's ONNX form, made and checked once)."
 )
+
+
+def _precision_opt(default: str, why: str):
+    return typer.Option(
+        default, "--precision", help="auto (bf16 on OpenVINO where the CPU has native bf16 "
+        "and it was measured faster, else fp32), fp32 or bf16 (checked once against fp32: "
+        f"8-bit values within 2 levels, PSNR within 0.01 dB, else refused). {why}")
 
 
 def _version(value: bool) -> None:
@@ -122,9 +129,12 @@ def _load_weights(weights, self_ensemble: bool):
     from . import ui
     from .core.inference.weights import load_predictor
 
-    if weights.backend == "onnxruntime" and weights.kind == "checkpoint" \
-            and weights.onnx_form is None:
-        with ui.err.status(f"making the ONNX Runtime form of {weights.path} (once)") as status:
+    if weights.runs_onnx and weights.kind == "checkpoint" and weights.onnx_form is None:
+        with ui.err.status(f"making the ONNX form of {weights.path} (once)") as status:
+            return load_predictor(weights, lambda text: status.update(text),
+                                  self_ensemble=self_ensemble)
+    if weights.precision != "fp32":
+        with ui.err.status(f"loading {weights.precision} on {weights.backend}") as status:
             return load_predictor(weights, lambda text: status.update(text),
                                   self_ensemble=self_ensemble)
     return load_predictor(weights, self_ensemble=self_ensemble)
@@ -144,6 +154,27 @@ def _bundled_choice(choice: str, checkpoint, model) -> bool:
     return bundled
 
 
+def _engine_facts(weights, predictor) -> dict:
+    """What ran and why, for --json and the lines above the table."""
+    check = predictor.precision_check
+    return {"backend": predictor.backend.name, "engine": weights.backend,
+            "backend_why": weights.backend_why, "precision": predictor.precision,
+            "precision_why": predictor.precision_why or weights.precision_why,
+            "precision_check": None if check is None else {
+                k: check[k] for k in ("passed", "uint8_max_diff", "psnr_change_db",
+                                      "tolerance", "from_cache")}}
+
+
+def _engine_line(weights, predictor) -> str:
+    facts = _engine_facts(weights, predictor)
+    check = facts["precision_check"]
+    checked = "" if check is None or not check["passed"] else (
+        f"; checked vs fp32: <= {check['uint8_max_diff']} levels, "
+        f"{check['psnr_change_db']:+.4f} dB PSNR-Y")
+    return (f"backend: {facts['backend']} ({weights.backend_why})\n"
+            f"precision: {facts['precision']} ({facts['precision_why']}{checked})")
+
+
 def _say_weights(weights, predictor, scale: int, self_ensemble: bool, kind) -> None:
     from . import ui
 
@@ -151,7 +182,7 @@ def _say_weights(weights, predictor, scale: int, self_ensemble: bool, kind) -> N
     ui.info(f"{weights.label} ({what}{weights.why}; x{scale}, windows of "
             f"{'x'.join(map(str, predictor.window))} LR px"
             + (", self-ensemble x8" if self_ensemble else "") + ")")
-    ui.info(f"backend: {predictor.backend.name} ({weights.backend_why})")
+    ui.info(_engine_line(weights, predictor))
 
 
 def _check_json_out(json_out: str | None) -> None:
@@ -467,6 +498,7 @@ def evaluate(
         "auto", "--weights", help="Which bundled weights: auto (photo weights when --degrade "
         "has a JPEG step, clean ones otherwise), clean or photo."),
     backend: str = BackendOpt,
+    precision: str = _precision_opt("fp32", "Default fp32: the numbers papers compare."),
     hr: Path | None = typer.Option(
         None, "--hr", help="Folder of HR images (default: DIV2K validation under data.root)."),
     lr: Path | None = typer.Option(
@@ -552,7 +584,7 @@ def evaluate(
 
     weights = resolve(checkpoint, model, scale, backend, default="newest", runs_dir=runs_dir,
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
-                      bundled=kind or "clean")
+                      precision=precision, bundled=kind or "clean")
     scale = weights.scale
     if hr is not None:
         dataset = E.dataset_from_folders(hr, lr, scale)
@@ -565,7 +597,7 @@ def evaluate(
     step = "?" if weights.step is None else weights.step
     chose = f"{weights.bundled} weights: {kind_why}; " if weights.bundled else ""
     ui.info(f"{weights.label} ({chose}{weights.why}; step {step})")
-    ui.info(f"backend: {predictor.backend.name} ({weights.backend_why})")
+    ui.info(_engine_line(weights, predictor))
     ui.info(f"data: {dataset.description}")
 
     collector = R.ReportCollector(scale, protocol) if report is not None else None
@@ -577,9 +609,10 @@ def evaluate(
                                   on_image=on_image, save_dir=save_images,
                                   on_arrays=collector.add if collector else None)
     result.update(checkpoint=str(weights.path), checkpoint_step=weights.step,
-                  backend=predictor.backend.name, dataset=dataset.description,
+                  dataset=dataset.description,
                   degrade=dataset.degrade.spec() if dataset.degrade else None,
-                  weights=weights.bundled, weights_why=kind_why if weights.bundled else None)
+                  weights=weights.bundled, weights_why=kind_why if weights.bundled else None,
+                  **_engine_facts(weights, predictor))
     console = ui.err if json_out == "-" else ui.out
     console.print(ui.eval_table(result, str(weights.path)))
     if save_images is not None:
@@ -700,6 +733,7 @@ def upscale(
     model: Path | None = ModelOpt,
     weights_choice: str = WeightsOpt,
     backend: str = BackendOpt,
+    precision: str = _precision_opt("auto", "Default auto."),
     tile: int | None = TileOpt,
     self_ensemble: bool = typer.Option(
         False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower)."),
@@ -724,7 +758,8 @@ def upscale(
     bundled = _bundled_choice(weights_choice, checkpoint, model)
     found = U.collect_inputs(inputs)
     weights = resolve(checkpoint, model, scale, backend, default="bundled",
-                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+                      device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
+                      precision=precision)
     scale = weights.scale
     planned = U.plan_jobs(found, output, scale, overwrite)
     jobs = planned.jobs
@@ -735,7 +770,7 @@ def upscale(
         raise WdsrError(failures[0]["error"])
     images: list[dict] = []
     summary = {"interrupted": False, "seconds": 0.0}
-    ran_on = None
+    ran_on, engine = None, {}
     if todo:
         choices = U.choose_weights(todo, weights_choice, scale) if bundled else \
             [(None, weights.why)] * len(todo)
@@ -744,11 +779,12 @@ def upscale(
             if kind not in loaded:
                 w = weights if kind in (None, "clean") else resolve(
                     checkpoint, None, scale, backend, default="bundled", bundled=kind,
-                    device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
+                    device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
+                    precision=precision)
                 loaded[kind] = (w, _load_weights(w, self_ensemble))
                 _say_weights(w, loaded[kind][1], scale, self_ensemble, kind)
-        predictor = loaded[choices[0][0]][1]
-        ran_on = predictor.backend.name
+        first, predictor = loaded[choices[0][0]]
+        ran_on, engine = predictor.backend.name, _engine_facts(first, predictor)
         with ui.ImageProgress("upscaling", len(todo)) as bar:
             summary = U.upscale_batch(
                 predictor, todo,
@@ -768,7 +804,7 @@ def upscale(
         raise WdsrError(failures[0]["error"])
     console = ui.err if json_out == "-" else ui.out
     if images:
-        console.print(ui.upscale_table(images, ran_on))
+        console.print(ui.upscale_table(images, ui.engine_label(ran_on, engine.get("precision"))))
     if failures:
         console.print(ui.failures_table(failures))
     megapixels = sum(r["output_megapixels"] for r in images)
@@ -781,6 +817,7 @@ def upscale(
             "checkpoint": str(weights.path) if weights.kind == "checkpoint" else None,
             "model": None if model is None else str(model), "backend": ran_on,
             "weights": sorted({r["weights"] for r in images if "weights" in r}) or None,
+            **{k: v for k, v in engine.items() if k != "backend"},
             "window": list(predictor.window) if todo else None,
             "self_ensemble": self_ensemble, "images": images, "failures": failures,
             "interrupted": summary["interrupted"], "seconds": seconds,

@@ -306,7 +306,8 @@ def eval_table(result: dict, checkpoint: str) -> Table:
              + (", self-ensemble x8" if result.get("self_ensemble") else "")
              + (f", LR degraded: {result['degrade']}" if result.get("degrade") else "")
              + f", checkpoint {checkpoint}"
-             + (f", {result['backend']}" if result.get("backend") else ""))
+             + (f", {engine_label(result['backend'], result.get('precision'))}"
+                if result.get("backend") else ""))
     columns = ["image", "PSNR dB", "SSIM"] + (["bicubic PSNR", "bicubic SSIM"] if bicubic
                                               else []) + ["time s"]
 
@@ -324,6 +325,11 @@ def eval_table(result: dict, checkpoint: str) -> Table:
 def failures_table(failures: list[dict]) -> Table:
     return table(f"{len(failures)} failed", ["input", "problem"],
                  [(_escape(f["input"]), _escape(f["error"])) for f in failures])
+
+
+def engine_label(backend: str, precision: str | None) -> str:
+    """The engine's name with its precision (once: OpenVINO's name already has it)."""
+    return backend if not precision or precision in backend else f"{backend}, {precision}"
 
 
 def upscale_table(images: list[dict], backend: str | None = None) -> Table:

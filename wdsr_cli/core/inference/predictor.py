@@ -87,6 +87,7 @@ class FixedSizeWindows:
         self.size = (int(size[0]), int(size[1]))
         self.scale = int(scale)
         self.receptive_radius = int(receptive_radius)
+        self.precision = getattr(backend, "precision", "fp32")
         self.name = f"{getattr(backend, 'name', type(backend).__name__)}, fixed " \
                     f"{self.size[0]}x{self.size[1]} input"
 
@@ -270,6 +271,9 @@ class Predictor:
         self.self_ensemble = bool(self_ensemble)
         self.meta: dict[str, Any] | None = None
         self.source: str = getattr(backend, "name", type(backend).__name__)
+        self.precision: str = getattr(backend, "precision", "fp32")
+        self.precision_check: dict[str, Any] | None = None  # set by weights.load_predictor
+        self.precision_why: str | None = None  # set by weights.load_predictor when it differs
 
     # -- construction
     @classmethod
@@ -294,13 +298,15 @@ class Predictor:
 
     @classmethod
     def from_model(cls, path: str | os.PathLike, self_ensemble: bool = False,
-                   contract: dict[str, Any] | None = None) -> Predictor:
+                   contract: dict[str, Any] | None = None, engine: str | None = None,
+                   precision: str = "fp32") -> Predictor:
         """A Predictor over a model written by ``wdsr export`` (``.mindir``: MindSpore,
-        ``.onnx``: ONNX Runtime). Scale and receptive radius come from the contract file
-        ``<path>.json`` (or ``contract``). A fixed-shape model's input size is the window
-        (see :class:`FixedSizeWindows`). ``meta`` is the contract.
+        ``.onnx``: ONNX Runtime, or ``engine="openvino"``, at ``precision`` fp32 or bf16).
+        Scale and receptive radius come from the contract file ``<path>.json`` (or
+        ``contract``). A fixed-shape model's input size is the window (see
+        :class:`FixedSizeWindows`). ``meta`` is the contract.
         """
-        backend, contract = load_exported(path, contract)
+        backend, contract = load_exported(path, contract, engine, precision)
         if contract.get("input_size"):
             backend = FixedSizeWindows(backend, tuple(contract["input_size"]), contract["scale"],
                                        contract["receptive_radius"])

@@ -16,9 +16,13 @@ and JPEG (``configs/bundled-photo-x*.yaml``). ``auto`` (:func:`bundled_kind`) gi
 input the photo weights and anything else the clean ones; the file's own quantization tables
 say whether it is a JPEG and how hard it was compressed.
 
-Backends (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` runs the
-checkpoint's *ONNX form*; ``auto`` takes ONNX Runtime on a CPU where it is installed (about 3x
-faster than MindSpore there, README "Backends"), MindSpore on Ascend/GPU.
+Engines (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` and
+``openvino`` run the checkpoint's *ONNX form*; ``auto`` takes, on a CPU, the engine the
+measurements say is fastest there (:mod:`.device`), else MindSpore (Ascend/GPU, or no ONNX
+engine installed). Precision (``--precision``): ``fp32`` (every engine), ``bf16`` (OpenVINO on a
+CPU with native bf16, held to a checked tolerance: :mod:`.precision`), ``auto`` (bf16 where
+:mod:`.device` says it is native and measured faster, else fp32). ``Weights`` says which ran and
+why.
 
 The ONNX form of a checkpoint is an ONNX file whose contract names the checkpoint's sha256 and
 records a passed parity check against it (``wdsr export --format onnx``: the output compared
@@ -56,8 +60,10 @@ __all__ = [
     "start_mindspore",
 ]
 
-BACKENDS = ("auto", "mindspore", "onnxruntime")
-BACKEND_NAMES = {"mindspore": "MindSpore", "onnxruntime": "ONNX Runtime"}
+BACKENDS = ("auto", "mindspore", "onnxruntime", "openvino")
+BACKEND_NAMES = {"mindspore": "MindSpore", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+PRECISIONS = ("auto", "fp32", "bf16")
+ONNX_ENGINES = ("onnxruntime", "openvino")  # engines that run ONNX forms
 CHECKPOINT_HINT = "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)"
 NEWEST_RUN = "newest best.ckpt in ./runs for this scale"
 BUNDLED = "bundled weights"
@@ -71,8 +77,9 @@ PHOTO_MAX_QUALITY = 95
 @dataclass(frozen=True)
 class Weights:
     """What will run. ``kind``: checkpoint, onnx or mindir; ``path``: that file; ``why``: how
-    it was chosen; ``backend``: mindspore or onnxruntime, ``backend_why``: why;
-    ``onnx_form``: the checked ONNX form of a checkpoint, if it exists already."""
+    it was chosen; ``backend``: mindspore, onnxruntime or openvino, ``backend_why``: why;
+    ``onnx_form``: the checked ONNX form of a checkpoint, if it exists already;
+    ``precision``: fp32 or bf16, ``precision_why``: why."""
 
     kind: str
     path: Path
@@ -84,6 +91,8 @@ class Weights:
     onnx_form: Path | None = None
     device_target: str = "CPU"
     device_id: int = 0
+    precision: str = "fp32"
+    precision_why: str = "fp32: the default"
     bundled: str | None = None  # "clean" or "photo" for the bundled weights, else None
 
     @property
@@ -94,6 +103,10 @@ class Weights:
     @property
     def backend_label(self) -> str:
         return f"{BACKEND_NAMES[self.backend]} ({self.backend_why})"
+
+    @property
+    def runs_onnx(self) -> bool:
+        return self.backend in ONNX_ENGINES
 
 
 # ------------------------------------------------------------------------------ MindSpore
@@ -241,27 +254,80 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _choose_backend(requested: str, target: str, form: Path | None) -> tuple[str, str]:
-    """(backend, why) for a checkpoint."""
-    from .backends import ONNX_INSTALL_HINT
+def _require(engine: str, form: Path | None, why: str) -> str | None:
+    """None if ``engine`` can run here (installed, and the ONNX form exists or can be made),
+    else what is missing (for a message)."""
+    module = {"onnxruntime": "onnxruntime", "openvino": "openvino"}[engine]
+    if not _installed(module):
+        return BACKEND_NAMES[engine]
+    if form is None and not (_installed("onnx") and _installed("onnxruntime")):
+        return f"the 'onnx' and 'onnxruntime' packages (to make the ONNX form{why})"
+    return None
 
-    if requested == "mindspore":
-        return "mindspore", "--backend mindspore"
-    if requested == "onnxruntime":
-        if not _installed("onnxruntime"):
-            raise WdsrError("--backend onnxruntime needs ONNX Runtime, which is not installed",
-                            ONNX_INSTALL_HINT)
-        if form is None and not _installed("onnx"):
-            raise WdsrError("--backend onnxruntime needs the 'onnx' package to make this "
-                            "checkpoint's ONNX form", ONNX_INSTALL_HINT)
-        return "onnxruntime", "--backend onnxruntime"
-    if target != "CPU":
-        return "mindspore", f"auto: {target} device"
-    if not _installed("onnxruntime"):
-        return "mindspore", "auto: ONNX Runtime is not installed"
-    if form is None and not _installed("onnx"):
-        return "mindspore", "auto: the 'onnx' package to make the ONNX form is not installed"
-    return "onnxruntime", "auto: CPU with ONNX Runtime installed"
+
+def _install_hint(engine: str) -> str:
+    from .backends import ONNX_INSTALL_HINT
+    from .backends.ov import OPENVINO_INSTALL_HINT
+
+    return OPENVINO_INSTALL_HINT if engine == "openvino" else ONNX_INSTALL_HINT
+
+
+def _choose_engine(requested: str, precision: str, target: str, form: Path | None,
+                   onnx_only: bool = False) -> tuple[str, str, str, str]:
+    """(engine, why, precision, why) for a checkpoint (or, ``onnx_only``, an ONNX file)."""
+    from .device import bf16_native, cpu_facts, fp32_engine
+
+    if precision not in PRECISIONS:
+        raise WdsrError(f"unknown precision '{precision}'", "choose auto, fp32 or bf16")
+    if requested in ONNX_ENGINES:
+        missing = _require(requested, form, " of this checkpoint")
+        if missing is not None:
+            raise WdsrError(f"--backend {requested} needs {missing}, which is not installed",
+                            _install_hint(requested))
+        engine, why = requested, f"--backend {requested}"
+    elif requested == "mindspore":
+        engine, why = "mindspore", "--backend mindspore"
+    elif target != "CPU" and not onnx_only:
+        engine, why = "mindspore", f"auto: {target} device"
+    else:  # auto on a CPU: what the measurements say, among what is installed
+        cpu = cpu_facts()
+        engine, why = fp32_engine(cpu)
+        if precision in ("auto", "bf16") and _require("openvino", form, "") is None \
+                and bf16_native():
+            engine, why = "openvino", "bf16 native on this CPU: OpenVINO bf16 measured " \
+                "2.1-3.5x faster than fp32"
+        missing = _require(engine, form, "")
+        other = "onnxruntime" if engine == "openvino" else "openvino"
+        if missing is not None and _require(other, form, "") is None:
+            engine, why = other, f"{missing} is not installed"
+        elif missing is not None:
+            if onnx_only:
+                raise WdsrError("this ONNX model needs ONNX Runtime or OpenVINO, and neither "
+                                "is installed", _install_hint("onnxruntime"))
+            engine, why = "mindspore", f"no ONNX engine: {missing} is not installed"
+        why = f"auto: {why}"
+
+    if precision == "fp32":
+        return engine, why, "fp32", "--precision fp32"
+    if precision == "bf16":
+        if engine != "openvino" and requested != "auto":
+            raise WdsrError(f"--precision bf16 runs on OpenVINO only, not on "
+                            f"{BACKEND_NAMES[engine]}", "pass --backend openvino, or "
+                            "--precision fp32")
+        if not bf16_native():
+            raise WdsrError(f"this CPU ({cpu_facts().label}) has no native bf16, so OpenVINO "
+                            "would only emulate it (slower, not faster)",
+                            "use --precision fp32 (or auto)")
+        if engine != "openvino":
+            raise WdsrError(f"--precision bf16 runs on OpenVINO, which cannot run here "
+                            f"({why})", _install_hint("openvino"))
+        return engine, why, "bf16", "--precision bf16"
+    if engine == "openvino" and bf16_native():
+        return engine, why, "bf16", "auto: native bf16 on this CPU, measured faster " \
+            "(within the checked tolerance)"
+    reason = "no native bf16 on this CPU" if engine == "openvino" else \
+        f"{BACKEND_NAMES[engine]} runs fp32 only"
+    return engine, why, "fp32", f"auto: {reason}"
 
 
 def _check_scale(what: str, path: Path, have: int, want: int | None) -> None:
@@ -270,40 +336,56 @@ def _check_scale(what: str, path: Path, have: int, want: int | None) -> None:
                         f"x{want}", f"pass --scale {have} or a x{want} {what}")
 
 
-def _resolve_model(model: Path, scale: int | None, requested: str,
+def _resolve_model(model: Path, scale: int | None, requested: str, precision: str,
                    device_target: str, device_id: int) -> Weights:
     from .backends import model_format
 
     fmt = model_format(model)
-    backend = "onnxruntime" if fmt == "onnx" else "mindspore"
-    if requested not in ("auto", backend):
-        raise WdsrError(f"'{model}' is a {fmt.upper()} model, which runs on "
-                        f"{BACKEND_NAMES[backend]}, not --backend {requested}",
-                        f"drop --backend, or pass --checkpoint to run on "
-                        f"{BACKEND_NAMES[requested]}")
+    if fmt == "onnx" and requested != "mindspore":
+        engine, why, prec, prec_why = _choose_engine(requested, precision, "CPU", model,
+                                                     onnx_only=True)
+        if requested == "auto":
+            why = f"a ONNX model, {why}"
+    else:
+        backend = "onnxruntime" if fmt == "onnx" else "mindspore"
+        if requested not in ("auto", backend):
+            raise WdsrError(f"'{model}' is a {fmt.upper()} model, which runs on "
+                            f"{BACKEND_NAMES[backend]}, not --backend {requested}",
+                            f"drop --backend, or pass --checkpoint to run on "
+                            f"{BACKEND_NAMES[requested]}")
+        if precision == "bf16":
+            raise WdsrError(f"--precision bf16 runs on OpenVINO only, and '{model}' is a "
+                            f"{fmt.upper()} model", "use --precision fp32")
+        engine, why, prec = backend, f"a {fmt.upper()} model", "fp32"
+        prec_why = "--precision fp32" if precision == "fp32" else \
+            f"auto: {BACKEND_NAMES[backend]} runs fp32 only"
     contract = read_contract(model)
     _check_scale("model", model, int(contract["scale"]), scale)
     return Weights("onnx" if fmt == "onnx" else "mindir", model, int(contract["scale"]),
-                   (contract.get("checkpoint") or {}).get("step"), "--model", backend,
-                   f"a {fmt.upper()} model", None, device_target, device_id)
+                   (contract.get("checkpoint") or {}).get("step"), "--model", engine,
+                   why, None, device_target, device_id, prec, prec_why)
 
 
 def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
             scale: int | None = None, backend: str = "auto", *, default: str = "bundled",
             runs_dir: str | os.PathLike = "runs", device_target: str = "auto",
-            device_id: int = 0, bundled: str = "clean") -> Weights:
+            device_id: int = 0, precision: str = "fp32", bundled: str = "clean") -> Weights:
     """What runs for what the user said (see the module docstring).
 
-    ``bundled``: which bundled weights "bundled" means (``clean`` or ``photo``, see
-    :func:`bundled_kind`). ``default``: what nothing means, ``"bundled"`` (upscale) or
-    ``"newest"`` (the newest run's best.ckpt of the scale, else bundled: evaluate, export).
-    Reads only what it must: a checkpoint with an ONNX form is not opened (its form's
-    contract knows scale and step). WdsrError for anything that cannot run.
+    ``default``: what nothing means, ``"bundled"`` (upscale) or ``"newest"`` (the newest
+    run's best.ckpt of the scale, else bundled: evaluate, export). Reads only what it must:
+    a checkpoint with an ONNX form is not opened (its form's contract knows scale and step).
+    ``precision``: ``fp32`` (the library's and evaluate's default), ``bf16`` or ``auto``
+    (upscale's default). ``bundled``: which bundled weights "bundled" means (``clean`` or
+    ``photo``, see :func:`bundled_kind`). WdsrError for anything that cannot run.
     """
     from ..checkpoints import bundled_checkpoint
 
     if backend not in BACKENDS:
-        raise WdsrError(f"unknown backend '{backend}'", "choose auto, mindspore or onnxruntime")
+        raise WdsrError(f"unknown backend '{backend}'",
+                        "choose auto, mindspore, onnxruntime or openvino")
+    if precision not in PRECISIONS:
+        raise WdsrError(f"unknown precision '{precision}'", "choose auto, fp32 or bf16")
     target = runtime.resolve_device_target(device_target)
     path = named_checkpoint(checkpoint, scale, bundled=bundled)
     is_bundled = str(checkpoint) == "bundled"
@@ -311,7 +393,7 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
         if path is not None:
             raise WdsrError("give --checkpoint or --model, not both",
                             "--model runs an exported file, --checkpoint a .ckpt")
-        return _resolve_model(Path(model), scale, backend, target, device_id)
+        return _resolve_model(Path(model), scale, backend, precision, target, device_id)
 
     if path is not None:
         why = "--checkpoint"
@@ -339,10 +421,11 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
                                 "'wdsr train'")
             step = checkpoint_facts(path, target, device_id)[1]
     form = onnx_form(path) if backend != "mindspore" else None
-    chosen, backend_why = _choose_backend(backend, target, form and form[0])
+    chosen, backend_why, prec, prec_why = _choose_engine(backend, precision, target,
+                                                         form and form[0])
     return Weights("checkpoint", path, scale, step, why, chosen, backend_why,
-                   form[0] if form and chosen == "onnxruntime" else None, target, device_id,
-                   bundled if is_bundled else None)
+                   form[0] if form and chosen in ONNX_ENGINES else None, target, device_id,
+                   prec, prec_why, bundled if is_bundled else None)
 
 
 # ------------------------------------------------------------------------------- running
@@ -371,18 +454,51 @@ def make_onnx_form(checkpoint: Path, device_target: str = "CPU", device_id: int 
 def load_predictor(weights: Weights, on_stage: Callable[[str], None] | None = None,
                    **options: Any):
     """The Predictor that runs ``weights``; ``options`` go to the Predictor (e.g.
-    ``self_ensemble``). A checkpoint chosen for ONNX Runtime whose ONNX form does not exist
-    yet gets it made first (``on_stage`` hears about it)."""
+    ``self_ensemble``). A checkpoint chosen for an ONNX engine whose ONNX form does not exist
+    yet gets it made first (``on_stage`` hears about it). A reduced precision runs only once
+    its form has passed the check (:mod:`.precision`, cached): :class:`PrecisionError`
+    otherwise. ``predictor.precision_check`` holds that check's numbers (None at fp32)."""
     from .predictor import Predictor
 
     if weights.backend == "mindspore":
         start_mindspore(weights.device_target, weights.device_id)
-    if weights.kind != "checkpoint":
-        return Predictor.from_model(weights.path, **options)
-    if weights.backend == "mindspore":
-        return Predictor.from_checkpoint(weights.path, **options)
-    form = weights.onnx_form or make_onnx_form(weights.path, weights.device_target,
-                                               weights.device_id, on_stage)
-    predictor = Predictor.from_model(form, **options)
-    predictor.source = str(weights.path)
+    if weights.kind == "mindir" or (weights.kind == "checkpoint"
+                                    and weights.backend == "mindspore"):
+        predictor = Predictor.from_model(weights.path, **options) if weights.kind == "mindir" \
+            else Predictor.from_checkpoint(weights.path, **options)
+        return predictor
+    form = weights.path if weights.kind == "onnx" else (
+        weights.onnx_form or make_onnx_form(weights.path, weights.device_target,
+                                            weights.device_id, on_stage))
+    predictor = Predictor.from_model(form, engine=weights.backend,
+                                     precision=weights.precision, **options)
+    if weights.precision != "fp32":
+        from .device import cpu_facts
+        from .precision import ensure_checked
+
+        def pair():
+            if on_stage is not None:
+                on_stage(f"checking {weights.precision} against fp32 (once)")
+            return (Predictor.from_model(form, engine=weights.backend, precision="fp32"),
+                    Predictor(predictor.backend, predictor.scale, predictor.receptive_radius))
+
+        from .precision import PrecisionError
+
+        try:
+            predictor.precision_check = ensure_checked(
+                cache_dir(), predictor.meta.get("sha256") or sha256_file(form),
+                predictor.backend.name, weights.precision, cpu_facts().label, predictor.scale,
+                pair)
+        except PrecisionError as exc:
+            if not weights.precision_why.startswith("auto"):
+                raise  # asked for by name: refused
+            # auto: the form is outside its tolerance at bf16 here, so it runs at fp32
+            failed = exc.result
+            predictor = Predictor.from_model(form, engine=weights.backend, precision="fp32",
+                                             **options)
+            predictor.precision_check = failed
+            predictor.precision_why = (f"auto: bf16 failed its check ({failed['uint8_max_diff']}"
+                                       f" levels, {failed['psnr_change_db']:+.4f} dB), so fp32")
+    if weights.kind == "checkpoint":
+        predictor.source = str(weights.path)
     return predictor

@@ -16,6 +16,8 @@ class MindSporeBackend:
     before the next training step.
     """
 
+    precision = "fp32"
+
     def __init__(self, net: Any) -> None:
         from ...model import dynamic_input
 
