@@ -39,9 +39,12 @@ def test_a_jpeg_says_its_quality_and_a_png_is_lossless(quality, tmp_path):
 
 def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2) == ("clean", "auto: lossless input")
-    assert W.bundled_kind("auto", 75, 2) == ("photo", "auto: JPEG at quality ~75")
+    assert W.bundled_kind("auto", 75, 2) == ("photo", "auto: JPEG q~75")
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY, 2)[0] == "photo"
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 1, 2)[0] == "clean"
+    # measured crossover (README "Photo weights"): photo wins at q90, clean at q95
+    assert W.bundled_kind("auto", 90, 2)[0] == "photo"
+    assert W.bundled_kind("auto", 95, 2)[0] == "clean"
     assert W.bundled_kind("clean", 50, 2) == ("clean", "--weights clean")
     assert W.bundled_kind("photo", None, 2) == ("photo", "--weights photo")
     assert W.bundled_kind("auto", 75, 8)[0] == "clean"  # no x8 photo weights bundled
@@ -80,9 +83,9 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
     assert (rows["a.png"]["weights"], rows["a.png"]["weights_why"]) == \
         ("clean", "auto: lossless input")
     assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
-        ("photo", "auto: JPEG at quality ~70")
+        ("photo", "auto: JPEG q~70")
     assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
-    assert "photo (auto: JPEG at quality ~70)" in res.stderr  # the table says it too
+    assert "photo (auto: JPEG q~70)" in res.stderr  # the table says it too
     assert json.loads(res.stdout)["weights"] == ["clean", "photo"]
     # each model loaded once and named once
     assert res.stderr.count("wdsr_photo_x2.ckpt") == 1 and res.stderr.count("wdsr_x2.ckpt") == 1
@@ -120,7 +123,7 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
         out[key] = json.loads(res.stdout)
     assert out["jpeg"]["weights"] == "photo"
     assert out["jpeg"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
-    assert out["jpeg"]["weights_why"] == "auto: JPEG at quality ~60"
+    assert out["jpeg"]["weights_why"] == "auto: JPEG q~60"
     assert out["noise"]["weights"] == "clean"
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
         "--weights clean"

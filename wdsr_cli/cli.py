@@ -178,8 +178,8 @@ def _engine_line(weights, predictor) -> str:
 def _say_weights(weights, predictor, scale: int, self_ensemble: bool, kind) -> None:
     from . import ui
 
-    what = "" if kind is None else f"{kind} weights, "
-    ui.info(f"{weights.label} ({what}{weights.why}; x{scale}, windows of "
+    what = weights.why if kind is None else f"bundled {kind} weights"
+    ui.info(f"{weights.label} ({what}; x{scale}, windows of "
             f"{'x'.join(map(str, predictor.window))} LR px"
             + (", self-ensemble x8" if self_ensemble else "") + ")")
     ui.info(_engine_line(weights, predictor))
