@@ -62,7 +62,8 @@ done
 
 # photo weights (issue 29): each scale's clean weights fine-tuned on LR made on the fly by the
 # degradation chain of configs/bundled-photo-x*.yaml (blur, kernels, noise, JPEG, a second
-# shifted JPEG); validation on JPEG q75. x2 2,000 steps, x4 and x3 1,000 steps each (~25-40 min
+# shifted JPEG); validation on JPEG q75. x2 2,000 steps (shipped: best.ckpt, step 750; the run
+# was stopped at 1,730), x4 and x3 1,000 steps each (~20-40 min
 # each on a 2-core AMD EPYC Zen 4). Run after the clean weights are shipped (--init bundled).
 for s in 2 4 3; do
   "$WDSR" train --config configs/bundled-photo-x$s.yaml --init bundled --stall-timeout 0
