@@ -31,7 +31,7 @@ def test_upscale_writes_the_same_bytes_whatever_the_tile(ms_cpu, tmp_path, scale
                                 block_feats=16)
     # the Predictor of the weights and backend that `wdsr upscale` chooses (ONNX Runtime
     # and MindSpore agree only within one level, and each has its own window side)
-    predictor = W.load_predictor(W.resolve(ckpt, device_target="CPU"))
+    predictor = W.load_predictor(W.resolve(ckpt, device_target="CPU", precision="auto"))
     rng = np.random.default_rng(1)
     # wider than one window, so the image runs as several windows
     img = np.kron(rng.integers(0, 256, (4, 100, 3)), np.ones((8, 8, 1))).astype(np.uint8)
