@@ -29,8 +29,8 @@ def test_upscale_writes_the_same_bytes_whatever_the_tile(ms_cpu, tmp_path, scale
 
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.ckpt", scale, variant=variant,
                                 block_feats=16)
-    # the Predictor of the weights and backend that `wdsr upscale` chooses (ONNX Runtime
-    # and MindSpore agree only within one level, and each has its own window side)
+    # the Predictor of the weights, engine and precision that `wdsr upscale` chooses (the
+    # engines agree only within one level, and each has its own window side)
     predictor = W.load_predictor(W.resolve(ckpt, device_target="CPU", precision="auto"))
     rng = np.random.default_rng(1)
     # wider than one window, so the image runs as several windows
