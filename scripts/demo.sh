@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on a fresh install, end to end on the bundled sample photos:
 # prepare -> train the demo recipe -> evaluate it and the bundled x2 model against bicubic
-# -> upscale a photo with the bundled weights. Everything it writes goes under ./demo/.
+# -> upscale a photo (PNG, then as a JPEG) with the bundled weights. Everything it writes goes under ./demo/.
 set -euo pipefail
 WDSR=${1:-wdsr}
 case "$WDSR" in */*) WDSR="$(cd "$(dirname "$WDSR")" && pwd)/$(basename "$WDSR")" ;; esac
@@ -28,6 +28,11 @@ step "3/4 evaluate: the demo run and the bundled x2 model against bicubic (held-
 step "4/4 upscale a photo with the bundled weights"
 photo=$(ls data/sample/DIV2K_valid_HR/*.png | head -n 1)
 "$WDSR" upscale "$photo" --scale 2 -o upscaled_x2.png --overwrite
+# the same photo as a phone would save it (JPEG quality 75): auto runs the photo weights on it
+PY="$(dirname "$(command -v "$WDSR")")/python"
+"$PY" -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], quality=75)' \
+    "$photo" photo_q75.jpg
+"$WDSR" upscale photo_q75.jpg --scale 2 -o photo_q75_x2.png --overwrite
 
 step "outputs (under $(pwd))"
 printf '  %s\n' "runs/demo/        demo run: best.ckpt, last.ckpt, log.txt, metrics.jsonl, plot.svg, report/index.html" \
@@ -35,4 +40,5 @@ printf '  %s\n' "runs/demo/        demo run: best.ckpt, last.ckpt, log.txt, metr
     "eval_demo.json     PSNR/SSIM of the demo run vs bicubic" \
     "eval_bundled.json  PSNR/SSIM of the bundled x2 model vs bicubic" \
     "report_bundled/    the same as a page: open report_bundled/index.html in a browser" \
-    "upscaled_x2.png    $photo upscaled x2 by the bundled model"
+    "upscaled_x2.png    $photo upscaled x2 by the bundled model" \
+    "photo_q75_x2.png   the same photo saved as JPEG q75, upscaled x2 by the photo weights"

@@ -85,7 +85,7 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
     assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
         ("photo", "auto: JPEG q~70")
     assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
-    assert "photo (auto: JPEG q~70)" in res.stderr  # the table says it too
+    assert "photo (JPEG q~70)" in res.stderr  # the table says it too
     assert json.loads(res.stdout)["weights"] == ["clean", "photo"]
     # each model loaded once and named once
     assert res.stderr.count("wdsr_photo_x2.ckpt") == 1 and res.stderr.count("wdsr_x2.ckpt") == 1

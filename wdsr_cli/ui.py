@@ -340,7 +340,8 @@ def upscale_table(images: list[dict], backend: str | None = None) -> Table:
                  [(_escape(r["input"]), _escape(r["output"]),
                    f"{r['input_size'][0]}x{r['input_size'][1]} -> "
                    f"{r['output_size'][0]}x{r['output_size'][1]}", r["mode"],
-                   *([_escape(f"{r['weights']} ({r['weights_why']})")] if weights else []),
+                   *([_escape(f"{r['weights']} ({r['weights_why'].removeprefix('auto: ')})")]
+                     if weights else []),
                    f"{r['seconds']:.2f}") for r in images])
 
 
