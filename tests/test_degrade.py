@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_wdsr
 from PIL import Image as PILImage
-from prep_helpers import div2k_tree
+from prep_helpers import div2k_tree, photo
 
 from wdsr_cli.core.config import Config, DegradeConfig, load_config
 from wdsr_cli.core.data import degrade as D
@@ -19,17 +19,7 @@ from wdsr_cli.core.data.pipeline import TrainPatches, load_validation
 from wdsr_cli.core.data.resize import bicubic_downscale, imresize
 from wdsr_cli.core.errors import WdsrError
 
-RNG = np.random.default_rng(3)
-
-
-def _photo(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    chans = [(np.sin(x / 3 + k) * np.cos(y / 5 - k) + 1) / 2 for k in range(3)]
-    a = np.stack(chans, axis=2) * 180 + 30 + RNG.normal(0, 4, (h, w, 3))
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-
-
-HR = _photo(96, 80)
+HR = photo(96, 80, seed=3)
 CLEAN = bicubic_downscale(HR, 2)
 EVERYTHING = DegradeConfig(blur_prob=1.0, kernels=["bilinear"], noise_prob=1.0, jpeg_prob=1.0,
                            jpeg2_prob=1.0)
@@ -244,7 +234,7 @@ def eval_data(ms_cpu, tmp_path_factory):
     d = tmp_path_factory.mktemp("evaldeg")
     (d / "hr").mkdir()
     for name in ("a", "b"):
-        write_image(d / "hr" / f"{name}.png", Image(pixels=_photo(40, 48)))
+        write_image(d / "hr" / f"{name}.png", Image(pixels=photo(40, 48, seed=4)))
     return d, save_tiny_checkpoint(d / "x2.ckpt", 2)
 
 
