@@ -185,15 +185,48 @@ def _say_weights(weights, predictor, scale: int, self_ensemble: bool, kind) -> N
     ui.info(_engine_line(weights, predictor))
 
 
-def _check_json_out(json_out: str | None) -> None:
-    """--json FILE: checked before any work (its folder exists and takes a file)."""
+# Every --json summary carries this key (its value: the command). A file that does not is not
+# ours: --json never replaces it (an input photo, a checkpoint, a manifest, a user's notes).
+SUMMARY_MARK = "wdsr_summary"
+_SUMMARY_MAX_BYTES = 256 << 20
+
+
+def _is_summary(path: Path) -> bool:
+    import json
+
+    try:
+        if path.stat().st_size > _SUMMARY_MAX_BYTES:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SUMMARY_MARK in data
+
+
+def _check_json_out(json_out: str | None, writes=()) -> None:
+    """--json FILE: checked before any work. Its folder exists and takes a file; an existing
+    regular file is replaced only if it is an earlier wdsr summary; a FIFO or device (e.g.
+    /dev/stdout) is written into, never replaced; ``writes`` (paths this command will write)
+    must not include it."""
     if json_out is None or json_out == "-":
         return
+    import os
+    import stat
+
     from .core import fileio
 
     path = Path(json_out).expanduser()
     if path.is_dir():
         raise WdsrError(f"--json '{json_out}' is a folder", "name a file, e.g. --json out.json")
+    if path.exists():
+        if stat.S_ISREG(os.stat(path).st_mode) and not _is_summary(path):
+            raise WdsrError(f"--json '{json_out}' exists and is not a wdsr summary",
+                            "choose a new file name (--json replaces only its own summaries)")
+        path = path.resolve()
+    for other in writes:
+        if Path(other).expanduser().resolve() == path.resolve():
+            raise WdsrError(f"--json '{json_out}' is also where this command writes its output",
+                            "give --json another file name")
     folder = path.parent
     if not folder.is_dir():
         raise WdsrError(f"folder '{folder}' for --json '{json_out}' does not exist",
@@ -205,17 +238,29 @@ def _check_json_out(json_out: str | None) -> None:
                         "choose a writable folder, or pass --json - for stdout") from None
 
 
-def _write_json(json_out: str, data: dict) -> None:
-    """--json: the summary on stdout ('-') or into a file (atomically)."""
+def _write_json(json_out: str, data: dict, command: str) -> None:
+    """--json: the summary on stdout ('-'), into a FIFO or device as it is, else into a file
+    (atomically; through a symlink, its target)."""
     import json
+    import os
+    import stat
 
     from .core import fileio
 
-    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    text = json.dumps({SUMMARY_MARK: command, **data}, indent=1, sort_keys=True,
+                      allow_nan=False) + "\n"
+    path = Path(json_out).expanduser()
     if json_out == "-":
         sys.stdout.write(text)
+    elif path.exists() and not stat.S_ISREG(os.stat(path).st_mode):
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise WdsrError(f"cannot write --json '{json_out}': {exc.strerror or exc}",
+                            "pass --json - for stdout, or a file name") from None
     else:
-        fileio.atomic_write(Path(json_out).expanduser(), text)
+        fileio.atomic_write(path.resolve() if path.is_symlink() else path, text)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -290,6 +335,11 @@ def prepare_data(
         workers=workers if workers is not None else cfg.data.workers, make_lr=make_lr,
         skip_bad=skip_bad, force=force, degradation=degradation, valid_count=valid_count)
     prep.check_options(opts)
+    if json_out not in (None, "-") and \
+            Path(json_out).expanduser().resolve().is_relative_to(Path(opts.out).resolve()):
+        raise WdsrError(f"--json '{json_out}' is inside the --out folder '{opts.out}', which "
+                        "prepare-data owns",
+                        "write the summary elsewhere, e.g. --json prepare.json")
 
     def verify_and_report(summary: dict) -> None:
         """--verify: re-hash every shard and source; exit 2 on any mismatch."""
@@ -302,7 +352,7 @@ def prepare_data(
                 "verify: mismatches", ["file", "problem"],
                 [(m["file"], m["problem"]) for m in bad]))
         if json_out is not None:
-            _write_json(json_out, summary)
+            _write_json(json_out, summary, "prepare-data")
         if bad:
             raise WdsrError(f"{len(bad)} of {report['checked']} files do not match the manifest "
                             f"of '{opts.out}' (first: {bad[0]['file']}: {bad[0]['problem']})",
@@ -357,7 +407,7 @@ def prepare_data(
     if verify:
         verify_and_report(summary)
     elif json_out is not None:
-        _write_json(json_out, summary)
+        _write_json(json_out, summary, "prepare-data")
 
 
 @app.command()
@@ -477,7 +527,7 @@ def _print_plan(summary: dict, batch_note: str, json_out: str | None) -> None:
     from . import ui
 
     if json_out is not None:
-        _write_json(json_out, summary)
+        _write_json(json_out, summary, "train --dry-run")
         return
     for line in summary["description"]:
         ui.info(line)
@@ -618,7 +668,7 @@ def evaluate(
     if save_images is not None:
         ui.info(f"saved {result['count']} images in {save_images}")
     if json_out is not None:
-        _write_json(json_out, E.result_to_json(result))
+        _write_json(json_out, E.result_to_json(result), "evaluate")
     if report is not None:
         facts = R.describe_weights(weights.path, predictor.meta, weights.why) + [
             ("data", dataset.description)] + (
@@ -675,7 +725,8 @@ def export(
     weights = resolve(checkpoint, None, scale, "mindspore", default="newest", runs_dir=runs_dir,
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
     checkpoint = weights.path
-    X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
+    plan = X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
+    _check_json_out(json_out, [plan.output, plan.contract])
     start_mindspore(cfg.runtime.device_target, cfg.runtime.device_id)
     ui.info(f"checkpoint: {checkpoint} ({weights.why})")
     console = ui.err if json_out == "-" else ui.out
@@ -702,7 +753,7 @@ def export(
     else:
         ui.warn(f"parity check skipped: {parity['reason']}")
     if json_out is not None:
-        _write_json(json_out, result)
+        _write_json(json_out, result, "export")
 
 
 def _parity_table(parity: dict):
@@ -763,6 +814,7 @@ def upscale(
     scale = weights.scale
     planned = U.plan_jobs(found, output, scale, overwrite)
     jobs = planned.jobs
+    _check_json_out(json_out, [job.target for job in jobs])
     for left_out, source in planned.skipped:
         ui.info(f"left out '{left_out}': it is the x{scale} output of '{source}'")
     todo, failures = U.preflight(jobs)
@@ -821,7 +873,8 @@ def upscale(
             "window": list(predictor.window) if todo else None,
             "self_ensemble": self_ensemble, "images": images, "failures": failures,
             "interrupted": summary["interrupted"], "seconds": seconds,
-            "output_megapixels_per_second": megapixels / seconds if seconds > 0 else None})
+            "output_megapixels_per_second": megapixels / seconds if seconds > 0 else None},
+            "upscale")
     if summary["interrupted"]:
         raise Interrupted(f"interrupted: {len(images)} of {len(jobs)} images were written "
                           "(each complete, listed above); nothing else was left behind",
