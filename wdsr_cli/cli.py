@@ -185,9 +185,8 @@ def _say_weights(weights, predictor, scale: int, self_ensemble: bool, kind) -> N
     ui.info(_engine_line(weights, predictor))
 
 
-# Every --json summary carries this key (its value: the command). A file that does not is not
-# ours: --json never replaces it (an input photo, a checkpoint, a manifest, a user's notes).
-SUMMARY_MARK = "wdsr_summary"
+# A file without fileio.SUMMARY_MARK is not ours: --json never replaces it (an input photo, a
+# checkpoint, a manifest, a user's notes).
 _SUMMARY_MAX_BYTES = 256 << 20
 
 
@@ -200,6 +199,8 @@ def _is_summary(path: Path) -> bool:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    from .core.fileio import SUMMARY_MARK
+
     return isinstance(data, dict) and SUMMARY_MARK in data
 
 
@@ -247,7 +248,7 @@ def _write_json(json_out: str, data: dict, command: str) -> None:
 
     from .core import fileio
 
-    text = json.dumps({SUMMARY_MARK: command, **data}, indent=1, sort_keys=True,
+    text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=1, sort_keys=True,
                       allow_nan=False) + "\n"
     path = Path(json_out).expanduser()
     if json_out == "-":

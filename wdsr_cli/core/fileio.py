@@ -122,6 +122,11 @@ def replacing(path: str | os.PathLike, suffix: str = ".tmp", fsync: bool = True
         raise
 
 
+# Every --json summary (and a report's results.json) carries this key, its value the command:
+# --json replaces only files that carry it (cli._check_json_out).
+SUMMARY_MARK = "wdsr_summary"
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str, fsync: bool = True) -> None:
     """Write ``data`` (str: UTF-8) to ``path`` atomically; a problem raises WdsrError naming
     the file (the target is untouched and no temporary file is left)."""

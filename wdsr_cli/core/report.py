@@ -237,7 +237,7 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
     ``curve_svg``: a training curve to embed. Returns the index.html path."""
     from .data.images import write_rgb_uint8
     from .evaluate import result_to_json
-    from .fileio import file_mode
+    from .fileio import SUMMARY_MARK, file_mode
     from .report_html import render_page
 
     dest = check_report_dest(dest, overwrite)
@@ -258,7 +258,8 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
         page = render_page(title, facts, result, collector, files, curve_svg)
         (staging / "index.html").write_text(page, encoding="utf-8")
         (staging / "results.json").write_text(
-            json.dumps(result_to_json(result), indent=1, allow_nan=False) + "\n",
+            json.dumps({SUMMARY_MARK: "evaluate", **result_to_json(result)}, indent=1,
+                       sort_keys=True, allow_nan=False) + "\n",
             encoding="utf-8")
         _commit(staging, dest, overwrite)
     except OSError as exc:
