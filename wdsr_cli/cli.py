@@ -142,11 +142,9 @@ def _load_weights(weights, self_ensemble: bool):
 
 def _bundled_choice(choice: str, checkpoint, model) -> bool:
     """Does ``--weights`` choose among the bundled weights (no --model, no checkpoint file)?"""
-    from .core.inference.weights import WEIGHT_CHOICES
+    from .core.inference.weights import check_weights_choice
 
-    if choice not in WEIGHT_CHOICES:
-        raise WdsrError(f"unknown --weights '{choice}'",
-                        "choose auto (photo weights for JPEG inputs), clean or photo")
+    check_weights_choice(choice)
     bundled = model is None and checkpoint in (None, Path("bundled"))
     if choice != "auto" and not bundled:
         raise WdsrError(f"--weights {choice} chooses among the bundled weights, so it does not "
@@ -204,11 +202,11 @@ def _is_summary(path: Path) -> bool:
     return isinstance(data, dict) and SUMMARY_MARK in data
 
 
-def _check_json_out(json_out: str | None, writes=()) -> None:
+def _check_json_out(json_out: str | None) -> None:
     """--json FILE: checked before any work. Its folder exists and takes a file; an existing
     regular file is replaced only if it is an earlier wdsr summary; a FIFO or device (e.g.
-    /dev/stdout) is written into, never replaced; ``writes`` (paths this command will write)
-    must not include it."""
+    /dev/stdout) is written into, never replaced. Paths the command writes itself:
+    :func:`_json_apart`, once they are known."""
     if json_out is None or json_out == "-":
         return
     import os
@@ -224,10 +222,6 @@ def _check_json_out(json_out: str | None, writes=()) -> None:
             raise WdsrError(f"--json '{json_out}' exists and is not a wdsr summary",
                             "choose a new file name (--json replaces only its own summaries)")
         path = path.resolve()
-    for other in writes:
-        if Path(other).expanduser().resolve() == path.resolve():
-            raise WdsrError(f"--json '{json_out}' is also where this command writes its output",
-                            "give --json another file name")
     folder = path.parent
     if not folder.is_dir():
         raise WdsrError(f"folder '{folder}' for --json '{json_out}' does not exist",
@@ -237,6 +231,21 @@ def _check_json_out(json_out: str | None, writes=()) -> None:
     except OSError as exc:
         raise WdsrError(f"cannot write --json '{json_out}': {exc.strerror or exc}",
                         "choose a writable folder, or pass --json - for stdout") from None
+
+
+def _json_apart(json_out: str | None, writes=(), owned: Path | None = None,
+                owner: str = "") -> None:
+    """--json must not be one of ``writes`` (files this command writes) nor lie inside
+    ``owned`` (a folder the command ``owner`` owns). Reads nothing."""
+    if json_out is None or json_out == "-":
+        return
+    path = Path(json_out).expanduser().resolve()
+    if any(Path(w).expanduser().resolve() == path for w in writes):
+        raise WdsrError(f"--json '{json_out}' is also where this command writes its output",
+                        "give --json another file name")
+    if owned is not None and path.is_relative_to(Path(owned).resolve()):
+        raise WdsrError(f"--json '{json_out}' is inside the --out folder '{owned}', which "
+                        f"{owner} owns", "write the summary elsewhere, e.g. --json prepare.json")
 
 
 def _write_json(json_out: str, data: dict, command: str) -> None:
@@ -336,11 +345,7 @@ def prepare_data(
         workers=workers if workers is not None else cfg.data.workers, make_lr=make_lr,
         skip_bad=skip_bad, force=force, degradation=degradation, valid_count=valid_count)
     prep.check_options(opts)
-    if json_out not in (None, "-") and \
-            Path(json_out).expanduser().resolve().is_relative_to(Path(opts.out).resolve()):
-        raise WdsrError(f"--json '{json_out}' is inside the --out folder '{opts.out}', which "
-                        "prepare-data owns",
-                        "write the summary elsewhere, e.g. --json prepare.json")
+    _json_apart(json_out, owned=opts.out, owner="prepare-data")
 
     def verify_and_report(summary: dict) -> None:
         """--verify: re-hash every shard and source; exit 2 on any mismatch."""
@@ -610,20 +615,21 @@ def evaluate(
         raise WdsrError("--limit must be 0 or more", "0 = all images")
     if lr is not None and hr is None:
         raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
+    chain = None
     if degrade is not None:
         from .core.data.degrade import parse_spec
 
-        parse_spec(degrade)  # a bad spec is reported before anything loads
+        chain = parse_spec(degrade)  # a bad spec is reported before anything loads
         if lr is not None:
             raise WdsrError("--degrade makes each LR image from its HR image, so it does not "
                             "go with --lr", "drop --lr (or --degrade)")
     named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
     kind, kind_why = None, ""
     if _bundled_choice(weights_choice, checkpoint, model):
-        from .core.data.degrade import jpeg_quality_in, parse_spec
+        from .core.data.degrade import jpeg_quality_in
         from .core.inference.weights import bundled_kind
 
-        quality = jpeg_quality_in(parse_spec(degrade)) if degrade is not None else None
+        quality = jpeg_quality_in(chain) if chain is not None else None
         kind, kind_why = bundled_kind(weights_choice, quality, scale or 2)
     for folder, what in ((hr, "--hr"), (lr, "--lr")):
         if folder is not None and not folder.is_dir():
@@ -727,7 +733,7 @@ def export(
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id)
     checkpoint = weights.path
     plan = X.plan_export(checkpoint, fmt, output, size, force, cfg.runtime.device_target)
-    _check_json_out(json_out, [plan.output, plan.contract])
+    _json_apart(json_out, [plan.output, plan.contract])
     start_mindspore(cfg.runtime.device_target, cfg.runtime.device_id)
     ui.info(f"checkpoint: {checkpoint} ({weights.why})")
     console = ui.err if json_out == "-" else ui.out
@@ -811,11 +817,12 @@ def upscale(
     found = U.collect_inputs(inputs)
     weights = resolve(checkpoint, model, scale, backend, default="bundled",
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
-                      precision=precision)
+                      precision=precision,
+                      bundled="photo" if weights_choice == "photo" else "clean")
     scale = weights.scale
     planned = U.plan_jobs(found, output, scale, overwrite)
     jobs = planned.jobs
-    _check_json_out(json_out, [job.target for job in jobs])
+    _json_apart(json_out, [job.target for job in jobs])
     for left_out, source in planned.skipped:
         ui.info(f"left out '{left_out}': it is the x{scale} output of '{source}'")
     todo, failures = U.preflight(jobs)
@@ -830,7 +837,7 @@ def upscale(
         loaded: dict = {}
         for kind, _ in choices:  # each kind of weights loaded once, in order of first use
             if kind not in loaded:
-                w = weights if kind in (None, "clean") else resolve(
+                w = weights if kind in (None, weights.bundled) else resolve(
                     checkpoint, None, scale, backend, default="bundled", bundled=kind,
                     device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
                     precision=precision)

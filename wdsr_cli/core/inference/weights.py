@@ -51,6 +51,7 @@ __all__ = [
     "WEIGHT_CHOICES",
     "Weights",
     "bundled_kind",
+    "check_weights_choice",
     "cache_dir",
     "checkpoint_facts",
     "load_predictor",
@@ -121,6 +122,13 @@ def start_mindspore(device_target: str = "auto", device_id: int = 0) -> None:
 # ---------------------------------------------------------------------------- checkpoints
 
 
+def check_weights_choice(requested: str) -> None:
+    """``--weights`` must be one of :data:`WEIGHT_CHOICES` (WdsrError otherwise)."""
+    if requested not in WEIGHT_CHOICES:
+        raise WdsrError(f"unknown --weights '{requested}'",
+                        "choose auto (photo weights for JPEG inputs), clean or photo")
+
+
 def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None
                  ) -> tuple[str, str]:
     """(kind, why) of the bundled weights for one input: ``requested`` is ``--weights``;
@@ -129,9 +137,7 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     ``scale``."""
     from ..checkpoints import bundled_checkpoint
 
-    if requested not in WEIGHT_CHOICES:
-        raise WdsrError(f"unknown --weights '{requested}'",
-                        "choose auto (photo weights for JPEG inputs), clean or photo")
+    check_weights_choice(requested)
     if requested != "auto":
         return requested, f"--weights {requested}"
     if jpeg_quality is None:
