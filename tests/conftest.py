@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,18 @@ def run_wdsr(*args: str, cwd: str | os.PathLike | None = None, env: dict | None 
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     return subprocess.run([WDSR, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def wait_for_marker(proc: subprocess.Popen, marker: Path, lines: int = 1) -> None:
+    """Wait until ``lines`` processes reached the test hold point writing ``marker``
+    (core/testpoint.py); fail if ``proc`` ends first."""
+    end = time.monotonic() + 600  # a safety net only: a held process waits until told
+    while not (marker.exists() and len(marker.read_text().splitlines()) >= lines):
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"ended (exit {proc.returncode}) before the hold point: {err}")
+        assert time.monotonic() < end, "never reached the hold point"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import WDSR, run_wdsr
+from conftest import WDSR, run_wdsr, wait_for_marker
 
 pytestmark = pytest.mark.slow
 
@@ -69,14 +69,6 @@ def _assert_gone(run: Path, node: int = 0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"processes left behind: {alive}")
-
-
-def _wait_for_marker(proc: subprocess.Popen, marker: Path, lines: int) -> None:
-    end = time.monotonic() + 600  # a safety net only: the ranks hold until signalled
-    while not (marker.exists() and len(marker.read_text().splitlines()) >= lines):
-        assert proc.poll() is None, "the run ended before the hold point"
-        assert time.monotonic() < end, "the ranks never reached the hold point"
-        time.sleep(0.02)
 
 
 def _average(ckpt: Path) -> dict[str, np.ndarray]:
@@ -159,7 +151,7 @@ def test_ctrl_c_saves_last_and_resume_on_two_ranks_is_exact(workdir, two_ranks, 
                             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ,
                                             "WDSR_TEST_HOLD": f"train-step-3={marker}"})
-    _wait_for_marker(proc, marker, lines=2)
+    wait_for_marker(proc, marker, lines=2)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -260,3 +260,92 @@ def test_an_image_too_small_to_score_is_named():
     hr = _photo(12, 12)
     with pytest.raises(WdsrError, match="'tiny'.*SSIM needs"):
         evaluate_pairs(Predictor(_Nearest(), 2, 0), [("tiny", hr[::2, ::2], hr)], 2, "y")
+
+
+# ------------------------------------------------------------------------------ nothing lost
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>"
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_save_images_never_writes_into_the_folders_it_reads(data, tmp_path):
+    hr = tmp_path / "hr"
+    shutil.copytree(data["hr"], hr)
+    (hr / "0801_x2.png").write_bytes((hr / "0802.png").read_bytes())  # unrelated, same name
+    before = _snapshot(hr)
+    base = ["evaluate", "--checkpoint", str(data["x2"]), "--hr", str(hr)]
+    line = one_line_error(run_wdsr(*base, "--save-images", str(hr)))
+    assert "--save-images" in line and "--hr images" in line
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    for p in data["hr"].iterdir():
+        write_image(lr / p.name, Image(pixels=bicubic_downscale(read_rgb_uint8(p)[:36, :32], 2)))
+    small = tmp_path / "hr36"
+    small.mkdir()
+    for p in data["hr"].iterdir():
+        write_image(small / p.name, Image(pixels=read_rgb_uint8(p)[:36, :32]))
+    line = one_line_error(run_wdsr("evaluate", "--checkpoint", str(data["x2"]), "--hr",
+                                   str(small), "--lr", str(lr), "--save-images", str(lr)))
+    assert "--lr images" in line
+    afile = tmp_path / "afile"
+    afile.write_text("notes")
+    assert "is a file" in one_line_error(run_wdsr(*base, "--save-images", str(afile)))
+    assert _snapshot(hr) == before and afile.read_text() == "notes"
+
+
+def test_save_images_refuses_earlier_results_unless_overwrite(data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "zebra_x2.png").write_bytes(b"an earlier result")
+    base = ["evaluate", "--checkpoint", str(data["x2"]), "--hr", str(data["hr"]),
+            "--save-images", str(out)]
+    assert "zebra_x2.png' already exists" in one_line_error(run_wdsr(*base))
+    assert sorted(p.name for p in out.iterdir()) == ["zebra_x2.png"]  # nothing written
+    res = run_wdsr(*base, "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0801_x2.png", "0802_x2.png",
+                                                     "zebra_x2.png"]
+    assert read_rgb_uint8(out / "zebra_x2.png").shape == (30, 44, 3)
+
+
+def test_tiny_or_broken_hr_image_is_refused_before_any_scoring(data, tmp_path):
+    hr = tmp_path / "hr"
+    shutil.copytree(data["hr"], hr)
+    write_image(hr / "zz_dot.png", Image(pixels=_photo(1, 1)))
+    base = ["evaluate", "--checkpoint", str(data["x2"]), "--hr", str(hr), "--json", "-"]
+    res = run_wdsr(*base)
+    line = one_line_error(res)  # no info line: refused before the model is loaded
+    assert "zz_dot.png' is only 1x1 pixels" in line and res.stdout == ""
+    (hr / "zz_dot.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    res = run_wdsr(*base)
+    assert "zz_dot.png" in one_line_error(res) and res.stdout == ""
+
+
+def test_report_overwrite_replaces_only_an_earlier_wdsr_report(data, tmp_path):
+    hr = tmp_path / "hr"
+    shutil.copytree(data["hr"], hr)
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    ckpt = Path(shutil.copy(data["x2"], run / "best.ckpt"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    before = {d: _snapshot(d) for d in (hr, run, mine)}
+    base = ["evaluate", "--checkpoint", str(ckpt), "--hr", str(hr), "--limit", "1"]
+    for report, needle in ((hr, "would hold the --hr folder"),
+                           (run, "would hold the checkpoint"),
+                           (tmp_path, "would hold the --hr folder"),
+                           (mine, "not a wdsr report folder")):
+        res = run_wdsr(*base, "--report", str(report), "--overwrite", cwd=tmp_path)
+        assert needle in one_line_error(res), report
+    res = run_wdsr(*base, "--report", ".", "--overwrite", cwd=hr)
+    assert "would hold the --hr folder" in one_line_error(res)
+    assert {d: _snapshot(d) for d in (hr, run, mine)} == before
+    rep = tmp_path / "rep"
+    for _ in range(2):  # the second run replaces the first run's report
+        res = run_wdsr(*base, "--report", str(rep), "--overwrite")
+        assert res.returncode == 0, res.stderr
+    assert (rep / "index.html").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

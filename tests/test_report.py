@@ -143,7 +143,7 @@ def test_unwritable_parent_is_refused(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(R.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(R, "_new_hidden_folder", refuse)
     with pytest.raises(WdsrError, match="cannot write a report under .*Permission denied"):
         R.check_report_dest(tmp_path / "rep", overwrite=False)
 

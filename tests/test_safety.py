@@ -452,3 +452,27 @@ def test_written_files_follow_the_umask(umask, mode, tmp_path):
     assert res.returncode == 0, res.stderr
     for name in ("a.json", "b.png"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_an_exclusive_write_never_replaces_a_file_that_appeared(tmp_path, monkeypatch,
+                                                                hard_links):
+    from wdsr_cli.core import fileio
+
+    if not hard_links:  # file systems without hard links take the O_EXCL path
+        def no_link(*args, **kwargs):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(fileio.os, "link", no_link)
+    target = tmp_path / "out.png"
+    with fileio.replacing(target, exclusive=True) as tmp:
+        tmp.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(WdsrError, match="appeared while wdsr was working"):
+        with fileio.replacing(target, exclusive=True) as tmp:
+            tmp.write_bytes(b"second")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left
+    with fileio.replacing(target) as tmp:  # not exclusive: replaced
+        tmp.write_bytes(b"third")
+    assert target.read_bytes() == b"third"

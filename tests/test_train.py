@@ -10,13 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import WDSR, one_line_error, run_wdsr
+from conftest import WDSR, one_line_error, run_wdsr, wait_for_marker
 
 pytestmark = pytest.mark.slow
 
@@ -89,16 +88,8 @@ def _held_train(workdir, args, point, marker):
     proc = subprocess.Popen([WDSR, "train", *TINY, *args], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    _wait_for_marker(proc, marker)
+    wait_for_marker(proc, marker)
     return proc
-
-
-def _wait_for_marker(proc, marker, lines=1):
-    end = time.monotonic() + 600  # a safety net only: the process holds until signalled
-    while not (marker.exists() and len(marker.read_text().splitlines()) >= lines):
-        assert proc.poll() is None, f"ended before the hold point: {proc.stderr.read()}"
-        assert time.monotonic() < end, "never reached the hold point"
-        time.sleep(0.02)
 
 
 def test_run_folder_contents_and_validation(workdir, straight):

@@ -361,3 +361,36 @@ def test_a_plain_8bit_photo_runs_as_uint8_and_writes_the_float_paths_bytes(tmp_p
     write_image(tmp_path / "rgba.png", Image(pixels=pix, alpha=alpha))
     U.upscale_image(Predictor(_HalfUp(), 2, 0), tmp_path / "rgba.png", tmp_path / "a.png")
     assert np.array_equal(read_image(tmp_path / "a.png").pixels, want)
+
+
+# ------------------------------------------------------------------------ two writers
+
+
+def test_two_writers_of_one_output_name_never_replace_each_other(ckpt, tmp_path):
+    """A holds just before writing out.png; B writes out.png meanwhile; A must not replace it
+    (no --overwrite): the final create is exclusive, checked at the moment of writing."""
+    import subprocess
+
+    from conftest import WDSR, wait_for_marker
+
+    src = tmp_path / "in.png"
+    write_image(src, Image(pixels=_picture(20, 24)))
+    out = tmp_path / "out.png"
+    marker = tmp_path / "held"
+    args = [WDSR, "upscale", str(src), "-o", str(out), "--checkpoint", str(ckpt["x2"])]
+    a = subprocess.Popen(args, env={**os.environ,
+                                    "WDSR_TEST_HOLD": f"upscale-write-in.png={marker}"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_marker(a, marker)
+        b = run_wdsr(*args[1:])
+        assert b.returncode == 0, b.stderr
+        written = out.read_bytes()
+        (tmp_path / "held.go").touch()  # A goes on and tries to write out.png
+        _, err = a.communicate(timeout=600)
+    finally:
+        a.kill()
+    assert a.returncode != 0 and "out.png' appeared while wdsr was working" in err, err
+    assert out.read_bytes() == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held", "held.go", "in.png",
+                                                          "out.png"]

@@ -6,6 +6,7 @@ and argument errors stay instant (importing it costs ~1.3 s and ~400 MB).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -209,7 +210,6 @@ def _check_json_out(json_out: str | None) -> None:
     :func:`_json_apart`, once they are known."""
     if json_out is None or json_out == "-":
         return
-    import os
     import stat
 
     from .core import fileio
@@ -244,15 +244,14 @@ def _json_apart(json_out: str | None, writes=(), owned: Path | None = None,
         raise WdsrError(f"--json '{json_out}' is also where this command writes its output",
                         "give --json another file name")
     if owned is not None and path.is_relative_to(Path(owned).resolve()):
-        raise WdsrError(f"--json '{json_out}' is inside the --out folder '{owned}', which "
-                        f"{owner} owns", "write the summary elsewhere, e.g. --json prepare.json")
+        raise WdsrError(f"--json '{json_out}' is inside the {owner} folder '{owned}', which "
+                        "wdsr makes whole", "write the summary elsewhere, e.g. --json out.json")
 
 
 def _write_json(json_out: str, data: dict, command: str) -> None:
     """--json: the summary on stdout ('-'), into a FIFO or device as it is, else into a file
     (atomically; through a symlink, its target)."""
     import json
-    import os
     import stat
 
     from .core import fileio
@@ -345,7 +344,7 @@ def prepare_data(
         workers=workers if workers is not None else cfg.data.workers, make_lr=make_lr,
         skip_bad=skip_bad, force=force, degradation=degradation, valid_count=valid_count)
     prep.check_options(opts)
-    _json_apart(json_out, owned=opts.out, owner="prepare-data")
+    _json_apart(json_out, owned=opts.out, owner="--out")
 
     def verify_and_report(summary: dict) -> None:
         """--verify: re-hash every shard and source; exit 2 on any mismatch."""
@@ -581,7 +580,8 @@ def evaluate(
         "the scores and, per image, the crops where the model gains most and least over "
         "bicubic (implies --bicubic)."),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --report folder."),
+        False, "--overwrite", help="Replace an earlier wdsr report in the --report folder "
+        "and earlier --save-images results."),
     limit: int = typer.Option(0, "--limit", help="Only the first N images (0 = all)."),
     runs_dir: Path = typer.Option(
         Path("runs"), "--runs-dir", help="Where to look for the default checkpoint."),
@@ -637,7 +637,17 @@ def evaluate(
     if report is not None:
         from .core import report as R
 
-        report, bicubic = R.check_report_dest(report, overwrite), True
+        reads = ((hr, "the --hr folder"), (lr, "the --lr folder"), (checkpoint, "the checkpoint"),
+                 (model, "the model"), (config, "the config file"), (runs_dir, "the runs folder"),
+                 (cfg.data.root if hr is None else None, "the DIV2K data"))
+        report = R.check_report_dest(report, overwrite, reads)
+        bicubic = True
+        if save_images is not None and Path(os.path.realpath(save_images)).is_relative_to(
+                os.path.realpath(report)):
+            raise WdsrError(f"--save-images '{save_images}' is inside the --report folder",
+                            "save the images elsewhere (the report folder is made whole, "
+                            "at the end)")
+        _json_apart(json_out, owned=report, owner="--report")
 
     weights = resolve(checkpoint, model, scale, backend, default="newest", runs_dir=runs_dir,
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
@@ -650,6 +660,8 @@ def evaluate(
     dataset = dataset.limited(limit)
     if degrade is not None:
         dataset = dataset.degraded(degrade)
+    if save_images is not None:
+        save_images = E.check_save_dir(save_images, dataset, overwrite)
     predictor = _load_weights(weights, self_ensemble)
     step = "?" if weights.step is None else weights.step
     chose = f"{weights.bundled} weights: {kind_why}; " if weights.bundled else ""
@@ -664,7 +676,8 @@ def evaluate(
 
         result = E.evaluate_pairs(predictor, dataset, scale, protocol, bicubic=bicubic,
                                   on_image=on_image, save_dir=save_images,
-                                  on_arrays=collector.add if collector else None)
+                                  on_arrays=collector.add if collector else None,
+                                  overwrite=overwrite)
     result.update(checkpoint=str(weights.path), checkpoint_step=weights.step,
                   dataset=dataset.description,
                   degrade=dataset.degrade.spec() if dataset.degrade else None,

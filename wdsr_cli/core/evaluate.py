@@ -43,6 +43,7 @@ from .errors import WdsrError
 __all__ = [
     "EvalDataset",
     "EvalItem",
+    "check_save_dir",
     "dataset_from_div2k",
     "dataset_from_folders",
     "evaluate_pairs",
@@ -160,6 +161,12 @@ def dataset_from_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | 
                             "keep one of them (pairs are matched by name)")
         seen[p.stem] = p
     if lr_dir is None:
+        for p in hr_files:  # a broken or tiny image stops here, before any model is loaded
+            h, w = probe_image(p)
+            if h < 2 * scale or w < 2 * scale:
+                raise WdsrError(f"HR image '{p}' is only {w}x{h} pixels: at x{scale} its LR "
+                                f"image would be smaller than 2x2",
+                                "remove it from the folder (or evaluate at a lower --scale)")
         items = [EvalItem(p.stem, p, None) for p in hr_files]
         desc = f"HR folder '{hr_dir}' ({len(items)} images, LR made with the MATLAB bicubic)"
         return EvalDataset(desc, scale, items)
@@ -215,6 +222,40 @@ def dataset_from_div2k(root: str | os.PathLike, scale: int) -> EvalDataset:
     return EvalDataset(f"DIV2K validation '{root}' ({len(items)} images, {source})", scale, items)
 
 
+def check_save_dir(save_dir: str | os.PathLike, dataset: EvalDataset, overwrite: bool) -> Path:
+    """``--save-images DIR``, checked before any model is loaded: a folder (or a new one) that
+    takes files, not a folder the evaluation reads (its results would become inputs of the
+    next evaluation), and, without ``overwrite``, holding none of the ``NAME_x{scale}.png``
+    it will write."""
+    from .fileio import check_writable_folder
+
+    out = Path(save_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise WdsrError(f"--save-images '{save_dir}' is a file, not a folder",
+                        "pass a folder for the results, e.g. --save-images results/")
+    check_writable_folder(out, "pass a writable --save-images folder")
+    here = os.path.realpath(out)
+    for item in dataset.items:
+        for path, what in ((item.hr, "--hr"), (item.lr, "--lr")):
+            if path is not None and os.path.realpath(path.parent) == here:
+                raise WdsrError(f"--save-images '{save_dir}' is the folder of the {what} images "
+                                "this evaluation reads",
+                                "save the results in another folder, e.g. --save-images "
+                                "results/")
+    if not overwrite:
+        existing = [t for t in saved_names(out, dataset) if t.exists() or t.is_symlink()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise WdsrError(f"'{existing[0]}' already exists{more}",
+                            "pass --overwrite to replace the saved images, or another "
+                            "--save-images folder")
+    return out
+
+
+def saved_names(save_dir: Path, dataset: EvalDataset) -> list[Path]:
+    return [save_dir / f"{item.name}_x{dataset.scale}.png" for item in dataset.items]
+
+
 # ------------------------------------------------------------------------------ the engine
 
 
@@ -229,7 +270,8 @@ def _mean(values: Sequence[float]) -> float:
 def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int,
                    protocol: str, bicubic: bool = False, on_image: ImageCallback | None = None,
                    save_dir: str | os.PathLike | None = None,
-                   on_arrays: ArraysCallback | None = None) -> dict[str, Any]:
+                   on_arrays: ArraysCallback | None = None,
+                   overwrite: bool = False) -> dict[str, Any]:
     """Score ``predictor`` on ``pairs`` = [(name, lr uint8 HxWx3, hr uint8)], any iterable.
 
     HR is cropped to scale x LR. Returns a dict: ``images`` (name, psnr, ssim, seconds, LR size
@@ -237,8 +279,10 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
     ``count``, ``scale``, ``protocol``, ``border``, ``self_ensemble``, ``window``. PSNR of two
     identical images is ``inf``. ``on_image(done, total, row)`` is called after each image
     (``total`` is None for an iterable without a length). ``save_dir``: write each 8-bit
-    result as ``NAME_x{scale}.png`` there. ``on_arrays(name, lr, hr, sr, bicubic)`` gets each
-    image's arrays (HR cropped, 8-bit result, bicubic upscale when ``bicubic`` else None).
+    result as ``NAME_x{scale}.png`` there (replacing one that appears meanwhile only with
+    ``overwrite``; see :func:`check_save_dir` for the checks before).
+    ``on_arrays(name, lr, hr, sr, bicubic)`` gets each image's arrays (HR cropped, 8-bit
+    result, bicubic upscale when ``bicubic`` else None).
     """
     from .data.images import write_rgb_uint8
     from .data.resize import bicubic_upscale
@@ -267,7 +311,7 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
             bp, bs = _scored(evaluate_pair, bic, hr, scale, protocol, name)
             row["bicubic_psnr"], row["bicubic_ssim"] = bp, bs
         if out_dir is not None:
-            write_rgb_uint8(out_dir / f"{name}_x{scale}.png", sr)
+            write_rgb_uint8(out_dir / f"{name}_x{scale}.png", sr, exclusive=not overwrite)
         if on_arrays is not None:
             on_arrays(name, lr, hr, sr, bic)
         rows.append(row)

@@ -30,9 +30,8 @@ from pathlib import Path
 from .errors import WdsrError
 from .runtime import proc_stat
 
-__all__ = ["atomic_write", "commit", "file_mode", "private_folder", "probe_writable",
-           "remove_stale_temps", "replacing",
-           "sha256_file", "temp_path"]
+__all__ = ["atomic_write", "check_writable_folder", "commit", "file_mode", "private_folder",
+           "probe_writable", "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
 
 _TEMP = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\..*)?$")  # .NAME.tmpPID-TOKEN[.suffix...]
 _lock = threading.Lock()
@@ -95,28 +94,55 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def commit(tmp: str | os.PathLike, path: str | os.PathLike, fsync: bool = True) -> None:
+def commit(tmp: str | os.PathLike, path: str | os.PathLike, fsync: bool = True,
+           exclusive: bool = False) -> None:
     """Give the finished file ``tmp`` the usual mode, sync it and move it over ``path`` (same
-    file system)."""
+    file system). ``exclusive``: never replace a ``path`` that appeared meanwhile (another
+    process wrote it after the command's checks): WdsrError, ``path`` left as it is."""
     os.chmod(tmp, file_mode())
     if fsync:
         _fsync_file(Path(tmp))
-    os.replace(tmp, path)
+    if exclusive:
+        _link_new(Path(tmp), Path(path))
+    else:
+        os.replace(tmp, path)
     if fsync:
         _fsync_folder(Path(path).parent)
 
 
+def _link_new(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` only if no ``path`` exists: a hard link fails atomically on an
+    existing name, where ``os.replace`` would silently replace it."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        raise WdsrError(f"'{path}' appeared while wdsr was working (another process wrote it)",
+                        "it was left as it is: pass --overwrite to replace it, or choose "
+                        "another name") from None
+    except OSError:  # no hard links here (some network and FUSE file systems): claim the name
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise WdsrError(f"'{path}' appeared while wdsr was working (another process "
+                            "wrote it)", "it was left as it is: pass --overwrite to replace "
+                            "it, or choose another name") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
 @contextmanager
-def replacing(path: str | os.PathLike, suffix: str = ".tmp", fsync: bool = True
-              ) -> Iterator[Path]:
+def replacing(path: str | os.PathLike, suffix: str = ".tmp", fsync: bool = True,
+              exclusive: bool = False) -> Iterator[Path]:
     """``with replacing(target) as tmp: <write tmp>``; then ``tmp`` gets the usual mode, is
-    synced and replaces ``target``. On any exception (Ctrl-C included) the temporary file(s)
-    are removed and the exception goes on; ``target`` is untouched."""
+    synced and replaces ``target`` (``exclusive``: see :func:`commit`). On any exception
+    (Ctrl-C included) the temporary file(s) are removed and the exception goes on; ``target``
+    is untouched."""
     path = Path(path)
     tmp = temp_path(path, suffix)
     try:
         yield tmp
-        commit(tmp, path, fsync)
+        commit(tmp, path, fsync, exclusive)
     except BaseException:
         _remove_temps(tmp, suffix)
         raise
@@ -141,6 +167,22 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, fsync: bool = True)
     except OSError as exc:
         raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}",
                         "check free disk space and the folder's permissions") from None
+
+
+def check_writable_folder(folder: str | os.PathLike, hint: str) -> None:
+    """``folder``, or the nearest existing folder above it (where it will be created), takes a
+    new file; checked by creating one, which catches read-only mounts too. ``hint``: what to
+    do instead (names the command's option)."""
+    folder = Path(folder)
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and not existing.is_symlink():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WdsrError(f"cannot create folder '{folder}': '{existing}' is not a folder", hint)
+    try:
+        probe_writable(existing)
+    except OSError as exc:
+        raise WdsrError(f"cannot write to '{existing}': {exc.strerror or exc}", hint) from None
 
 
 def probe_writable(folder: str | os.PathLike) -> None:

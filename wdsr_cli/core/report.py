@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ import numpy as np
 from .errors import WdsrError
 
 __all__ = ["Crop", "ImageEntry", "ReportCollector", "check_report_dest", "choose_crops",
-           "describe_weights", "gain_map", "write_report"]
+           "describe_weights", "gain_map", "is_own_report", "write_report"]
 
 CROP = 48      # crop side in HR pixels (smaller when the shaved image is smaller)
 MIN_CROP = 8   # below this there is nothing worth showing
@@ -184,10 +183,46 @@ def _not_writable(folder: Path, exc: OSError) -> WdsrError:
                      "pass a --report folder in a writable place")
 
 
-def check_report_dest(dest: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing report folder (unless ``overwrite``), a missing or unwritable parent,
-    or a file in the way; called before any work starts. Returns the absolute path."""
+def is_own_report(folder: Path) -> bool:
+    """Whether ``folder`` holds a wdsr report and nothing else (index.html, results.json
+    carrying the summary mark, img/ of PNGs: what :func:`write_report` writes), or nothing."""
+    import json
+
+    from .fileio import SUMMARY_MARK
+
+    try:
+        names = {p.name for p in folder.iterdir()}
+        if not names:
+            return True  # an empty folder: nothing to lose
+        if not names <= {"index.html", "results.json", "img"} or "results.json" not in names:
+            return False
+        if (folder / "img").exists():
+            img = folder / "img"
+            if img.is_symlink() or not img.is_dir() or any(
+                    p.suffix != ".png" or p.is_symlink() or not p.is_file()
+                    for p in img.iterdir()):
+                return False
+        results = folder / "results.json"
+        if results.is_symlink() or results.stat().st_size > 64 << 20:
+            return False
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SUMMARY_MARK in data
+
+
+def check_report_dest(dest: str | os.PathLike, overwrite: bool,
+                      reads: tuple[tuple[str | os.PathLike | None, str], ...] = ()) -> Path:
+    """Refuse an existing report folder (unless ``overwrite`` and it is an earlier wdsr report,
+    nothing else), a missing or unwritable parent, a file in the way, or a folder that is or
+    holds one of ``reads`` ((path, what) the command reads: --hr, the checkpoint...); called
+    before any work starts. Returns the absolute path."""
     dest = Path(dest).expanduser().absolute()
+    here = os.path.realpath(dest)
+    for path, what in reads:
+        if path is not None and Path(os.path.realpath(path)).is_relative_to(here):
+            raise WdsrError(f"--report '{dest}' would hold {what} '{path}', which this command "
+                            "reads", "pass a new folder for the report, e.g. --report report/")
     if dest.exists() or dest.is_symlink():
         if not dest.is_dir() or dest.is_symlink():
             raise WdsrError(f"'{dest}' exists and is not a folder",
@@ -195,23 +230,38 @@ def check_report_dest(dest: str | os.PathLike, overwrite: bool) -> Path:
         if not overwrite:
             raise WdsrError(f"report folder '{dest}' already exists",
                             "pass --overwrite to replace it, or another --report folder")
+        if not is_own_report(dest):
+            raise WdsrError(f"'{dest}' is not a wdsr report folder (it holds other files)",
+                            "--overwrite replaces only an earlier wdsr report: pass a new "
+                            "--report folder")
     parent = dest.parent
     if not parent.is_dir():
         problem = "is not a folder" if parent.exists() else "does not exist"
         raise WdsrError(f"'{parent}' (where the report folder would go) {problem}",
                         "create that folder first, or pass another --report folder")
     try:  # the real test: make (and remove) the kind of folder write_report builds in
-        os.rmdir(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".check", dir=parent))
+        os.rmdir(_new_hidden_folder(dest, ".check"))
     except OSError as exc:
         raise _not_writable(parent, exc) from None
     return dest
+
+
+def _new_hidden_folder(dest: Path, suffix: str) -> Path:
+    """A new folder beside ``dest`` under a temporary name that carries this process's id, so
+    the next run removes it if this one is killed (fileio.remove_stale_temps)."""
+    from .fileio import file_mode, temp_path
+
+    folder = temp_path(dest, suffix)
+    folder.mkdir(0o700)
+    os.chmod(folder, file_mode() | 0o111)  # a report is for reading
+    return folder
 
 
 def _commit(staging: Path, dest: Path, overwrite: bool) -> None:
     """Move the finished report into place; an old one is moved aside first, then removed."""
     old = None
     if overwrite and dest.is_dir() and not dest.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        old = _new_hidden_folder(dest, ".old")
         os.replace(dest, old / dest.name)
     try:
         os.rename(staging, dest)
@@ -237,16 +287,16 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
     ``curve_svg``: a training curve to embed. Returns the index.html path."""
     from .data.images import write_rgb_uint8
     from .evaluate import result_to_json
-    from .fileio import SUMMARY_MARK, file_mode
+    from .fileio import SUMMARY_MARK, remove_stale_temps
     from .report_html import render_page
 
     dest = check_report_dest(dest, overwrite)
+    remove_stale_temps(dest.parent)  # what a killed earlier report left
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        staging = _new_hidden_folder(dest, ".d")
     except OSError as exc:
         raise _not_writable(dest.parent, exc) from None
     try:
-        os.chmod(staging, file_mode() | 0o111)  # mkdtemp makes 0700; a report is for reading
         (staging / "img").mkdir()
         files: dict[tuple[str, str], str] = {}  # (image name, panel) -> relative path
         for i, entry in enumerate(collector.entries, start=1):

@@ -4,8 +4,9 @@
 reaches ``POINT`` (``train-step-4``: step 4 done and checkpointed; ``prepare-image-z0``: a
 prepare-data worker is about to read image ``z0``) appends its pid as a line to the file
 ``MARKER`` (so a test sees how many got there, e.g. both ranks) and waits until it is
-signalled, killed or orphaned. A test that acts once the marker appears acts at that point on
-every machine, however fast or slow.
+signalled, killed or orphaned, or until the file ``MARKER.go`` exists (then it goes on). A
+test that acts once the marker appears acts at that point on every machine, however fast or
+slow.
 """
 
 from __future__ import annotations
@@ -26,5 +27,6 @@ def hold_if_asked(point: str) -> None:
     parent = os.getppid()
     with open(marker, "a", encoding="utf-8") as f:
         f.write(f"{os.getpid()}\n")
-    while os.getppid() == parent:  # a Ctrl-C/SIGUSR1 raises KeyboardInterrupt in here
-        time.sleep(0.01)
+    release = marker + ".go"
+    while os.getppid() == parent and not os.path.exists(release):
+        time.sleep(0.01)  # a Ctrl-C/SIGUSR1 raises KeyboardInterrupt in here

@@ -592,9 +592,11 @@ def _save_kwargs(fmt: str, quality: int | None) -> dict:
     return {}
 
 
-def write_image(path: str | os.PathLike, img: Image, quality: int | None = None) -> None:
+def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
+                exclusive: bool = False) -> None:
     """Write ``img`` to ``path`` atomically (temporary file in the same folder, then
-    ``os.replace``). The format comes from the suffix; see the module docstring for
+    ``os.replace``; ``exclusive``: never over a file that appeared meanwhile, see
+    ``fileio.commit``). The format comes from the suffix; see the module docstring for
     how 16-bit and alpha are treated. Raises :class:`WdsrError` on any failure,
     before touching ``path`` when the suffix or the image can't be written."""
     p = os.fspath(path)
@@ -606,7 +608,7 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None)
     from ..fileio import replacing
 
     try:
-        with replacing(p) as tmp, open(tmp, "xb") as fh:
+        with replacing(p, exclusive=exclusive) as tmp, open(tmp, "xb") as fh:
             if own_png:
                 fh.write(_png_encode(arr, 16))
             else:
@@ -642,12 +644,14 @@ def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def write_rgb_uint8(path: str | os.PathLike, arr: np.ndarray) -> None:
-    """Write an HxWx3 uint8 array atomically (format from the suffix)."""
+def write_rgb_uint8(path: str | os.PathLike, arr: np.ndarray, exclusive: bool = False
+                    ) -> None:
+    """Write an HxWx3 uint8 array atomically (format from the suffix; ``exclusive``: see
+    :func:`write_image`)."""
     arr = np.asarray(arr)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected HxWx3 uint8, got {arr.shape} {arr.dtype}")
-    write_image(path, Image(pixels=np.ascontiguousarray(arr), bit_depth=8))
+    write_image(path, Image(pixels=np.ascontiguousarray(arr), bit_depth=8), exclusive=exclusive)
 
 
 # ---------------------------------------------------------------------------

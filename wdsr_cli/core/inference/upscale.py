@@ -32,13 +32,14 @@ import glob
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import WdsrError
+from ..testpoint import hold_if_asked
 
 __all__ = [
     "MIN_SIDE",
@@ -46,7 +47,6 @@ __all__ = [
     "Job",
     "JobPlan",
     "bleed_transparent",
-    "check_writable_folder",
     "collect_inputs",
     "default_folder",
     "plan_jobs",
@@ -64,6 +64,7 @@ _BAND_ROWS = 512  # output rows converted to the output dtype at a time (bounds 
 class Job:
     source: Path
     target: Path
+    overwrite: bool = False  # False: a target that appears while working is never replaced
 
 
 # --------------------------------------------------------------------------- inputs/outputs
@@ -172,8 +173,9 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
                                 "name a file ending in " + ", ".join(IMAGE_SUFFIXES)
                                 + ", or end the name with '/' for a folder")
             if not out.parent.is_dir() and str(out.parent) not in ("", "."):
-                raise WdsrError(f"folder '{out.parent}' for output '{output}' does not exist",
-                                "create it first")
+                problem = "is not a folder" if out.parent.exists() else "does not exist"
+                raise WdsrError(f"'{out.parent}' (the folder of output '{output}') {problem}",
+                                "create that folder first, or choose another -o")
             jobs = [Job(sources[0], out)]
     real = {os.path.realpath(s): s for s in sources}
     by_target: dict[str, Path] = {}
@@ -197,27 +199,11 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise WdsrError(f"output '{existing[0]}' already exists{more}",
                             "pass --overwrite to replace it, or choose another -o")
+    from ..fileio import check_writable_folder
+
     for folder in sorted({j.target.parent for j in jobs}):
-        check_writable_folder(folder)
-    return JobPlan(jobs, skipped)
-
-
-def check_writable_folder(folder: Path) -> None:
-    """The output folder, or the nearest existing folder above it (where it will be created),
-    takes a new file; checked by creating one, which catches read-only mounts too."""
-    from ..fileio import probe_writable
-
-    existing = Path(os.path.abspath(folder))
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise WdsrError(f"cannot create output folder '{folder}': '{existing}' is a file",
-                        "choose another -o")
-    try:
-        probe_writable(existing)
-    except OSError as exc:
-        raise WdsrError(f"cannot write to '{existing}': {exc.strerror or exc}",
-                        "choose a writable -o folder") from None
+        check_writable_folder(folder, "choose a writable -o folder")
+    return JobPlan([replace(j, overwrite=overwrite) for j in jobs], skipped)
 
 
 # ----------------------------------------------------------------------------------- alpha
@@ -324,7 +310,8 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
                     alpha=np.concatenate(alphas, axis=0) if alphas else None,
                     bit_depth=src.bit_depth)
     job.target.parent.mkdir(parents=True, exist_ok=True)
-    write_image(job.target, out)
+    hold_if_asked(f"upscale-write-{job.source.name}")  # tests only (testpoint.py)
+    write_image(job.target, out, exclusive=not job.overwrite)
     return {"input": str(job.source), "output": str(job.target), "mode": src.source_mode,
             "input_size": [src.width, src.height], "output_size": [out.width, out.height],
             "bit_depth": src.bit_depth, "alpha": src.alpha is not None,
@@ -336,8 +323,9 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
 
 def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLike,
                   on_tile: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Read ``source``, super-resolve it, write ``target`` atomically; returns a summary."""
-    job = Job(Path(source), Path(target))
+    """Read ``source``, super-resolve it, write ``target`` atomically (replacing it);
+    returns a summary."""
+    job = Job(Path(source), Path(target), overwrite=True)
     read = _read(predictor, job.source)
     sr, network = _network(predictor, read, on_tile)
     return _write(job, read, sr, predictor, network)
