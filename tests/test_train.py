@@ -290,11 +290,38 @@ def test_all_checkpoints_corrupt_is_a_clear_error(workdir, straight):
     assert "no usable checkpoint" in line
 
 
-def test_resume_with_another_model_is_refused(workdir, straight):
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_refused_resume_changes_nothing(workdir, straight):
+    """The model check happens before the run's config.yaml takes --steps/--set (it used to
+    be rewritten first, so a plain --resume failed afterwards too)."""
     run = _copy(straight, workdir / "runs" / "model")
-    line = _rank_error(run_wdsr("train", "--resume", str(run), "--steps", "9",
-                                "--set", "model.n_feats=16", cwd=workdir))
-    assert "model config differs" in line
+    before = _snapshot(run)
+    for dry in ([], ["--dry-run"]):
+        line = one_line_error(run_wdsr("train", "--resume", str(run), "--steps", "30", *dry,
+                                       "--set", "model.n_feats=16", cwd=workdir))
+        assert "model config differs" in line
+    assert _snapshot(run) == before
+
+
+def test_a_new_run_on_data_without_validation_is_refused_before_its_folder(workdir, tmp_path):
+    import wdsr_cli
+
+    photos = tmp_path / "photos"  # a plain folder: no validation split unless --valid-count
+    photos.mkdir()
+    for p in sorted((Path(wdsr_cli.__file__).parent / "assets" / "sample").glob("*.png"))[:3]:
+        shutil.copy(p, photos)
+    res = run_wdsr("prepare-data", str(photos), "--out", str(tmp_path / "noval"), "--scales",
+                   "2", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    runs = tmp_path / "runs"
+    line = one_line_error(_train(workdir, "--steps", "2", "--runs-dir", str(runs), "--set",
+                                 f"data.prepared={tmp_path / 'noval'}"))
+    assert "has no validation images" in line
+    assert not runs.exists()  # no runs/NAME left behind (the next run would be NAME-2)
 
 
 def test_resume_on_changed_data_needs_allow_data_change(workdir, straight):
@@ -310,8 +337,10 @@ def test_resume_on_changed_data_needs_allow_data_change(workdir, straight):
     run = _copy(straight, workdir / "runs" / "newdata")
     resume = ["train", "--resume", str(run), "--set", f"data.prepared={other / 'prepared'}",
               "--steps", "9"]
-    line = _rank_error(run_wdsr(*resume, cwd=workdir))
+    before = _snapshot(run)
+    line = one_line_error(run_wdsr(*resume, cwd=workdir))
     assert f"trained on dataset {old_id}" in line and new_id in line
+    assert _snapshot(run) == before
     assert "--allow-data-change" in line
     res = run_wdsr(*resume, "--allow-data-change", cwd=workdir)
     assert res.returncode == 0, res.stderr
@@ -366,3 +395,23 @@ def test_init_bundled_resolves_to_the_shipped_weights(workdir):
     # The tiny model shares these shapes with WDSR-B 32x16 x2: the 5x5 skip convolution
     # (kernel, g, bias) and the tail's g and bias (its kernel has 8, not 32, input channels).
     assert start["init_loaded"] == 5
+
+
+def test_one_training_per_run_folder(workdir, straight, tmp_path):
+    """A second resume of a run that is training is refused with the holder's PID and changes
+    nothing; once the holder is dead (kill -9: no chance to clean up) the run is free."""
+    run = _copy(straight, workdir / "runs" / "locked")
+    marker = tmp_path / "held"
+    held = _held_train(workdir, ["--resume", str(run), "--steps", "12"], "train-step-9", marker)
+    try:
+        before = _snapshot(run)
+        for dry in ([], ["--dry-run"]):
+            line = one_line_error(run_wdsr("train", "--resume", str(run), "--steps", "14", *dry,
+                                           cwd=workdir))
+            assert f"in use by wdsr process {held.pid}" in line
+        assert _snapshot(run) == before
+    finally:
+        os.killpg(held.pid, signal.SIGKILL)
+        held.wait()
+    res = run_wdsr("train", "--resume", str(run), "--steps", "14", "--dry-run", cwd=workdir)
+    assert res.returncode == 0, res.stderr

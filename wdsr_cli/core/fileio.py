@@ -30,8 +30,9 @@ from pathlib import Path
 from .errors import WdsrError
 from .runtime import proc_stat
 
-__all__ = ["atomic_write", "check_writable_folder", "commit", "file_mode", "private_folder",
-           "probe_writable", "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
+__all__ = ["LOCK_NAME", "atomic_write", "check_writable_folder", "commit", "file_mode",
+           "lock_folder", "lock_holder", "private_folder", "probe_writable",
+           "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
 
 _TEMP = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\..*)?$")  # .NAME.tmpPID-TOKEN[.suffix...]
 _lock = threading.Lock()
@@ -243,6 +244,51 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+# ------------------------------------------------------------------------------ folder locks
+
+LOCK_NAME = ".wdsr.lock"
+
+
+def lock_folder(folder: str | os.PathLike) -> int | None:
+    """Take the exclusive lock of ``folder`` (the file ``.wdsr.lock`` in it, which then holds
+    this process's id) for as long as the returned descriptor stays open; None if another
+    process holds it. The kernel drops the lock of a process that ends, however it ends, so a
+    lock left by a dead process never blocks."""
+    import fcntl
+
+    fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, file_mode())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def lock_holder(folder: str | os.PathLike) -> int | None:
+    """The id of the process holding ``folder``'s lock (0 if it is held but unreadable), or
+    None when it is free. Creates nothing."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ the run folder:
                 last.ckpt       weights + Adam state + step (every ckpt_every steps and at exit)
                 best.ckpt       weights of the best validation PSNR
                 ckpt/step_NNNNNNN.ckpt   the last `keep_checkpoints` periodic ones (full state)
+                .wdsr.lock      held by the process training it: one training per run folder
 
 Exact resume: the data of step s is a pure function of (seed, s) (pipeline.TrainPatches), the
 learning rate of step s is ``lrs[global_step]`` inside Adam, and the checkpoint holds the
@@ -82,6 +83,37 @@ def new_run_dir(root: Path, name: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover - _candidates never ends
 
 
+def _in_use(run_dir: Path, pid: int | None) -> WdsrError:
+    who = f"wdsr process {pid}" if pid else "another wdsr process"
+    return WdsrError(f"run folder '{run_dir}' is in use by {who}",
+                     "one process trains a run at a time: wait for it to end"
+                     + (f", or stop it (kill {pid})" if pid else ""))
+
+
+def check_run_free(run_dir: Path) -> None:
+    """Refuse a run folder that a live training holds (creates nothing)."""
+    from .fileio import lock_holder
+
+    pid = lock_holder(run_dir)
+    if pid is not None:
+        raise _in_use(run_dir, pid)
+
+
+def claim_run(run_dir: Path) -> int:
+    """Lock the run folder for this process's life (fileio.lock_folder); returns the lock's
+    descriptor (closing it releases the lock)."""
+    from .fileio import lock_folder, lock_holder
+
+    try:
+        fd = lock_folder(run_dir)
+    except OSError as exc:
+        raise WdsrError(f"cannot lock run folder '{run_dir}': {exc.strerror or exc}",
+                        "check the folder's permissions") from None
+    if fd is None:
+        raise _in_use(run_dir, lock_holder(run_dir))
+    return fd
+
+
 def latest_run_dir(root: Path) -> Path:
     runs = [p for p in Path(root).glob("*/config.yaml")] if Path(root).is_dir() else []
     if not runs:
@@ -142,13 +174,15 @@ def open_resume(run_dir: Path, overrides: list[str] | None = None) -> ResumeStat
     return ResumeState(run_dir, cfg, None, None, None, skipped)
 
 
-def check_resume_compatible(cfg: Config, meta: dict[str, Any], dataset_id: str,
+def check_resume_compatible(cfg: Config, meta: dict[str, Any], dataset_id: str | None,
                             allow_new_data: bool) -> None:
+    """The resumed checkpoint fits this config and data (``dataset_id`` None: the model only,
+    for a plan that does not open the data)."""
     saved = meta.get("config", {})
     if saved.get("model") != cfg.to_dict()["model"]:
         raise WdsrError("the checkpoint's model config differs from the run config",
                         "resume with the original model settings, or use --init for new ones")
-    if meta.get("dataset_id") != dataset_id and not allow_new_data:
+    if dataset_id is not None and meta.get("dataset_id") != dataset_id and not allow_new_data:
         raise WdsrError(
             f"the run was trained on dataset {meta.get('dataset_id')}, the prepared data is now "
             f"{dataset_id}", "pass --allow-data-change to continue on the new data")
@@ -630,13 +664,6 @@ def bicubic_baseline(pairs, scale: int, protocol: str) -> float:
 
     values = [psnr(bicubic_upscale(lr, scale), hr, scale, protocol) for _, lr, hr in pairs]
     return float(np.mean(values))
-
-
-def prepare_run(cfg: Config, runs_root: Path, name: str | None) -> Path:
-    """Create the run folder and record the resolved config (rank 0 only)."""
-    run_dir = new_run_dir(runs_root, run_name(name, cfg))
-    record_config(run_dir, cfg)
-    return run_dir
 
 
 def record_config(run_dir: Path, cfg: Config) -> None:

@@ -41,7 +41,8 @@ import numpy as np
 from ..errors import WdsrError
 from .degrade import Chain, active, apply_chain, degrade_lr, draw, for_image, parse_spec
 
-__all__ = ["Slot", "TrainPatches", "dihedral", "load_validation", "read_manifest"]
+__all__ = ["Slot", "TrainPatches", "dihedral", "load_validation", "read_manifest",
+           "validation_entries"]
 
 _HINT = "run wdsr prepare-data first (see wdsr prepare-data --help)"
 _CONTEXT = 8  # LR pixels of HR context around a patch that is degraded on the fly
@@ -267,13 +268,9 @@ def _put_until(q: queue.Queue, stop: threading.Event, item) -> None:
             continue
 
 
-def load_validation(prepared_dir, scale: int, limit: int = 0, degrade_spec: str = ""
-                    ) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """[(name, lr uint8 HxWx3, hr uint8 (H*s)x(W*s)x3)] sorted by name; limit 0 = all.
-
-    ``degrade_spec`` (``wdsr evaluate --degrade``'s words): the LR is made from the HR image by
-    that chain instead of read from the prepared clean LR."""
-    chain = parse_spec(degrade_spec, "degrade.val_spec") if degrade_spec else None
+def validation_entries(prepared_dir, scale: int, limit: int = 0) -> list[dict[str, Any]]:
+    """The manifest entries of the validation images (sorted by name, the first ``limit``;
+    0 = all); WdsrError when there are none (checked before a run folder is made)."""
     d = Path(prepared_dir)
     m = read_manifest(d)
     _check_scale(m, scale, d)
@@ -283,6 +280,18 @@ def load_validation(prepared_dir, scale: int, limit: int = 0, degrade_spec: str 
     if not entries:
         raise WdsrError(f"'{d}' has no validation images",
                         "prepare DIV2K with DIV2K_valid_HR, or a folder with --valid-count N")
+    return entries
+
+
+def load_validation(prepared_dir, scale: int, limit: int = 0, degrade_spec: str = ""
+                    ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """[(name, lr uint8 HxWx3, hr uint8 (H*s)x(W*s)x3)] sorted by name; limit 0 = all.
+
+    ``degrade_spec`` (``wdsr evaluate --degrade``'s words): the LR is made from the HR image by
+    that chain instead of read from the prepared clean LR."""
+    chain = parse_spec(degrade_spec, "degrade.val_spec") if degrade_spec else None
+    d = Path(prepared_dir)
+    entries = validation_entries(d, scale, limit)
     out = []
     for e in entries:
         hr = np.array(_open(d, e["outputs"]["hr"]))

@@ -227,6 +227,7 @@ class TrainJob:
     notes: list[str] = field(default_factory=list)  # to show before the start
     warnings: list[str] = field(default_factory=list)
     prepared: Path | None = None  # the folder prepare_folder() created
+    _lock: int | None = field(default=None, repr=False)  # the run folder's lock (fileio)
 
     @property
     def batch_note(self) -> str:
@@ -278,11 +279,16 @@ class TrainJob:
 
         if self.prepared is None:
             if self.resume is not None:
+                if self.holds_rank0:  # one training per run folder, then --steps/--set on
+                    self._lock = T.claim_run(self.resume.run_dir)  # resume become its plan
+                    T.record_config(self.resume.run_dir, self.cfg)
                 self.prepared = self.resume.run_dir
-                if self.holds_rank0:  # --steps/--set on resume become the run's plan
-                    T.record_config(self.prepared, self.cfg)
             elif self.holds_rank0:
-                self.prepared = T.prepare_run(self.cfg, self.request.runs_dir, self.request.name)
+                run_dir = T.new_run_dir(self.request.runs_dir,
+                                        T.run_name(self.request.name, self.cfg))
+                self._lock = T.claim_run(run_dir)
+                T.record_config(run_dir, self.cfg)
+                self.prepared = run_dir
             else:
                 name = f"{T.run_name(self.request.name, self.cfg)}-node{self.mode.node}"
                 self.prepared = T.new_run_dir(self.request.runs_dir, name)
@@ -301,10 +307,19 @@ class TrainJob:
                    resume=r is not None, resume_checkpoint=r.checkpoint if r else None,
                    init_checkpoint=self.init, allow_data_change=self.request.allow_data_change,
                    node_rank=self.mode.node)
-        result = Launcher(plan, on_event, on_status=on_status, on_note=on_note,
-                          stall_timeout=self.request.stall_timeout,
-                          record=record_path(run_dir, self.mode.node)).run()
+        try:
+            result = Launcher(plan, on_event, on_status=on_status, on_note=on_note,
+                              stall_timeout=self.request.stall_timeout,
+                              record=record_path(run_dir, self.mode.node)).run()
+        finally:
+            self.release()
         return self._outcome(result, run_dir)
+
+    def release(self) -> None:
+        """Give up the run folder's lock (the end of the process does it too)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _outcome(self, result, run_dir: Path) -> Outcome:
         failure = result.failure
@@ -402,10 +417,21 @@ def plan_train(request: TrainRequest) -> TrainJob:
     _check_devices(mode, r, env)
     warnings = plan.warnings + warnings
     warnings += _check_world_change(resume, plan.world_size, cfg.data.batch_size)
-    if not r.dry_run:  # before a run folder is made: the --init file, then the data
+    if resume is not None:
+        T.check_run_free(resume.run_dir)  # another training in it: refused before anything
+        if resume.meta is not None:
+            T.check_resume_compatible(cfg, resume.meta, None, r.allow_data_change)
+    if not r.dry_run:  # before a run folder is made or changed: the --init file, the data
         if init is not None:
             notes.append(_check_init(init, cfg, target))
-        T.open_patches(cfg)
+        patches = T.open_patches(cfg)
+        if holds_rank0:  # rank 0 validates
+            from ..data.pipeline import validation_entries
+
+            validation_entries(cfg.data.prepared, cfg.model.scale, cfg.train.val_images)
+        if resume is not None and resume.meta is not None:
+            T.check_resume_compatible(cfg, resume.meta, patches.dataset_id,
+                                      r.allow_data_change)
     return TrainJob(r, cfg, resume, mode, plan, plan.run_dir, holds_rank0, init, notes,
                     warnings)
 
