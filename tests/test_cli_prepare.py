@@ -241,8 +241,17 @@ def test_unwritable_output_folder(tmp_path):
     before = _tree(tmp_path)
     line = one_line_error(run_wdsr("prepare-data", str(root), "--out",
                                     str(tmp_path / "file.txt" / "sub"), cwd=tmp_path / "cwd"))
-    assert "cannot write to output folder" in line and "file.txt/sub" in line
+    assert "file.txt' is not a folder" in line and "file.txt/sub" in line
     assert _tree(tmp_path) == before  # nothing written anywhere, the file untouched
+
+
+def test_a_refused_prepare_creates_no_output_folder(tmp_path):
+    root = plain_folder(tmp_path / "src", [(48, 48)])  # smaller than the default crop
+    before = _tree(tmp_path)
+    line = one_line_error(run_wdsr("prepare-data", str(root), "--out",
+                                    str(tmp_path / "n1" / "n2" / "n3")))
+    assert "no training images left" in line
+    assert _tree(tmp_path) == before  # no n1/n2/n3 left behind
 
 
 def test_other_options_on_the_same_output_need_force(tmp_path):

@@ -394,3 +394,13 @@ def test_two_writers_of_one_output_name_never_replace_each_other(ckpt, tmp_path)
     assert out.read_bytes() == written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held", "held.go", "in.png",
                                                           "out.png"]
+
+
+def test_an_output_under_a_file_says_so(ckpt, tmp_path):
+    src = tmp_path / "in.png"
+    write_image(src, Image(pixels=_picture(8, 8)))
+    (tmp_path / "afile").write_text("notes")
+    line = one_line_error(run_wdsr("upscale", str(src), "-o", str(tmp_path / "afile" / "o.png"),
+                                   "--checkpoint", str(ckpt["x2"])))
+    assert "afile' (the folder of output" in line and "is not a folder" in line
+    assert (tmp_path / "afile").read_text() == "notes"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -65,12 +64,12 @@ def new_run_dir(root: Path, name: str) -> Path:
 
     mkdir without exist_ok claims a name atomically: two launchers on shared storage that
     race for the same name get different folders instead of one dying."""
+    from .fileio import probe_writable
+
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        probe_writable(root)
     except OSError as exc:
         raise WdsrError(f"cannot write run folder under '{root}': {exc.strerror or exc}",
                         "pass --runs-dir with a writable folder") from None

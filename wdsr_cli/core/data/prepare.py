@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WdsrError
-from ..fileio import atomic_write, remove_stale_temps, sha256_file
+from ..fileio import atomic_write, check_writable_folder, remove_stale_temps, sha256_file
 from ..testpoint import hold_if_asked
 from . import div2k
 
@@ -134,18 +134,12 @@ def check_options(opts: PrepareOptions) -> PrepareOptions:
 
 
 def check_output_dir(out: Path) -> None:
-    """Create ``out`` and prove a file can be written there, before any work."""
+    """``out`` (or the nearest folder above it, where it will be made) takes files; checked
+    before any work and creating nothing, so a refused command leaves no folder behind."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WdsrError(f"output path '{out}' is a file, not a folder", "pass another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".wdsr-write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise WdsrError(f"cannot write to output folder '{out}': {exc.strerror or exc}",
-                        "pass a writable --out folder") from None
+    check_writable_folder(out, "pass a writable --out folder")
 
 
 # ------------------------------------------------------------------------------- sample
