@@ -241,7 +241,7 @@ def test_unwritable_output_folder(tmp_path):
     before = _tree(tmp_path)
     line = one_line_error(run_wdsr("prepare-data", str(root), "--out",
                                     str(tmp_path / "file.txt" / "sub"), cwd=tmp_path / "cwd"))
-    assert "file.txt' is not a folder" in line and "file.txt/sub" in line
+    assert "file.txt' is a file, not a folder" in line and "file.txt/sub" in line
     assert _tree(tmp_path) == before  # nothing written anywhere, the file untouched
 
 
@@ -285,3 +285,24 @@ def test_config_supplies_root_and_output(tmp_path):
     summary = json.loads(res.stdout)
     assert summary["crop_size"] == 24 and summary["patches"] == {"x2": 9}
     assert (tmp_path / "o/manifest.json").is_file()
+
+
+def test_out_holding_files_wdsr_did_not_write_is_refused_even_with_force(tmp_path):
+    """--out onto a folder with someone else's manifest.json or train/ (a project folder):
+    the manifest would be replaced and --force would remove train/x*; refused, untouched."""
+    root = plain_folder(tmp_path / "src", [(48, 48), (48, 48)])
+    args = ["prepare-data", str(root), "--crop-size", "24", "--valid-count", "1",
+            "--scales", "2"]
+    for what in ("manifest.json", "train/xmas/card.txt", "valid/hr/notes.txt"):
+        out = tmp_path / f"out-{what.split('/')[0]}"
+        (out / what).parent.mkdir(parents=True)
+        (out / what).write_text("the user's")
+        before = _tree(tmp_path)
+        for force in ([], ["--force"]):
+            line = one_line_error(run_wdsr(*args, "--out", str(out), *force))
+            assert "was not written by wdsr prepare-data" in line, line
+        assert _tree(tmp_path) == before
+    out = tmp_path / "ours"  # wdsr's own folder: prepared, then redone with --force
+    for force in ([], ["--force"]):
+        res = run_wdsr(*args, "--out", str(out), *force)
+        assert res.returncode == 0, res.stderr

@@ -61,7 +61,7 @@ def test_bad_options(tmp_path, kw, message):
 
 def test_unwritable_output_folder(tmp_path):
     (tmp_path / "file.txt").write_text("x")
-    with pytest.raises(WdsrError, match="file.txt' is not a folder"):
+    with pytest.raises(WdsrError, match="file.txt' is a file, not a folder"):
         prep.check_output_dir(tmp_path / "file.txt" / "sub")
     prep.check_output_dir(tmp_path / "n1" / "n2" / "n3")  # checked, and nothing made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

@@ -179,7 +179,8 @@ def check_writable_folder(folder: str | os.PathLike, hint: str) -> None:
     while not existing.exists() and not existing.is_symlink():
         existing = existing.parent
     if not existing.is_dir():
-        raise WdsrError(f"cannot create folder '{folder}': '{existing}' is not a folder", hint)
+        what = "a file, not a folder" if existing.is_file() else "not a folder"
+        raise WdsrError(f"cannot create folder '{folder}': '{existing}' is {what}", hint)
     try:
         probe_writable(existing)
     except OSError as exc:

@@ -34,6 +34,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import time
@@ -139,7 +140,31 @@ def check_output_dir(out: Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WdsrError(f"output path '{out}' is a file, not a folder", "pass another --out")
+    in_the_way = _foreign(out) if out.is_dir() else None
+    if in_the_way is not None:  # it would be written over, or removed by --force
+        raise WdsrError(f"'{in_the_way}' is in the --out folder and was not written by wdsr "
+                        "prepare-data", "pass a new --out folder (prepare-data writes "
+                        f"{MANIFEST}, train/ and valid/ there)")
     check_writable_folder(out, "pass a writable --out folder")
+
+
+def _foreign(out: Path) -> Path | None:
+    """What prepare-data would write over in ``out`` that it did not write itself: a
+    manifest, or train/ or valid/ holding files, in a folder without a wdsr manifest or
+    journal. (Empty folders are what a run killed at its start leaves.)"""
+    manifest = _load_json(out / MANIFEST)
+    if (manifest is not None and manifest.get("format") == "wdsr-prepared"
+            or _read_journal(out / JOURNAL)[0] is not None):
+        return None
+    for name in (MANIFEST, JOURNAL):
+        if (out / name).exists() or (out / name).is_symlink():
+            return out / name
+    for name in ("train", "valid"):
+        p = out / name
+        if p.is_symlink() or p.exists() and (not p.is_dir() or any(
+                q.is_symlink() or not q.is_dir() for q in p.rglob("*"))):
+            return p
+    return None
 
 
 # ------------------------------------------------------------------------------- sample
@@ -506,12 +531,13 @@ def _outputs_present(out: Path, manifest: dict[str, Any]) -> bool:
 
 
 def _our_dirs(out: Path) -> list[Path]:
+    """The shard folders prepare-data writes: train/hr, train/x2, ... (exact names only)."""
     dirs = []
     for split in ("train", "valid"):
         base = out / split
         if base.is_dir():
-            dirs += [d for d in base.iterdir()
-                     if d.is_dir() and (d.name == "hr" or d.name.startswith("x"))]
+            dirs += [d for d in base.iterdir() if d.is_dir() and not d.is_symlink()
+                     and re.fullmatch(r"hr|x[0-9]+", d.name)]
     return dirs
 
 
