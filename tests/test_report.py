@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 
-from wdsr_cli.core import metrics
+from wdsr_cli.core import fileio, metrics
 from wdsr_cli.core import report as R
 from wdsr_cli.core.data.images import Image, write_image
 from wdsr_cli.core.errors import WdsrError
@@ -251,14 +251,19 @@ def test_evaluate_report_is_deterministic_and_refused_when_it_exists(two_images)
     assert images == sorted(p.name for p in (second / "img").iterdir())
     for name in images:
         assert (first / "img" / name).read_bytes() == (second / "img" / name).read_bytes()
-    marker = first / "mine.txt"
-    marker.write_text("keep")
     line = one_line_error(_evaluate(two_images, first))
     assert "already exists" in line and "--overwrite" in line
-    assert marker.read_text() == "keep"
+    # --overwrite replaces an earlier report whole, but never a folder holding other files
+    stale = first / "img" / "stale.png"
+    stale.write_bytes((first / "img" / images[0]).read_bytes())
     res = _evaluate(two_images, first, "--overwrite")
     assert res.returncode == 0, res.stderr
-    assert not marker.exists() and (first / "index.html").is_file()
+    assert not stale.exists() and (first / "index.html").is_file()
+    marker = first / "mine.txt"
+    marker.write_text("keep")
+    line = one_line_error(_evaluate(two_images, first, "--overwrite"))
+    assert "not a wdsr report" in line
+    assert marker.read_text() == "keep" and (first / "index.html").is_file()
 
 
 @pytest.mark.parametrize("where, needle", [
@@ -293,6 +298,8 @@ def test_training_run_links_a_report_of_its_last_validation(ms_cpu, tmp_path):
     html = (run / "report" / "index.html").read_text()
     assert "<svg" in html and (run / "plot.svg").read_text() in html
     assert page.srcs and all((run / "report" / s).is_file() for s in page.srcs)
-    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+    # nothing hidden is left but the run folder's lock file, which no process holds any more
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == [".wdsr.lock"]
+    assert fileio.lock_holder(run) is None
     assert not math.isnan(json.loads((run / "report" / "results.json").read_text())
                           ["mean"]["psnr"])

@@ -383,6 +383,7 @@ def plan_train(request: TrainRequest) -> TrainJob:
         raise WdsrError("--init and --resume do not go together",
                         "--resume continues a run; --init starts a new one from weights")
     cfg, resume = load_config(r)
+    _check_runs_dir(r.runs_dir, cfg)
     notes = [f"skipped unusable checkpoint {s}" for s in (resume.skipped if resume else [])]
     warnings: list[str] = []
     # "bundled" fine-tunes the shipped weights of the config's scale
@@ -434,6 +435,20 @@ def plan_train(request: TrainRequest) -> TrainJob:
                                       r.allow_data_change)
     return TrainJob(r, cfg, resume, mode, plan, plan.run_dir, holds_rank0, init, notes,
                     warnings)
+
+
+def _check_runs_dir(runs_dir: Path, cfg) -> None:
+    """Run folders never go into the prepared data (its files would gain a runs/ of strangers)
+    nor onto a file."""
+    runs = Path(os.path.realpath(runs_dir))
+    if runs.exists() and not runs.is_dir():
+        raise WdsrError(f"--runs-dir '{runs_dir}' is a file, not a folder",
+                        "pass a folder for run folders, e.g. --runs-dir runs")
+    prepared = Path(os.path.realpath(cfg.data.prepared))
+    if runs.is_relative_to(prepared):
+        raise WdsrError(f"--runs-dir '{runs_dir}' is inside the prepared data "
+                        f"'{cfg.data.prepared}' this training reads",
+                        "pass a --runs-dir outside it, e.g. --runs-dir runs")
 
 
 def _check_init(path: Path, cfg, target: str) -> str:
