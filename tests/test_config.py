@@ -119,3 +119,35 @@ def test_model_config_round_trip_through_dict():
     again = C.model_config_from_dict(cfg.to_dict()["model"])
     assert again == cfg.model
     assert Path(C.builtin_config_dir()).is_dir()
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    # eight lines of aliases expand to 9^8 items in a plain YAML loader
+    ("bomb.yaml", "train: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a]\n",
+     "aliases (*name) are not allowed"),
+    ("deep.yaml", "train: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested more than 16"),
+    ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), "is not UTF-8 text (byte 9, line 1)"),
+    ("big.yaml", "#" * (C.CONFIG_MAX_BYTES + 1), "one is at most 1 MiB"),
+])
+def test_a_hostile_config_file_is_one_clear_error(tmp_path, name, content, needle):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(WdsrError) as err:
+        C.load_config(str(path))
+    assert needle in err.value.message
+
+
+def test_a_fifo_config_is_refused_without_reading_it(tmp_path):
+    import os
+
+    fifo = tmp_path / "cfg.yaml"
+    os.mkfifo(fifo)  # no writer: opening it for reading the usual way would block forever
+    with pytest.raises(WdsrError) as err:
+        C.load_config(str(fifo))
+    assert "is not a regular file" in err.value.message
+
+
+def test_an_alias_in_a_set_value_is_not_expanded():
+    with pytest.raises(WdsrError) as err:
+        C.load_config(None, ["train.lr=[&a [1, 1], *a]"])
+    assert "must be float" in err.value.message

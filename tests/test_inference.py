@@ -307,6 +307,42 @@ def test_a_backend_with_the_wrong_scale_is_a_clear_error():
         p.predict(_image(5, 5))
 
 
+class _NaNAt:
+    """Zeros, with one NaN in call ``at`` (broken weights, or an overflow at low precision)."""
+
+    name = "nan"
+
+    def __init__(self, at: int) -> None:
+        self.at, self.n = at, 0
+
+    def __call__(self, x):
+        self.n += 1
+        y = np.zeros((1, 3, x.shape[2] * 2, x.shape[3] * 2), np.float32)
+        if self.n == self.at:
+            y[0, 1, 0, 0] = np.nan
+        return y
+
+
+@pytest.mark.parametrize("self_ensemble", [False, True])
+def test_a_nan_from_the_model_is_an_error_not_a_black_image(self_ensemble):
+    from wdsr_cli.core.inference.predictor import NonFiniteOutput
+
+    p = Predictor(_NaNAt(2), 2, 1, window=4, self_ensemble=self_ensemble)
+    with pytest.raises(NonFiniteOutput, match="NaN or infinite"):
+        p.predict_uint8(_image(10, 10).astype(np.uint8))
+
+
+def test_a_reduced_precision_that_overflows_fails_its_check_instead_of_stopping():
+    from wdsr_cli.core.inference.precision import compare
+
+    lr = _image(6, 6).astype(np.uint8)
+    pairs = [("p", lr, np.repeat(np.repeat(lr, 2, 0), 2, 1))]
+    good = Predictor(_NaNAt(0), 2, 1)
+    verdict = compare(good, Predictor(_NaNAt(1), 2, 1), 2, pairs=pairs)
+    assert not verdict["passed"] and verdict["uint8_max_diff"] == 255
+    assert compare(good, Predictor(_NaNAt(0), 2, 1), 2, pairs=pairs)["passed"]
+
+
 @pytest.mark.parametrize("bad,message", [(np.zeros((4, 4)), "expected an HxWx3 RGB image"),
                                          (np.zeros((4, 4, 4)), "expected an HxWx3 RGB image"),
                                          (np.zeros((0, 3, 3)), "cannot upscale an empty image")])

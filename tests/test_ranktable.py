@@ -182,7 +182,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory_instead_of_file(tmp_path: Path) -> None:
-    assert "is a directory" in error_of(tmp_path).message
+    assert "is a folder" in error_of(tmp_path).message
 
 
 def test_malformed_json_names_line_and_column(tmp_path: Path) -> None:
@@ -383,3 +383,28 @@ def test_local_ip_addresses_are_ips() -> None:
     assert "127.0.0.1" in found
     for addr in found:
         ipaddress.ip_address(addr)  # every entry parses
+
+
+def test_a_fifo_rank_table_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "hccl.json"
+    os.mkfifo(fifo)  # no writer: a plain open() would wait for one forever
+    assert "is not a regular file" in error_of(fifo).message
+
+
+def test_a_rank_table_nested_too_deep_is_one_clear_error(tmp_path: Path) -> None:
+    err = error_of(write(tmp_path, "[" * 200_000 + "]" * 200_000))
+    assert "nested too deeply" in err.message
+
+
+def test_a_huge_or_non_utf8_rank_table_is_refused(tmp_path: Path) -> None:
+    from wdsr_cli.core.launch.ranktable import RANK_TABLE_MAX_BYTES
+
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(RANK_TABLE_MAX_BYTES + 1)  # sparse: no disk used
+    assert "one is at most 16 MiB" in error_of(big).message
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"x": "caf\xe9"}'.encode("latin-1"))
+    assert "not UTF-8 text" in error_of(latin1).message

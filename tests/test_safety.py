@@ -400,6 +400,42 @@ def test_corrupt_checkpoint_is_one_line_without_mindspore_logs(tiny, tmp_path):
         assert "bad.ckpt" in line and "corrupted" in line
 
 
+def _nan_checkpoint(path: Path) -> Path:
+    """The tiny model with one NaN weight, as a diverged training would save it."""
+    import mindspore as ms
+    from conftest import TINY_MODEL
+
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import Config, ModelConfig
+    from wdsr_cli.core.model import build_model
+
+    cfg = Config(model=ModelConfig(**{**TINY_MODEL, "scale": 2}))
+    net = build_model(cfg.model)
+    param = net.parameters_and_names().__next__()[1]
+    values = param.asnumpy().copy()
+    values.flat[0] = np.nan
+    param.set_data(ms.Tensor(values))
+    return save_checkpoint(net, path, meta={"model": cfg.to_dict()["model"], "scale": 2,
+                                            "step": 5, "kind": "weights", "dataset_id": "x"})
+
+
+def test_non_finite_weights_are_refused_by_every_command_that_loads_them(ms_cpu, tmp_path):
+    img = tmp_path / "x.png"
+    write_image(img, _pic())
+    bad = _nan_checkpoint(tmp_path / "nan.ckpt")
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    write_image(hr / "h.png", Image(pixels=photo(32, 32, 1)))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for args in (["upscale", str(img), "--checkpoint", str(bad)],
+                 ["evaluate", "--hr", str(hr), "--checkpoint", str(bad)],
+                 ["export", "--checkpoint", str(bad), "-f", "onnx", "-o", str(tmp_path / "m.onnx")],
+                 ["train", *TINY_TRAIN, "--init", str(bad)]):
+        line = one_line_error(run_wdsr(*args, cwd=tmp_path))
+        assert "nan.ckpt" in line and "NaN or infinite" in line, (args[0], line)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 # ------------------------------------------------------------- defect 3: --resume keeps --init
 
 TINY_TRAIN = ["--config", "demo", "--set", "model.n_resblocks=2", "--set", "model.n_feats=8",

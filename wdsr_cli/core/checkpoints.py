@@ -99,6 +99,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise WdsrError(f"checkpoint '{path}' is truncated or corrupted",
                         "use another checkpoint (e.g. the previous periodic one)") from None
     raw = params.pop(META_KEY, None)
+    _check_finite(params, path)
     if raw is None:
         from . import modelzoo
 
@@ -114,6 +115,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise WdsrError(f"checkpoint '{path}' was written by a newer wdsr",
                         "upgrade wdsr-cli to read it")
     return params, meta
+
+
+def _check_finite(params: dict[str, Any], path: Path) -> None:
+    """Every tensor finite: a NaN weight makes an all-black image, or a NaN training."""
+    for name, value in params.items():
+        array = _as_array(value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise WdsrError(f"checkpoint '{path}' holds NaN or infinite values (in '{name}'): "
+                            "the training that wrote it diverged",
+                            "use an earlier checkpoint of that run (runs/<name>/ckpt/step_*.ckpt), "
+                            "or retrain with a lower train.lr")
 
 
 def model_config_of(meta: dict[str, Any]) -> ModelConfig:

@@ -174,6 +174,8 @@ def resolve_config_path(name_or_path: str) -> Path:
     looks_like_path = candidate.suffix in (".yaml", ".yml") or "/" in name_or_path
     if candidate.is_file():
         return candidate
+    if candidate.exists() and not candidate.is_dir():  # a FIFO or device: refused when read
+        return candidate
     builtin = builtin_config_dir() / f"{name_or_path}.yaml"
     # A bare name means the recipe even when a folder of that name is here (`make demo` leaves
     # ./demo/ beside `wdsr train --config demo`).
@@ -193,13 +195,48 @@ def resolve_config_path(name_or_path: str) -> Path:
     )
 
 
+CONFIG_MAX_BYTES = 1 << 20  # a recipe is a few hundred bytes
+YAML_MAX_DEPTH = 16  # a recipe is two levels deep (section, key) plus small lists
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (``*name``: the way a few lines expand into
+    gigabytes) and nesting deeper than :data:`YAML_MAX_DEPTH` (which would exhaust the stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed; "
+                                              "write the value out", event.start_mark)
+        if self._depth >= YAML_MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {YAML_MAX_DEPTH} "
+                                              "levels deep", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def yaml_load(text: str) -> Any:
+    """One YAML document of a recipe or a ``--set`` value, without aliases or deep nesting."""
+    return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the recipe (by name or path), then each ``section.key=value`` override."""
     cfg = Config()
     if name_or_path:
         path = resolve_config_path(name_or_path)
+        from .fileio import read_small_text
+
+        text = read_small_text(path, "config", CONFIG_MAX_BYTES,
+                               "pass a YAML recipe file, or a built-in recipe name such as "
+                               "wdsr-b-x2")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = yaml_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -208,9 +245,6 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
                 f"config '{path}' is not valid YAML{where}: {problem}",
                 "fix the file (sections: " + ", ".join(SECTIONS) + ")",
             ) from None
-        except OSError as exc:
-            raise WdsrError(f"cannot read config '{path}': {exc.strerror}",
-                            "check the file's permissions, or pass another --config") from None
         cfg = config_from_dict(raw if raw is not None else {}, source=str(path))
         if cfg.name == "custom":
             cfg.name = path.stem
@@ -259,7 +293,7 @@ def apply_override(cfg: Config, item: str) -> None:
             "sections: " + ", ".join(SECTIONS) + "; example: --set model.n_resblocks=8",
         )
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = yaml_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     _set_field(getattr(cfg, parts[0]), parts[0], parts[1], value, "--set")

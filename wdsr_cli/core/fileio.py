@@ -32,7 +32,7 @@ from .runtime import proc_stat
 
 __all__ = ["LOCK_NAME", "atomic_write", "check_writable_folder", "commit", "file_mode",
            "lock_folder", "lock_holder", "private_folder", "probe_writable",
-           "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
+           "read_small_text", "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
 
 _TEMP = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\..*)?$")  # .NAME.tmpPID-TOKEN[.suffix...]
 _lock = threading.Lock()
@@ -303,3 +303,43 @@ def private_folder(near: str | os.PathLike) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_regular(st: os.stat_result, path, what: str, hint: str, limit: int) -> None:
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise WdsrError(f"{what} '{path}' is a folder, not a file", hint)
+    if not stat.S_ISREG(st.st_mode):
+        raise WdsrError(f"{what} '{path}' is not a regular file (a FIFO, socket or device)", hint)
+    if st.st_size > limit:
+        raise WdsrError(f"{what} '{path}' is {st.st_size / 2**20:.1f} MiB; one is at most "
+                        f"{limit / 2**20:g} MiB", hint)
+
+
+def read_small_text(path: str | os.PathLike, what: str, limit: int, hint: str) -> str:
+    """The text of ``path``, a small UTF-8 file the user named (a config, a rank table).
+
+    Refused with a one-line :class:`WdsrError` (``what`` names the file in it): anything but a
+    regular file (a FIFO is opened without blocking and never read, so it cannot hang the
+    command), a file over ``limit`` bytes, and text that is not UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise WdsrError(f"{what} '{path}' does not exist", hint) from None
+    except OSError as exc:
+        raise WdsrError(f"cannot read {what} '{path}': {exc.strerror or exc}", hint) from None
+    try:
+        _check_regular(os.fstat(fd), path, what, hint, limit)
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while we read
+        raise WdsrError(f"{what} '{path}' is over {limit / 2**20:g} MiB", hint)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise WdsrError(f"{what} '{path}' is not UTF-8 text (byte {exc.start}, line {line})",
+                        "save it as UTF-8; " + hint) from None

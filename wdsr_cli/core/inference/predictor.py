@@ -69,6 +69,10 @@ TileCallback = Callable[[int, int], None]
 # ------------------------------------------------------------------- fixed-size models
 
 
+class NonFiniteOutput(WdsrError):
+    """The backend returned NaN or infinity (broken weights, or an overflow at low precision)."""
+
+
 class FixedSizeWindows:
     """Runs a backend that accepts only one input size ``(height, width)`` (a model exported
     with ``--input-size``) on any input at least that large, with the untiled result.
@@ -395,6 +399,11 @@ class Predictor:
                 f"the model returned shape {tuple(y.shape)} for an input of "
                 f"{tuple(batch.shape)}; expected {(1, 3, ch * s, cw * s)}",
                 f"the model does not upscale by x{s}: use a model made for this scale")
+        if not np.isfinite(y).all():  # broken weights give NaN: never a black image, exit 0
+            raise NonFiniteOutput(
+                "the model gave NaN or infinite values: its weights are broken",
+                "use another checkpoint or model (a diverged training writes such weights); "
+                "at --precision bf16 or fp16, try --precision fp32")
         counter.step()
         return y[0].transpose(1, 2, 0)
 

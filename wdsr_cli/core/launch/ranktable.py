@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WdsrError
+from ..fileio import read_small_text
 
 _INT_RE = re.compile(r"[0-9]+")
 _RANK_TABLE_HINT = ("print the expected layout with 'wdsr train --rank-table-example' (an 8-device "
@@ -90,6 +91,9 @@ class RankTable:
 # --------------------------------------------------------------------------- loading
 
 
+RANK_TABLE_MAX_BYTES = 16 << 20  # a 4,096-device table is about 1 MiB
+
+
 def load_rank_table(path: str | Path) -> RankTable:
     """Read and validate an HCCL rank table; raise :class:`WdsrError` on anything wrong."""
     p = Path(path).expanduser()
@@ -103,20 +107,14 @@ def load_rank_table(path: str | Path) -> RankTable:
             "pass the HCCL JSON for this job with --rank-table (generate it with the Ascend "
             "tooling, e.g. hccl_tools.py); " + _RANK_TABLE_HINT,
         )
-    if p.is_dir():
-        raise WdsrError(f"rank table {p} is a directory, not a JSON file", _RANK_TABLE_HINT)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise WdsrError(
-            f"rank table {p} is not UTF-8 text ({exc.reason})", _RANK_TABLE_HINT
-        ) from exc
-    except OSError as exc:
-        raise WdsrError(f"cannot read rank table {p}: {exc.strerror or exc}") from exc
+    text = read_small_text(p, "rank table", RANK_TABLE_MAX_BYTES, _RANK_TABLE_HINT)
     if not text.strip():
         raise WdsrError(f"rank table {p} is empty", _RANK_TABLE_HINT)
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise WdsrError(f"rank table {p} is nested too deeply to be a rank table",
+                        _RANK_TABLE_HINT) from None
     except json.JSONDecodeError as exc:
         raise WdsrError(
             f"rank table {p} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
