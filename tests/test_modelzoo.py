@@ -192,3 +192,17 @@ def test_a_checkpoint_that_is_neither_is_refused_in_one_line(ms_cpu, tmp_path):
     line = one_line_error(run_wdsr("evaluate", "--hr", str(tmp_path), "--checkpoint", str(other),
                                    "--device-target", "CPU"))
     assert "nor a MindSpore model-zoo WDSR one" in line
+
+
+@pytest.mark.parametrize("drop", ["tail.0.bias", "body.1.body.2.weight"])
+def test_a_zoo_checkpoint_missing_a_tensor_is_refused_in_one_line(zoo, tmp_path, drop):
+    import mindspore as ms
+
+    params = ms.load_checkpoint(str(zoo[1]))
+    del params[drop]
+    cut = tmp_path / "cut.ckpt"
+    ms.save_checkpoint([{"name": n, "data": v} for n, v in params.items()], str(cut))
+    img = tmp_path / "x.png"
+    write_image(img, Image(pixels=np.full((8, 8, 3), 128, np.uint8)))
+    line = one_line_error(run_wdsr("upscale", str(img), "--checkpoint", str(cut)))
+    assert "lacks 1 tensor" in line and "cut.ckpt" in line, line

@@ -104,6 +104,14 @@ def convert(params: dict[str, Any], path: Any) -> tuple[dict[str, np.ndarray], d
     if blocks != set(range(len(blocks))):
         raise WdsrError(f"model-zoo checkpoint '{path}': residual blocks "
                         f"{sorted(blocks)} are not numbered 0..{len(blocks) - 1}")
+    wanted = [f"{part}.{kind}" for part in ("head", "tail", "skip") for kind in ("weight", "bias")]
+    wanted += [f"body.{i}.{conv}.{kind}" for i in sorted(blocks) for conv in _ROLE.values()
+               for kind in ("weight", "bias")]
+    missing = [name for name in wanted if name not in weights]
+    if missing:
+        raise WdsrError(f"model-zoo checkpoint '{path}' lacks {len(missing)} tensor(s) of its "
+                        f"network: {', '.join(missing[:3])}",
+                        "the file is incomplete: use the checkpoint as the model zoo wrote it")
     cfg = _model_config(weights, len(blocks), path)
     for part in ("tail", "skip"):
         for kind in ("weight", "bias"):
