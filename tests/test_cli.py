@@ -100,3 +100,18 @@ def test_debug_shows_the_traceback():
     assert res.returncode != 0
     assert "Traceback (most recent call last)" in res.stderr
     assert "WdsrError" in res.stderr and "unknown key 'train.learning_rate'" in res.stderr
+
+
+def test_data_points_train_at_prepared_data_like_set(tmp_path):
+    """--data DIR is --set data.prepared=DIR for train (and wins over a --set before it)."""
+    res = run_wdsr("train", "--config", "demo", "--set", "data.prepared=elsewhere", "--data",
+                   str(tmp_path / "shards"), "--print-config")
+    assert res.returncode == 0, res.stderr
+    assert f"prepared: {tmp_path / 'shards'}" in res.stdout
+    assert "elsewhere" not in res.stdout
+
+
+def test_data_points_evaluate_at_a_div2k_tree(tmp_path):
+    line = one_line_error(run_wdsr("evaluate", "--checkpoint", "bundled", "--data",
+                                    str(tmp_path / "missing")))
+    assert f"no DIV2K data at '{tmp_path / 'missing'}'" in line and "--data" in line

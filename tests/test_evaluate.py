@@ -167,7 +167,7 @@ def test_div2k_validation_and_the_newest_matching_run_checkpoint(data, tmp_path)
     stamp = 1_700_000_000
     for i, run in enumerate(("old-x2", "new-x3", "newest-x2")):
         os.utime(work / "runs" / run / "best.ckpt", (stamp + i, stamp + i))
-    res = run_wdsr("evaluate", "--set", f"data.root={root}", "--json", "-", cwd=work)
+    res = run_wdsr("evaluate", "--data", str(root), "--json", "-", cwd=work)  # = data.root
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
     assert result["checkpoint"] == os.path.join("runs", "newest-x2", "best.ckpt")

@@ -354,7 +354,8 @@ class ImageProgress:
 
     def __init__(self, description: str, total: int) -> None:
         self.bar = progress("images")
-        self.bar.disable = not err.is_terminal  # no progress lines in logs and pipes
+        # no progress lines in logs and pipes, nor for nothing to do
+        self.bar.disable = not err.is_terminal or total == 0
         self.description = description
         self.total = total
         self.images = None
@@ -487,3 +488,208 @@ def launch_plan(summary: dict) -> None:
     for command in sorted(commands):
         shared.add_row("command", _escape(command))
     out.print(shared)
+
+
+# ------------------------------------------------------------------------- command views
+
+
+def raw(text: str) -> None:
+    """Text on stdout exactly as it is (e.g. a JSON file to save)."""
+    import sys
+
+    sys.stdout.write(text)
+
+
+def console_for(json_out: str | None) -> Console:
+    """Where tables go: stderr when the JSON summary takes stdout (``--json -``)."""
+    return err if json_out == "-" else out
+
+
+def load_predictor(weights, self_ensemble: bool):
+    """The Predictor for resolved weights; a spinner while an ONNX form is made (once) or a
+    reduced precision is loaded and checked."""
+    from .core.inference.weights import load_predictor as load
+
+    if weights.runs_onnx and weights.kind == "checkpoint" and weights.onnx_form is None:
+        with err.status(f"making the ONNX form of {weights.path} (once)") as status:
+            return load(weights, lambda text: status.update(text), self_ensemble=self_ensemble)
+    if weights.precision != "fp32":
+        with err.status(f"loading {weights.precision} on {weights.backend}") as status:
+            return load(weights, lambda text: status.update(text), self_ensemble=self_ensemble)
+    return load(weights, self_ensemble=self_ensemble)
+
+
+def engine_line(weights, predictor) -> str:
+    """Two lines: the engine that runs and its precision, each with why."""
+    from .core.inference.engines import engine_facts
+
+    facts = engine_facts(weights, predictor)
+    check = facts["precision_check"]
+    checked = "" if check is None or not check["passed"] else (
+        f"; checked vs fp32: <= {check['uint8_max_diff']} levels, "
+        f"{check['psnr_change_db']:+.4f} dB PSNR-Y")
+    return (f"backend: {facts['backend']} ({weights.backend_why})\n"
+            f"precision: {facts['precision']} ({facts['precision_why']}{checked})")
+
+
+def load_upscale_engines(plan) -> dict:
+    """Say which inputs are left out; load each weights of an upscale plan once (in order of
+    first use, none when no input is left to do) and say what runs."""
+    for left_out, source in plan.skipped:
+        info(f"left out '{left_out}': it is the x{plan.scale} output of '{source}'")
+    predictors = {}
+    for kind, weights in plan.weights.items():
+        predictor = predictors[kind] = load_predictor(weights, plan.request.self_ensemble)
+        what = weights.why if kind is None else f"bundled {kind} weights"
+        info(f"{weights.label} ({what}; x{plan.scale}, windows of "
+             f"{'x'.join(map(str, predictor.window))} LR px"
+             + (", self-ensemble x8" if plan.request.self_ensemble else "") + ")")
+        info(engine_line(weights, predictor))
+    return predictors
+
+
+def show_upscale(summary, console: Console) -> None:
+    """The table of written images, the failures, and the throughput line."""
+    images = summary.images
+    if images:
+        console.print(upscale_table(images, engine_label(summary.engine.get("backend"),
+                                                         summary.engine.get("precision"))))
+    if summary.failures:
+        console.print(failures_table(summary.failures))
+    if images:
+        mp, seconds = summary.megapixels, summary.seconds
+        info(f"{len(images)} image(s), {mp:.2f} output MP in {seconds:.1f} s: "
+             f"{mp / seconds:.2f} MP/s, {len(images) / seconds:.2f} images/s")
+
+
+def show_prepare_plan(job, console: Console) -> None:
+    """What prepare-data found (the inventory table and its notes) and what is left to do."""
+    console.print(inventory_table(job.inventory))
+    for line in job.notes:
+        console.print(f"note: {line}", markup=False, soft_wrap=True)
+    plan = job.plan
+    if plan.todo and len(plan.done):
+        info(f"resuming: {len(plan.done)} of {len(plan.tasks)} images already done")
+
+
+def run_prepare(job) -> dict:
+    """Run a planned preparation with a progress bar (none when everything is done)."""
+    plan = job.plan
+    if plan.complete is not None:
+        return job.run(lambda event: warn(event.message))
+    try:
+        with EventProgress("preparing") as on_event:
+            return job.run(on_event)
+    except KeyboardInterrupt:
+        warn(f"interrupted: {len(plan.done)} of {len(plan.tasks)} images are done and kept; "
+             "rerun the same command to continue")
+        raise
+
+
+def show_prepared(summary: dict, console: Console) -> None:
+    patches = ", ".join(f"{k} {v}" for k, v in summary["patches"].items())
+    if summary["status"] == "already-prepared":
+        info(f"already prepared: {summary['out']} (dataset id {summary['dataset_id']}, "
+             f"{summary['train_images']} train + {summary['valid_images']} valid images, "
+             f"patches {patches}); nothing to do")
+        return
+    console.print(key_value_table("prepared", [
+        ("output", str(summary["out"])), ("dataset id", summary["dataset_id"]),
+        ("crop / step", f"{summary['crop_size']} / {summary['crop_step']}"),
+        ("train images", str(summary["train_images"])),
+        ("valid images", str(summary["valid_images"])),
+        ("sub-images per scale", patches),
+        ("skipped", str(len(summary["skipped"]))),
+        ("time", f"{summary['seconds']:.1f} s ({summary['images_per_s']:.1f} images/s)")]))
+
+
+def verify_prepared(job, console: Console) -> dict:
+    """--verify with a progress bar; the mismatches as a table."""
+    with EventProgress("verifying", "files") as on_event:
+        report = job.verify(on_event)
+    if report["mismatches"]:
+        console.print(table("verify: mismatches", ["file", "problem"],
+                            [(m["file"], m["problem"]) for m in report["mismatches"]]))
+    return report
+
+
+def show_evaluation(plan, predictor, result: dict, console: Console) -> None:
+    console.print(eval_table(result, str(plan.weights.path)))
+    if plan.save_images is not None:
+        info(f"saved {result['count']} images in {plan.save_images}")
+
+
+def say_evaluation(plan, predictor) -> None:
+    """The lines above the evaluate table: weights (and why), engine, data."""
+    for warning in plan.warnings:
+        warn(warning)
+    w = plan.weights
+    step = "?" if w.step is None else w.step
+    chose = f"{w.bundled} weights: {plan.kind_why}; " if w.bundled else ""
+    info(f"{w.label} ({chose}{w.why}; step {step})")
+    info(engine_line(w, predictor))
+    info(f"data: {plan.dataset.description}")
+
+
+def parity_table(parity: dict) -> Table:
+    rows = [("{}x{}".format(*r["lr_size"]),
+             "non-finite" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}",
+             f"{r['uint8_differ']:,} of {r['uint8_values']:,}",
+             f"{100 * r['uint8_differ_share']:.4f}%", "yes" if r["passed"] else "NO")
+            for r in parity["images"]]
+    return table(f"parity vs checkpoint: {parity['runtime']} (tolerance max |diff| <= "
+                 f"{parity['tolerance_max_abs_diff']} on 0..255)",
+                 ["LR size (HxW)", "max |diff|", "8-bit values differing", "share", "ok"], rows)
+
+
+def show_export(result: dict, console: Console) -> None:
+    console.print(key_value_table("exported", [
+        ("file", result["output"]), ("contract", result["contract"]),
+        ("format", result["format"].upper()),
+        ("input", "N x 3 x H x W, any size" if result["dynamic_shape"] else
+         "1 x 3 x {} x {} (fixed; larger images run in windows)".format(*result["input_size"])),
+        ("scale", f"x{result['scale']}"),
+        ("size", f"{result['bytes'] / 1e6:.2f} MB"),
+        ("time", f"{result['seconds']:.1f} s")]))
+    parity = result["parity"]
+    if parity["checked"]:
+        console.print(parity_table(parity))
+    else:
+        warn(f"parity check skipped: {parity['reason']}")
+
+
+def print_config(cfg) -> None:
+    """``train --print-config``: the resolved recipe as YAML and the model summary."""
+    from .core.config import dump_yaml
+    from .core.model_info import summarize
+
+    out.print(dump_yaml(cfg), end="", markup=False)
+    out.print(key_value_table("model", summarize(cfg.model).rows()))
+
+
+def show_dry_run(summary: dict, batch_note: str) -> None:
+    for line in summary["description"]:
+        info(line)
+    for warning in summary["warnings"]:
+        warn(warning)
+    launch_plan(summary)
+    info(batch_note + "; nothing was started (--dry-run)")
+
+
+def run_training(job):
+    """Start a planned training and show all ranks in one live table; the outcome."""
+    for warning in job.warnings:
+        warn(warning)
+    for line in (job.plan.description if job.plan.mode != "single" else []) + job.notes:
+        info(line)
+    run_dir = job.prepare_folder()  # an unwritable --runs-dir stops here, before the table
+    with LaunchView(f"wdsr train {job.cfg.name}: {run_dir}",
+                    [p.rank for p in job.plan.workers], job.batch_note) as view:
+        outcome = job.run(view.handle, on_status=view.process_state, on_note=view.note)
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.failure is not None:
+        launch_failure(outcome.failure)
+    for line in outcome.messages:
+        info(line)
+    return outcome

@@ -25,6 +25,20 @@ VARIANTS = ("a", "b")
 DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 PROTOCOLS = ("y", "rgb")
+
+
+def check_scale(scale: int | None) -> None:
+    """The one scale check for flags: None (not given) or one of :data:`SCALES`."""
+    if scale is not None and scale not in SCALES:
+        raise WdsrError(f"unsupported scale {scale}",
+                        "choose one of " + ", ".join(map(str, SCALES)))
+
+
+def is_set(overrides: list[str] | None, *keys: str) -> bool:
+    """Does one of the ``--set`` overrides set one of ``keys`` (e.g. ``data.crop_size``)?"""
+    return any(o.split("=", 1)[0].strip() in keys for o in overrides or [])
+
+
 PRECISIONS = ("auto", "fp32", "fp16")
 LOSSES = ("l1", "l2")
 

@@ -197,7 +197,7 @@ def dataset_from_div2k(root: str | os.PathLike, scale: int) -> EvalDataset:
     if not root.is_dir():
         raise WdsrError(f"no DIV2K data at '{root}' (data.root)",
                         "pass --hr DIR (and --lr DIR) to evaluate on your own images, or "
-                        "--set data.root=PATH to your DIV2K folder")
+                        "--data PATH to your DIV2K folder")
     inv = find_dataset(root, scales=(scale,))
     if inv.layout == "folder":
         raise WdsrError(f"'{root}' is not a DIV2K folder (no DIV2K_valid_HR)",
@@ -357,3 +357,167 @@ def _rgb_uint8(img: np.ndarray, name: str, what: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise WdsrError(f"{what} image '{name}' must be HxWx3 uint8, got {arr.shape} {arr.dtype}")
     return arr
+
+
+# ------------------------------------------------------------------- the evaluate command
+
+
+@dataclass
+class EvalRequest:
+    """What ``wdsr evaluate`` was asked (flags as given; None = the config's value)."""
+
+    scale: int | None = None
+    checkpoint: Path | None = None
+    model: Path | None = None
+    weights: str = "auto"
+    backend: str = "auto"
+    precision: str = "fp32"
+    hr: Path | None = None
+    lr: Path | None = None
+    protocol: str | None = None
+    self_ensemble: bool | None = None
+    bicubic: bool = False
+    degrade: str | None = None
+    save_images: Path | None = None
+    json_out: str | None = None
+    report: Path | None = None
+    overwrite: bool = False
+    limit: int = 0
+    runs_dir: Path = Path("runs")
+    config_file: str | None = None  # read by the command: never a --report destination
+
+
+@dataclass
+class EvalPlan:
+    """Everything checked, nothing loaded: the weights, the image pairs, where results go."""
+
+    request: EvalRequest
+    weights: Any
+    dataset: EvalDataset
+    protocol: str
+    self_ensemble: bool
+    bicubic: bool
+    kind_why: str  # why these bundled weights ("" for a file the user named)
+    save_images: Path | None
+    report: Path | None
+    collector: Any = None  # a report.ReportCollector with --report
+    warnings: list[str] = field(default_factory=list)
+
+
+def _check_request(r: EvalRequest, cfg: Any) -> tuple[str, bool, Any]:
+    """The flag checks that need no file: (protocol, self-ensemble, degradation chain)."""
+    from . import jsonout
+    from .config import PROTOCOLS, check_scale
+
+    protocol = cfg.eval.protocol if r.protocol is None else r.protocol
+    if protocol not in PROTOCOLS:
+        raise WdsrError(f"unknown protocol '{protocol}'",
+                        "use y (PSNR on Y, border = scale) or rgb (RGB, border = scale + 6)")
+    check_scale(r.scale)
+    jsonout.check(r.json_out)
+    if r.limit < 0:
+        raise WdsrError("--limit must be 0 or more", "0 = all images")
+    if r.lr is not None and r.hr is None:
+        raise WdsrError("--lr needs --hr", "pass the matching HR folder with --hr")
+    chain = None
+    if r.degrade is not None:
+        from .data.degrade import parse_spec
+
+        chain = parse_spec(r.degrade)  # a bad spec is reported before anything loads
+        if r.lr is not None:
+            raise WdsrError("--degrade makes each LR image from its HR image, so it does not "
+                            "go with --lr", "drop --lr (or --degrade)")
+    self_ensemble = cfg.eval.self_ensemble if r.self_ensemble is None else r.self_ensemble
+    return protocol, self_ensemble, chain
+
+
+def _check_report(r: EvalRequest, cfg: Any) -> Path | None:
+    """--report: a new folder (or an earlier wdsr report with --overwrite) holding nothing the
+    command reads; --save-images and --json outside it."""
+    if r.report is None:
+        return None
+    from . import jsonout
+    from .report import check_report_dest
+
+    reads = ((r.hr, "the --hr folder"), (r.lr, "the --lr folder"),
+             (r.checkpoint, "the checkpoint"), (r.model, "the model"),
+             (r.config_file, "the config file"), (r.runs_dir, "the runs folder"),
+             (cfg.data.root if r.hr is None else None, "the DIV2K data"))
+    report = check_report_dest(r.report, r.overwrite, reads)
+    if r.save_images is not None and Path(os.path.realpath(r.save_images)).is_relative_to(
+            os.path.realpath(report)):
+        raise WdsrError(f"--save-images '{r.save_images}' is inside the --report folder",
+                        "save the images elsewhere (the report folder is made whole, "
+                        "at the end)")
+    jsonout.apart(r.json_out, owned=report, owner="--report")
+    return report
+
+
+def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
+    """Check every flag, path and the weights before any model is loaded."""
+    from .inference.engines import bundled_choice
+    from .inference.weights import bundled_kind, named_checkpoint, resolve
+
+    protocol, self_ensemble, chain = _check_request(r, cfg)
+    named_checkpoint(r.checkpoint, r.scale)  # a wrong path is reported before anything else
+    kind, kind_why = None, ""
+    if bundled_choice(r.weights, r.checkpoint, r.model):
+        from .data.degrade import jpeg_quality_in
+
+        quality = jpeg_quality_in(chain) if chain is not None else None
+        kind, kind_why = bundled_kind(r.weights, quality, r.scale or 2)
+    for folder, what in ((r.hr, "--hr"), (r.lr, "--lr")):
+        if folder is not None and not folder.is_dir():
+            raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
+    report = _check_report(r, cfg)
+    weights = resolve(r.checkpoint, r.model, r.scale, r.backend, default="newest",
+                      runs_dir=r.runs_dir, device_target=cfg.runtime.device_target,
+                      device_id=cfg.runtime.device_id, precision=r.precision,
+                      bundled=kind or "clean")
+    dataset = dataset_from_folders(r.hr, r.lr, weights.scale) if r.hr is not None else \
+        dataset_from_div2k(cfg.data.root, weights.scale)
+    dataset = dataset.limited(r.limit)
+    if r.degrade is not None:
+        dataset = dataset.degraded(r.degrade)
+    save = None if r.save_images is None else check_save_dir(r.save_images, dataset,
+                                                             r.overwrite)
+    collector = None
+    if report is not None:
+        from .report import ReportCollector
+
+        collector = ReportCollector(weights.scale, protocol)
+    warnings = ["eval.tile has no effect any more: every image runs in the same fixed "
+                "windows (output independent of any setting, memory bounded); drop it"
+                ] if cfg.eval.tile else []
+    return EvalPlan(r, weights, dataset, protocol, self_ensemble,
+                    r.bicubic or report is not None, kind_why, save, report, collector,
+                    warnings)
+
+
+def run_evaluate(plan: EvalPlan, predictor: Any, on_image: ImageCallback | None = None
+                 ) -> dict[str, Any]:
+    """Score the plan's pairs with the loaded ``predictor``; the result names what ran (and,
+    with --report, the plan's collector keeps the arrays for :func:`write_report`)."""
+    from .inference.engines import engine_facts
+
+    w, d, collector = plan.weights, plan.dataset, plan.collector
+    result = evaluate_pairs(predictor, d, w.scale, plan.protocol, bicubic=plan.bicubic,
+                            on_image=on_image, save_dir=plan.save_images,
+                            on_arrays=collector.add if collector else None,
+                            overwrite=plan.request.overwrite)
+    result.update(checkpoint=str(w.path), checkpoint_step=w.step, dataset=d.description,
+                  degrade=d.degrade.spec() if d.degrade else None, weights=w.bundled,
+                  weights_why=plan.kind_why if w.bundled else None,
+                  **engine_facts(w, predictor))
+    return result
+
+
+def write_report(plan: EvalPlan, predictor: Any, result: dict[str, Any]) -> Path:
+    """--report: the visual report of ``result`` (see :mod:`.report`)."""
+    from . import report as R
+
+    d = plan.dataset
+    facts = R.describe_weights(plan.weights.path, predictor.meta, plan.weights.why) + [
+        ("data", d.description)] + ([("degradation", d.degrade.spec())] if d.degrade else [])
+    return R.write_report(plan.report, plan.collector, result, facts,
+                          overwrite=plan.request.overwrite)

@@ -773,3 +773,101 @@ def prepare(opts: PrepareOptions, on_event: Callback | None = None,
     if on_inventory is not None:
         on_inventory(inv)
     return run(make_plan(inv, opts), on_event)
+
+
+# -------------------------------------------------------------- the prepare-data command
+
+
+@dataclass
+class PrepareRequest:
+    """What ``wdsr prepare-data`` was asked (flags as given; None = the config's value)."""
+
+    root: Path | None = None
+    out: Path | None = None
+    scales: str = "2,3,4"
+    crop_size: int | None = None
+    crop_step: int | None = None
+    workers: int | None = None
+    make_lr: bool | None = None
+    degradation: str = "bicubic"
+    valid_count: int = 0
+    skip_bad: bool = False
+    verify: bool = False
+    force: bool = False
+    sample: Path | None = None  # lay out the bundled sample photos here, prepare them
+    json_out: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PrepareJob:
+    """A checked preparation: ``inventory`` and ``plan`` are None when only --verify runs
+    (the output is prepared already)."""
+
+    opts: PrepareOptions
+    inventory: div2k.Inventory | None = None
+    plan: Plan | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        return (self.inventory.notes if self.inventory else []) + (
+            [self.opts.note] if self.opts.note else [])
+
+    def run(self, on_event: Callback | None = None) -> dict[str, Any]:
+        return run(self.plan, on_event)
+
+    def verify(self, on_event: Callback | None = None) -> dict[str, Any]:
+        return verify(self.opts.out, self.opts.root, on_event, workers=self.opts.workers)
+
+    def verified(self, report: dict[str, Any]) -> str:
+        """The line for a clean --verify; WdsrError naming the first mismatch otherwise."""
+        bad = report["mismatches"]
+        if bad:
+            raise WdsrError(f"{len(bad)} of {report['checked']} files do not match the manifest "
+                            f"of '{self.opts.out}' (first: {bad[0]['file']}: "
+                            f"{bad[0]['problem']})", "prepare again with --force")
+        return (f"verified: {report['checked']} files match the manifest of '{self.opts.out}' "
+                f"(dataset id {report['dataset_id']})")
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise WdsrError(f"--scales must be a comma-separated list of integers, got '{text}'",
+                        "for example --scales 2,3,4") from None
+
+
+def plan_prepare(r: PrepareRequest, cfg: Any) -> PrepareJob:
+    """Check the flags, find the data and plan the work; creates nothing but the sample tree
+    (with --sample). The bundled sample gets its own crop unless one was asked for."""
+    from .. import jsonout
+    from ..config import is_set
+
+    jsonout.check(r.json_out)
+    if r.sample is not None and r.root is not None:
+        raise WdsrError("give either DIV2K_ROOT or --sample, not both",
+                        "--sample DIR prepares the bundled photos in DIR")
+    default_out = r.sample / "prepared" if r.sample is not None else Path(cfg.data.prepared)
+    opts = check_options(PrepareOptions(
+        root=r.sample if r.sample is not None else (r.root or Path(cfg.data.root)),
+        out=r.out or default_out, scales=_scales(r.scales),
+        crop_size=cfg.data.crop_size if r.crop_size is None else r.crop_size,
+        crop_step=cfg.data.crop_step if r.crop_step is None else r.crop_step,
+        workers=cfg.data.workers if r.workers is None else r.workers, make_lr=r.make_lr,
+        skip_bad=r.skip_bad, force=r.force, degradation=r.degradation,
+        valid_count=r.valid_count))
+    jsonout.apart(r.json_out, owned=opts.out, owner="--out")
+    if r.verify and (Path(opts.out) / MANIFEST).is_file():
+        return PrepareJob(opts)
+    if r.sample is not None:
+        check_output_dir(opts.out)
+        lay_out_sample(r.sample)
+    inv = discover(opts)  # reads headers only; a wrong path creates no output folder
+    check_output_dir(opts.out)
+    crop_given = r.crop_size is not None or r.crop_step is not None or is_set(
+        r.overrides, "data.crop_size", "data.crop_step")
+    if r.sample is not None and not crop_given:
+        opts.crop_size, opts.crop_step, opts.note = choose_sample_crop(inv, opts)
+        check_options(opts)
+    return PrepareJob(opts, inv, make_plan(inv, opts))

@@ -567,3 +567,43 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
     result["written"] = True
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+# --------------------------------------------------------------------- the export command
+
+
+@dataclass
+class ExportRequest:
+    """What ``wdsr export`` was asked (flags as given)."""
+
+    fmt: str = "mindir"
+    checkpoint: Path | None = None
+    scale: int | None = None
+    output: Path | None = None
+    input_size: str | None = None
+    force: bool = False
+    json_out: str | None = None
+    runs_dir: Path = Path("runs")
+
+
+def plan_export_request(r: ExportRequest, runtime_cfg: Any) -> tuple[Any, ExportPlan]:
+    """(weights, plan): every check before MindSpore is imported, where the checkpoint is
+    named; the default checkpoint (newest run, else bundled) is found, then checked too."""
+    from .. import jsonout
+    from ..config import check_scale
+    from .weights import named_checkpoint, resolve
+
+    check_scale(r.scale)
+    jsonout.check(r.json_out)
+    target = runtime_cfg.device_target
+    fmt = check_format(r.fmt, target)
+    size = parse_input_size(r.input_size)
+    checkpoint = named_checkpoint(r.checkpoint, r.scale)
+    if checkpoint is not None:
+        plan_export(checkpoint, fmt, r.output, size, r.force, target)
+    weights = resolve(checkpoint, None, r.scale, "mindspore", default="newest",
+                      runs_dir=r.runs_dir, device_target=target,
+                      device_id=runtime_cfg.device_id)
+    plan = plan_export(weights.path, fmt, r.output, size, r.force, target)
+    jsonout.apart(r.json_out, [plan.output, plan.contract])
+    return weights, plan

@@ -487,3 +487,150 @@ def upscale_batch(predictor, jobs: Sequence[Job],
         report(total)  # whatever was written, in order
     return {"images": images, "failures": failures, "interrupted": interrupted,
             "seconds": time.perf_counter() - start}
+
+
+# -------------------------------------------------------------------- the upscale command
+
+
+@dataclass
+class UpscaleRequest:
+    """What ``wdsr upscale`` was asked (flags as given)."""
+
+    inputs: list[str]
+    output: str | None = None
+    scale: int | None = None
+    checkpoint: Path | None = None
+    model: Path | None = None
+    weights: str = "auto"
+    backend: str = "auto"
+    precision: str = "auto"
+    self_ensemble: bool = False
+    overwrite: bool = False
+    json_out: str | None = None
+
+
+@dataclass
+class UpscalePlan:
+    """Everything checked, nothing loaded: the jobs worth trying (``todo``), the failures the
+    file headers already show, and which weights each job runs (``choices``: (kind, why);
+    kind None = the one file the user named). ``weights``: kind -> resolved weights, in order
+    of first use, so each is loaded once."""
+
+    request: UpscaleRequest
+    scale: int
+    jobs: list[Job]
+    skipped: list[tuple[Path, Path]]
+    todo: list[Job]
+    failures: list[dict[str, str]]
+    choices: list[tuple[str | None, str]]
+    weights: dict[str | None, Any]
+    checkpoint: Any  # the weights resolved for the request (named in --json)
+    bundled: bool  # choosing among the bundled weights per input (--weights)
+
+
+def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
+    """Check every input, output, flag and weights choice before anything is loaded."""
+    from .. import jsonout
+    from .engines import bundled_choice
+    from .weights import named_checkpoint, resolve
+
+    r = request
+    jsonout.check(r.json_out)
+    named_checkpoint(r.checkpoint, r.scale)  # a wrong path is reported before anything else
+    bundled = bundled_choice(r.weights, r.checkpoint, r.model)
+    found = collect_inputs(r.inputs)
+
+    def resolved(kind: str) -> Any:
+        return resolve(r.checkpoint, r.model, r.scale, r.backend, default="bundled",
+                       device_target=runtime_cfg.device_target,
+                       device_id=runtime_cfg.device_id, precision=r.precision, bundled=kind)
+
+    first = resolved("photo" if r.weights == "photo" else "clean")
+    planned = plan_jobs(found, r.output, first.scale, r.overwrite)
+    jsonout.apart(r.json_out, [job.target for job in planned.jobs])
+    todo, failures = preflight(planned.jobs)
+    if len(planned.jobs) == 1 and failures:
+        raise WdsrError(failures[0]["error"])
+    choices = choose_weights(todo, r.weights, first.scale) if bundled else \
+        [(None, first.why)] * len(todo)
+    weights: dict[str | None, Any] = {}
+    for kind, _ in choices:
+        if kind not in weights:
+            weights[kind] = first if kind in (None, first.bundled) else resolved(kind)
+    return UpscalePlan(r, first.scale, planned.jobs, planned.skipped, todo, failures, choices,
+                       weights, first, bundled)
+
+
+@dataclass
+class UpscaleSummary:
+    """What ``wdsr upscale`` did: written images, failures (in input order), the engine that
+    ran; :meth:`to_json` for --json, :meth:`check` for the exit status."""
+
+    plan: UpscalePlan
+    images: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    interrupted: bool
+    seconds: float
+    engine: dict[str, Any]  # engine_facts of the first weights that ran ({} if none ran)
+    window: tuple[int, int] | None
+
+    @property
+    def megapixels(self) -> float:
+        return sum(r["output_megapixels"] for r in self.images)
+
+    def to_json(self) -> dict[str, Any]:
+        p, mp = self.plan, self.megapixels
+        w = p.checkpoint
+        return {
+            "scale": p.scale, "checkpoint": str(w.path) if w.kind == "checkpoint" else None,
+            "model": None if p.request.model is None else str(p.request.model),
+            "backend": self.engine.get("backend"),
+            "weights": sorted({r["weights"] for r in self.images if "weights" in r}) or None,
+            **{k: v for k, v in self.engine.items() if k != "backend"},
+            "window": None if self.window is None else list(self.window),
+            "self_ensemble": p.request.self_ensemble, "images": self.images,
+            "failures": self.failures, "interrupted": self.interrupted,
+            "seconds": self.seconds,
+            "output_megapixels_per_second": mp / self.seconds if self.seconds > 0 else None}
+
+    def check(self) -> None:
+        """Interrupted or any failure: the error the command ends with (exit 130 / 2)."""
+        from ..errors import Interrupted
+
+        total = len(self.plan.jobs)
+        if self.interrupted:
+            raise Interrupted(f"interrupted: {len(self.images)} of {total} images were written "
+                              "(each complete, listed above); nothing else was left behind",
+                              "rerun with --overwrite to redo them all, or pass only the rest")
+        if self.failures:
+            raise WdsrError(f"{len(self.failures)} of {total} images failed (listed above)",
+                            "the others were written")
+
+
+def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
+                on_start: Callable[[int, int, str], None] | None = None,
+                on_tile: Callable[[int, int], None] | None = None,
+                on_done: Callable[[int, int], None] | None = None) -> UpscaleSummary:
+    """Upscale the plan's jobs, each with the predictor of its weights (``predictors``:
+    kind -> loaded Predictor, see :attr:`UpscalePlan.weights`)."""
+    from .engines import engine_facts
+
+    if not plan.todo:
+        return UpscaleSummary(plan, [], plan.failures, False, 0.0, {}, None)
+    kind0 = plan.choices[0][0]
+    first = predictors[kind0]
+    start = on_start and (lambda i, n, job: on_start(i, n, job.source.name))
+    done = on_done and (lambda i, n, job, result, error: on_done(i, n))
+    result = upscale_batch(first, plan.todo, on_start=start, on_tile=on_tile, on_done=done,
+                           per_job=[predictors[kind] for kind, _ in plan.choices])
+    images = result["images"]
+    if plan.bundled:  # say which weights ran and why
+        why_of = {str(job.source): c for job, c in zip(plan.todo, plan.choices, strict=True)}
+        for row in images:
+            row["weights"], row["weights_why"] = why_of[row["input"]]
+    order = {str(j.source): k for k, j in enumerate(plan.jobs)}
+    failures = sorted(plan.failures + result["failures"], key=lambda f: order[f["input"]])
+    if len(plan.jobs) == 1 and failures:
+        raise WdsrError(failures[0]["error"])
+    return UpscaleSummary(plan, images, failures, result["interrupted"], result["seconds"],
+                          engine_facts(plan.weights[kind0], first), tuple(first.window))

@@ -19,6 +19,7 @@ prepared data, and the ``--init`` checkpoint (read and matched against the model
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,20 @@ class TrainRequest:
     list_devices: Callable[[], list[int] | None] | None = None
     #: This machine's addresses, to find its server in a rank table; replaceable in tests.
     local_addresses: set[str] | None = None
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any]) -> TrainRequest:
+        """The request for ``wdsr train``'s flags (its parameters by name): ``data`` becomes
+        ``--set data.prepared=DIR``; ``json_out`` (the plan as JSON) needs ``dry_run``."""
+        from .. import jsonout
+
+        if flags["json_out"] is not None and not flags["dry_run"]:
+            raise WdsrError("--json goes with --dry-run", "add --dry-run to print the launch plan")
+        jsonout.check(flags["json_out"])
+        names = {f.name for f in dataclasses.fields(cls)} - {"overrides"}
+        data = [] if flags.get("data") is None else [f"data.prepared={flags['data']}"]
+        return cls(overrides=list(flags["overrides"] or []) + data,
+                   **{k: v for k, v in flags.items() if k in names})
 
 
 @dataclass
