@@ -151,3 +151,12 @@ def test_an_alias_in_a_set_value_is_not_expanded():
     with pytest.raises(WdsrError) as err:
         C.load_config(None, ["train.lr=[&a [1, 1], *a]"])
     assert "must be float" in err.value.message
+
+
+def test_overridden_names_a_key_the_command_line_set():
+    sets = [" data.crop_size = 96", "train.lr=1e-3"]
+    assert C.overridden(sets, "data.crop_size")
+    assert C.overridden(sets, "data.crop_step", "train.lr")
+    assert not C.overridden(sets, "data.crop_step")
+    assert not C.overridden(["train.lr_x=1"], "train.lr")  # a key, not a prefix
+    assert not C.overridden(None, "train.lr")

@@ -254,6 +254,13 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     return cfg
 
 
+def overridden(overrides: list[str] | None, *keys: str) -> bool:
+    """Whether one of ``overrides`` (``--set section.key=value`` items) sets one of ``keys``
+    (dotted, e.g. ``"data.crop_size"``): a value the user chose on the command line, which
+    beats any other source of it."""
+    return any(item.split("=", 1)[0].strip() in keys for item in overrides or [])
+
+
 def config_from_dict(raw: Any, source: str = "config") -> Config:
     if not isinstance(raw, dict):
         raise WdsrError(f"{source}: expected a mapping of sections, got {type(raw).__name__}",

@@ -112,9 +112,11 @@ class _Mode:
 def _device_id(request: TrainRequest, cfg, env: Mapping[str, str]) -> tuple[int, str]:
     """One card: --device-id, then --set runtime.device_id, then DEVICE_ID from the
     environment (the model zoo's way), then the recipe's runtime.device_id."""
+    from ..config import overridden
+
     if request.device_id is not None:
         return request.device_id, "--device-id"
-    if any(o.strip().startswith("runtime.device_id") for o in request.overrides):
+    if overridden(request.overrides, "runtime.device_id"):
         return cfg.runtime.device_id, "--set runtime.device_id"
     text = env.get("DEVICE_ID", "").strip()
     if text:
