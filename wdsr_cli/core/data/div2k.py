@@ -25,13 +25,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import check_scale
 from ..errors import WdsrError
 from .images import IMAGE_SUFFIXES, check_still_image, is_image_file
 
-__all__ = ["ALLOWED_SCALES", "DEGRADATIONS", "Image", "Inventory", "Pair", "Problem",
+__all__ = ["DEGRADATIONS", "Image", "Inventory", "Pair", "Problem",
            "find_dataset", "probe_image"]
 
-ALLOWED_SCALES = (2, 3, 4, 8)
 DEGRADATIONS = ("bicubic", "unknown")
 _MODELZOO_FIRST_VALID = 801
 
@@ -263,11 +263,9 @@ def _lr_index(folder: Path, scale: int) -> dict[str, Path]:
 
 
 def check_scales(scales) -> tuple[int, ...]:
+    """Each scale checked (config.check_scale), once each, in increasing order."""
     out = []
-    for s in scales:
-        if isinstance(s, bool) or not isinstance(s, int) or s not in ALLOWED_SCALES:
-            raise WdsrError(f"unsupported scale {s!r}",
-                            "allowed scales: " + ", ".join(map(str, ALLOWED_SCALES)))
+    for s in map(check_scale, scales):
         if s not in out:
             out.append(s)
     if not out:

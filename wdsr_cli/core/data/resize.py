@@ -41,6 +41,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ..config import check_scale
 from ..errors import WdsrError
 
 __all__ = ["KERNELS", "imresize", "bicubic_downscale", "bicubic_upscale", "cubic_kernel",
@@ -151,7 +152,7 @@ def _resize_axis(
     return out
 
 
-def _check_scale(scale: object, name: str = "scale") -> float:
+def _check_factor(scale: object, name: str = "scale") -> float:
     if isinstance(scale, bool) or not isinstance(scale, Real):
         raise WdsrError(
             f"{name} must be a positive number, got {scale!r}",
@@ -216,7 +217,7 @@ def imresize(
         )
     in_h, in_w = img.shape[:2]
     if scale is not None:
-        s = _check_scale(scale)
+        s = _check_factor(scale)
         scales = (s, s)
         out_shape = (int(math.ceil(in_h * s)), int(math.ceil(in_w * s)))
     else:
@@ -254,26 +255,17 @@ def imresize(
     return work.astype(dtype)
 
 
-def _check_int_scale(scale: object) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, Integral) or scale < 1:
-        raise WdsrError(
-            f"the super-resolution scale must be a positive integer, got {scale!r}",
-            "use 2, 3 or 4",
-        )
-    return int(scale)
-
-
 def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     """Benchmark LR image: ``imresize(hr, 1 / scale)`` (MATLAB bicubic, antialiased).
 
     The caller crops ``hr`` so both sides are multiples of ``scale``; otherwise the LR size is
     ``ceil(side / scale)``, as in MATLAB.
     """
-    s = _check_int_scale(scale)
+    s = check_scale(scale, supported=False)
     return imresize(hr, scale=1.0 / s)
 
 
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic baseline / interpolated input: ``imresize(lr, scale)`` (MATLAB bicubic)."""
-    s = _check_int_scale(scale)
+    s = check_scale(scale, supported=False)
     return imresize(lr, scale=float(s))
