@@ -51,11 +51,22 @@ def check_device_present(target: str) -> None:
                     "pass --device-target CPU (or auto), or run on a machine with that device")
 
 
+_CANONICAL = {"auto": "auto", "cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
+
+
+def normalise_device_target(name: str, allow_auto: bool = True) -> str:
+    """``name`` in MindSpore's spelling ("CPU", "GPU", "Ascend", or "auto" when ``allow_auto``),
+    whatever its case and surrounding spaces; anything else is a WdsrError."""
+    key = _CANONICAL.get(str(name).strip().lower())
+    if key is None or (key == "auto" and not allow_auto):
+        choices = "auto, CPU, GPU or Ascend" if allow_auto else "CPU, GPU or Ascend"
+        raise WdsrError(f"unknown device target {str(name)!r}", f"choose {choices}")
+    return key
+
+
 def resolve_device_target(requested: str) -> str:
-    canonical = {"auto": "auto", "cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
-    key = canonical.get(str(requested).lower())
-    if key is None:
-        raise WdsrError(f"unknown device target '{requested}'", "choose auto, CPU, GPU or Ascend")
+    """The concrete target: ``requested`` normalised, "auto" detected on this machine."""
+    key = normalise_device_target(requested)
     return detect_device_target() if key == "auto" else key
 
 

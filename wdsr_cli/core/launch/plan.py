@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WdsrError
+from ..runtime import normalise_device_target
 from .ranktable import RankTable, format_ranges
 
 WORKER = "worker"
@@ -76,8 +77,6 @@ DEFAULT_HCCL_CONNECT_TIMEOUT = 600
 _DEFAULT_HEARTBEAT_RETRY_TIMEOUT = 20
 #: The port range the dynamic-cluster docs allow for ``MS_SCHED_PORT``.
 MIN_PORT, MAX_PORT = 1024, 65535
-
-_DEVICE_TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 
 # Variables that make a process join (or pick) a cluster. Each mode removes the ones it does not
 # set from the inherited environment, so a stale export in the user's shell cannot turn a
@@ -136,16 +135,6 @@ class LaunchPlan:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def normalise_device_target(device_target: str) -> str:
-    key = _DEVICE_TARGETS.get(str(device_target).strip().lower())
-    if key is None:
-        raise WdsrError(
-            f"unknown device target {device_target!r} for a distributed launch",
-            "choose CPU, GPU or Ascend",
-        )
-    return key
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -359,7 +348,7 @@ def plan_ranktable(
     rank in the table, so starting fewer would hang and more cannot exist. ``base_env``
     (default ``os.environ``) tells whether the user already set ``HCCL_CONNECT_TIMEOUT``.
     """
-    target = normalise_device_target(device_target)
+    target = normalise_device_target(device_target, allow_auto=False)
     if target != "Ascend":
         raise WdsrError(
             f"--rank-table is for Ascend (HCCL); the device target is {target}",
@@ -463,7 +452,7 @@ def plan_dynamic(
     ``MS_TOPO_TIMEOUT``/``MS_NODE_TIMEOUT``; when ``None`` a value already in ``base_env``
     (default ``os.environ``) is inherited, else the defaults above are set.
     """
-    target = normalise_device_target(device_target)
+    target = normalise_device_target(device_target, allow_auto=False)
     argv = _check_argv(worker_argv)
     env_in = os.environ if base_env is None else base_env
     sched_host, warnings = _check_dynamic(devices, nodes, node_rank, master_host, master_port,
