@@ -472,6 +472,15 @@ def format_ranges(values: Iterable[int]) -> str:
 # --------------------------------------------------------------------------- this server
 
 
+def check_table_target(target: str) -> None:
+    """A rank table is HCCL's, so Ascend's: the one check that refuses it for another target."""
+    if target != "Ascend":
+        raise WdsrError(
+            f"--rank-table is for Ascend (HCCL); the device target is {target}",
+            "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster (--devices N), "
+            "or pass --device-target Ascend on an Ascend server")
+
+
 def select_server(
     table: RankTable, server_id: str | None, local_addresses: set[str] | None = None
 ) -> str:

@@ -141,13 +141,9 @@ def _mode(request: TrainRequest, cfg, target: str, env: Mapping[str, str]) -> _M
         if r.device_id is not None:
             raise WdsrError("--device-id is for one device; a rank table names the devices",
                             "edit the rank table's device_id entries instead")
-        if target != "Ascend":
-            raise WdsrError(
-                f"--rank-table is for Ascend (HCCL); the device target is {target}",
-                "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster "
-                "(--devices N), or pass --device-target Ascend on an Ascend server")
-        from .ranktable import load_rank_table, select_server
+        from .ranktable import check_table_target, load_rank_table, select_server
 
+        check_table_target(target)
         table = load_rank_table(r.rank_table)
         server = select_server(table, r.server_id, r.local_addresses)
         return _Mode("ranktable", target, r.devices, table=table, server=server)
