@@ -219,12 +219,10 @@ def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: boo
     return loaded
 
 
-BUNDLED_KINDS = ("clean", "photo")  # trained on bicubic LR / on JPEG, noisy, blurred LR
-
-
 def bundled_checkpoint(scale: int, kind: str = "clean") -> Path | None:
     """The weights shipped with the package for this scale and kind, if any:
-    ``wdsr_x{scale}.ckpt`` (clean) or ``wdsr_photo_x{scale}.ckpt`` (photo)."""
+    ``wdsr_x{scale}.ckpt`` (clean: trained on bicubic LR) or ``wdsr_photo_x{scale}.ckpt``
+    (photo: trained on JPEG, noisy, blurred LR)."""
     path = BUNDLED_DIR / (f"wdsr_x{scale}.ckpt" if kind == "clean" else
                           f"wdsr_{kind}_x{scale}.ckpt")
     return path if path.is_file() else None

@@ -25,7 +25,6 @@ class RuntimeInfo:
     device_target: str  # "CPU" | "GPU" | "Ascend"
     device_id: int
     mode: str  # "graph" | "pynative"
-    env_applied: dict[str, str]  # variables this module set (the user had not set them)
 
 
 def detect_device_target() -> str:
@@ -124,7 +123,7 @@ def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = 
         if seed is not None:
             seed_everything(seed)
         return info
-    applied = prepare_environment(target, purpose)
+    prepare_environment(target, purpose)
     import mindspore as ms
 
     if target != "CPU" and not ms.hal.is_available(target):
@@ -134,7 +133,7 @@ def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = 
         )
     ms.set_device(target, device_id if target != "CPU" else None)
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
-    info = RuntimeInfo(device_target=target, device_id=device_id, mode=mode, env_applied=applied)
+    info = RuntimeInfo(device_target=target, device_id=device_id, mode=mode)
     _STATE["info"] = info
     if seed is not None:
         seed_everything(seed)

@@ -306,7 +306,6 @@ class Trainer:
         self.bicubic_psnr: float | None = None
         self.init_loaded = 0
         self.init_from: Path | None = None
-        self._log = None
 
     # -- plumbing
     def emit(self, kind: str, /, **fields: Any) -> None:

@@ -62,9 +62,6 @@ class Pair:
     hr: Image
     lr: dict[int, Image | None] = field(default_factory=dict)
 
-    def generated_scales(self) -> list[int]:
-        return sorted(s for s, img in self.lr.items() if img is None)
-
 
 @dataclass(frozen=True)
 class Problem:

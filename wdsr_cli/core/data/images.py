@@ -140,10 +140,6 @@ class Image:
     def width(self) -> int:
         return int(self.pixels.shape[1])
 
-    @property
-    def max_value(self) -> int:
-        return 255 if self.bit_depth == 8 else 65535
-
 
 def _describe(img: Image) -> str:
     base = ("L" if img.gray else "RGB") + ("A" if img.alpha is not None else "")

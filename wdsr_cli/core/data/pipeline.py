@@ -129,7 +129,7 @@ class TrainPatches:
                             f"HR pixels, larger than the prepared sub-images ({crop})",
                             f"use data.patch_size <= {crop // scale} or prepare with a larger "
                             "--crop-size")
-        self.dir, self.scale, self.patch_size = d, scale, patch_size
+        self.scale, self.patch_size = scale, patch_size
         self.batch_size, self.seed, self.augment = batch_size, seed, augment
         self.rank, self.world_size = rank, world_size
         self.degrade = degrade if degrade is not None and active(degrade) else None

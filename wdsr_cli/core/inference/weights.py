@@ -102,10 +102,6 @@ class Weights:
         return f"{'checkpoint' if self.kind == 'checkpoint' else 'model'}: {self.path}"
 
     @property
-    def backend_label(self) -> str:
-        return f"{BACKEND_NAMES[self.backend]} ({self.backend_why})"
-
-    @property
     def runs_onnx(self) -> bool:
         return self.backend in ONNX_ENGINES
 

@@ -78,9 +78,6 @@ class RankTable:
     def devices_for(self, server_id: str) -> list[RankDevice]:
         return list(self.servers[server_id])
 
-    def server_of_rank(self, rank: int) -> str:
-        return next(s for s, devs in self.servers.items() if any(d.rank_id == rank for d in devs))
-
     def node_index(self, server_id: str) -> int:
         """The server's place when servers are ordered by their ranks: 0 for the server holding
         rank 0 (it creates the run folder), 1, 2, ... for the others (their log folders)."""
