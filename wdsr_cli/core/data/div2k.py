@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import check_scale
 from ..errors import WdsrError
+from . import png
 from .images import IMAGE_SUFFIXES, check_still_image, is_image_file
 
 __all__ = ["DEGRADATIONS", "Image", "Inventory", "Pair", "Problem",
@@ -115,32 +115,6 @@ class Inventory:
 # ----------------------------------------------------------------------------- probing
 
 
-_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def _png_complete(path: Path) -> bool:
-    """False when the file ends before its IEND chunk. Fast path: the last 12 bytes are the
-    IEND chunk; otherwise walk the chunk headers (trailing bytes after IEND are allowed)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size >= 20:
-            f.seek(size - 12)
-            if f.read(12) == _IEND:
-                return True
-        pos = 8
-        while True:
-            f.seek(pos)
-            head = f.read(8)
-            if len(head) < 8:
-                return False
-            length, ctype = struct.unpack(">I4s", head)
-            pos += 12 + length
-            if pos > size:
-                return False
-            if ctype == b"IEND":
-                return True
-
-
 def probe_image(path: Path) -> tuple[int, int]:
     """(height, width) as :func:`read_image` will return them, from the header only.
 
@@ -155,7 +129,7 @@ def probe_image(path: Path) -> tuple[int, int]:
         if not sig:
             raise WdsrError(f"cannot read image '{path}': the file is empty",
                             "copy or export it again, or remove it")
-        if sig == b"\x89PNG\r\n\x1a\n" and not _png_complete(path):
+        if sig == png.SIGNATURE and not png.is_complete(path):
             raise WdsrError(f"cannot read image '{path}': file is truncated",
                             "the file is incomplete: copy or download it again")
         with PILImage.open(path) as im:
