@@ -8,6 +8,7 @@ from PIL import Image
 from prep_helpers import div2k_tree, photo, plain_folder, save, truncate
 
 from wdsr_cli.core.data import div2k
+from wdsr_cli.core.data.images import probe_image
 from wdsr_cli.core.errors import WdsrError
 
 
@@ -135,7 +136,7 @@ def test_exif_orientation_swaps_the_probed_size(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90: viewers (and read_image) show it 30 high, 20 wide
     im.save(tmp_path / "r.jpg", exif=exif)
-    assert div2k.probe_image(tmp_path / "r.jpg") == (30, 20)
+    assert probe_image(tmp_path / "r.jpg") == (30, 20)
 
 
 @pytest.mark.parametrize("setup, message", [

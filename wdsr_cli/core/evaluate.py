@@ -150,7 +150,7 @@ def dataset_from_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | 
                          scale: int) -> EvalDataset:
     """``--hr DIR`` (LR made with the MATLAB bicubic) or ``--hr DIR --lr DIR`` (matched by
     name). Sizes are checked from the file headers before anything is decoded."""
-    from .data.div2k import probe_image
+    from .data.images import probe_image
 
     hr_dir = Path(hr_dir).expanduser()
     hr_files = _image_files(hr_dir, "HR")

@@ -26,11 +26,9 @@ from pathlib import Path
 
 from ..config import check_scale
 from ..errors import WdsrError
-from . import png
-from .images import IMAGE_SUFFIXES, check_still_image, is_image_file
+from .images import is_image_file, probe_image
 
-__all__ = ["DEGRADATIONS", "Image", "Inventory", "Pair", "Problem",
-           "find_dataset", "probe_image"]
+__all__ = ["DEGRADATIONS", "Image", "Inventory", "Pair", "Problem", "find_dataset"]
 
 DEGRADATIONS = ("bicubic", "unknown")
 _MODELZOO_FIRST_VALID = 801
@@ -110,51 +108,6 @@ class Inventory:
                              "missing": per[MISSING_LR], "mismatched": per[LR_SIZE],
                              "bad": per[UNREADABLE] + per[NOT_IMAGE]})
         return rows
-
-
-# ----------------------------------------------------------------------------- probing
-
-
-def probe_image(path: Path) -> tuple[int, int]:
-    """(height, width) as :func:`read_image` will return them, from the header only.
-
-    Raises WdsrError naming the file when it is not an image or is visibly truncated.
-    """
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    try:
-        with open(path, "rb") as f:
-            sig = f.read(8)
-        if not sig:
-            raise WdsrError(f"cannot read image '{path}': the file is empty",
-                            "copy or export it again, or remove it")
-        if sig == png.SIGNATURE and not png.is_complete(path):
-            raise WdsrError(f"cannot read image '{path}': file is truncated",
-                            "the file is incomplete: copy or download it again")
-        with PILImage.open(path) as im:
-            check_still_image(im, path)
-            width, height = im.size
-            orientation = 1
-            if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
-                try:
-                    orientation = int(im.getexif().get(0x0112, 1))
-                except Exception:  # noqa: BLE001 - a broken EXIF block means no orientation
-                    orientation = 1
-    except WdsrError:
-        raise
-    except UnidentifiedImageError:
-        raise WdsrError(f"cannot read image '{path}': not an image file, or a format "
-                        "Pillow cannot read", "supported: " + ", ".join(IMAGE_SUFFIXES)) from None
-    except OSError as exc:
-        raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}",
-                        "check that the file is readable (permissions)") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise WdsrError(f"cannot read image '{path}': {type(exc).__name__}: {exc}",
-                        "the file is damaged: copy or export it again") from None
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
-    return height, width
 
 
 # ---------------------------------------------------------------------------- scanning

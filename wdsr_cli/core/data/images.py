@@ -56,6 +56,7 @@ __all__ = [
     "Image",
     "from_rgb_float",
     "is_image_file",
+    "probe_image",
     "read_image",
     "read_rgb_uint8",
     "to_rgb_float",
@@ -285,6 +286,48 @@ def has_alpha(path: str | os.PathLike) -> bool:
             return im.mode in _ALPHA_MODES or "transparency" in im.info
     except Exception:  # noqa: BLE001 - the reader reports unreadable files
         return False
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) as :func:`read_image` will return them, from the header only.
+
+    Raises WdsrError naming the file when it is not an image or is visibly truncated.
+    """
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            sig = f.read(8)
+        if not sig:
+            raise WdsrError(f"cannot read image '{path}': the file is empty",
+                            "copy or export it again, or remove it")
+        if sig == png.SIGNATURE and not png.is_complete(path):
+            raise WdsrError(f"cannot read image '{path}': file is truncated",
+                            "the file is incomplete: copy or download it again")
+        with PILImage.open(path) as im:
+            check_still_image(im, path)
+            width, height = im.size
+            orientation = 1
+            if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # noqa: BLE001 - a broken EXIF block means no orientation
+                    orientation = 1
+    except WdsrError:
+        raise
+    except UnidentifiedImageError:
+        raise WdsrError(f"cannot read image '{path}': not an image file, or a format "
+                        "Pillow cannot read", "supported: " + ", ".join(IMAGE_SUFFIXES)) from None
+    except OSError as exc:
+        raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}",
+                        "check that the file is readable (permissions)") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
+        raise WdsrError(f"cannot read image '{path}': {type(exc).__name__}: {exc}",
+                        "the file is damaged: copy or export it again") from None
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return height, width
 
 
 def _read_with_pillow(p: str) -> Image:

@@ -341,8 +341,7 @@ def preflight(jobs: Sequence[Job]) -> tuple[list[Job], list[dict[str, str]]]:
     """Split jobs into those worth trying and failures found from the file headers alone
     (not an image, truncated PNG, animated, smaller than 2x2, transparency into a JPEG/BMP
     output), before any model is loaded."""
-    from ..data.div2k import probe_image
-    from ..data.images import has_alpha
+    from ..data.images import has_alpha, probe_image
 
     ok: list[Job] = []
     failures: list[dict[str, str]] = []
