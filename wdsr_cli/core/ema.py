@@ -16,14 +16,14 @@ class WeightAverage:
 
     def __init__(self, net: Any, decay: float, step: int,
                  saved: dict[str, Any] | None = None) -> None:
-        from .checkpoints import EMA_PREFIX, _as_array
+        from .checkpoints import EMA_PREFIX, as_array
 
         self.params = net.trainable_params()
         self.decay = np.float32(decay)
         self.rest = np.float32(1) - self.decay
         saved = saved or {}
         self.resumed = all(EMA_PREFIX + p.name in saved for p in self.params)
-        values = {p.name: (_as_array(saved[EMA_PREFIX + p.name]) if self.resumed
+        values = {p.name: (as_array(saved[EMA_PREFIX + p.name]) if self.resumed
                            else p.asnumpy()).astype(np.float32) for p in self.params}
         # (steps averaged in, averages) replaced as one object: a Ctrl-C in the middle of
         # update() leaves the previous state whole, and catch_up() knows what is missing

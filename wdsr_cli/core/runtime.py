@@ -140,6 +140,12 @@ def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = 
     return info
 
 
+def current_info() -> RuntimeInfo | None:
+    """What :func:`init_mindspore` set up in this process (None before it ran)."""
+    info = _STATE.get("info")
+    return info if isinstance(info, RuntimeInfo) else None
+
+
 def seed_everything(seed: int) -> None:
     """Seed every random source a run touches: mindspore, its dataset engine, numpy, random."""
     import mindspore as ms

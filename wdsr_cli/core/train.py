@@ -174,9 +174,10 @@ class Trainer:
             self.average_net = build_model(c.model)  # validated and saved as best.ckpt
 
     def _resolve_precision(self) -> str:
-        from .runtime import _STATE
+        from .runtime import current_info
 
-        return resolve_precision(self.cfg, getattr(_STATE.get("info"), "device_target", "CPU"))
+        info = current_info()
+        return resolve_precision(self.cfg, info.device_target if info else "CPU")
 
     def _reload_history(self) -> None:
         """Bring back the plot's points (up to the resumed step) from metrics.jsonl."""
