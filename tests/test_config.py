@@ -151,3 +151,24 @@ def test_an_alias_in_a_set_value_is_not_expanded():
     with pytest.raises(WdsrError) as err:
         C.load_config(None, ["train.lr=[&a [1, 1], *a]"])
     assert "must be float" in err.value.message
+
+
+def test_overridden_names_a_key_the_command_line_set():
+    sets = [" data.crop_size = 96", "train.lr=1e-3"]
+    assert C.overridden(sets, "data.crop_size")
+    assert C.overridden(sets, "data.crop_step", "train.lr")
+    assert not C.overridden(sets, "data.crop_step")
+    assert not C.overridden(["train.lr_x=1"], "train.lr")  # a key, not a prefix
+    assert not C.overridden(None, "train.lr")
+
+
+def test_check_scale_is_the_one_scale_check():
+    assert C.check_scale(4) == 4 and C.check_scale(3, supported=False) == 3
+    assert C.check_scale(5, supported=False) == 5  # measuring works at any factor
+    for bad in (5, 1, 16, "2", 2.0, True):
+        with pytest.raises(WdsrError, match="unsupported scale") as info:
+            C.check_scale(bad)
+        assert "2, 3, 4, 8" in info.value.hint
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(WdsrError, match="must be a positive integer"):
+            C.check_scale(bad, supported=False)

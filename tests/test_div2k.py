@@ -8,11 +8,17 @@ from PIL import Image
 from prep_helpers import div2k_tree, photo, plain_folder, save, truncate
 
 from wdsr_cli.core.data import div2k
+from wdsr_cli.core.data.images import probe_image
 from wdsr_cli.core.errors import WdsrError
 
 
 def _by_name(inv):
     return {p.name: p for p in inv.pairs}
+
+
+def _generated_scales(pair) -> list[int]:
+    """The scales whose LR image prepare-data makes (no given file: None)."""
+    return sorted(s for s, img in pair.lr.items() if img is None)
 
 
 def test_official_layout_given_and_generated_lr(tmp_path):
@@ -27,7 +33,7 @@ def test_official_layout_given_and_generated_lr(tmp_path):
     assert (pairs["0001"].hr.height, pairs["0001"].hr.width) == (48, 60)
     assert pairs["0001"].lr[2].rel == "DIV2K_train_LR_bicubic/X2/0001x2.png"
     assert pairs["0001"].lr[3] is None  # no X3 folder: generated
-    assert pairs["0801"].generated_scales() == [2, 3, 4]  # no valid LR folders at all
+    assert _generated_scales(pairs["0801"]) == [2, 3, 4]  # no valid LR folders at all
     assert any("no LR folder" in n for n in inv.notes)
     rows = {(r["split"], r["kind"]): r for r in inv.summary_rows()}
     assert rows[("train", "x2")]["given"] == 2 and rows[("train", "x3")]["generated"] == 2
@@ -59,7 +65,7 @@ def test_plain_folder_and_valid_count(tmp_path):
     inv = div2k.find_dataset(tmp_path, (2, 3))
     assert inv.layout == "folder" and inv.degradation == "generated"
     assert [p.split for p in inv.pairs] == ["train"] * 4
-    assert all(p.generated_scales() == [2, 3] for p in inv.pairs)
+    assert all(_generated_scales(p) == [2, 3] for p in inv.pairs)
     inv = div2k.find_dataset(tmp_path, (2,), valid_count=1)
     assert [(p.split, p.name) for p in inv.pairs][-1] == ("valid", "img03")
     with pytest.raises(WdsrError, match="leaves no training images"):
@@ -130,7 +136,7 @@ def test_exif_orientation_swaps_the_probed_size(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90: viewers (and read_image) show it 30 high, 20 wide
     im.save(tmp_path / "r.jpg", exif=exif)
-    assert div2k.probe_image(tmp_path / "r.jpg") == (30, 20)
+    assert probe_image(tmp_path / "r.jpg") == (30, 20)
 
 
 @pytest.mark.parametrize("setup, message", [

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps
 
-from wdsr_cli.core.data import images
+from wdsr_cli.core.data import images, png
 from wdsr_cli.core.data.images import (
     IMAGE_SUFFIXES,
     Image,
@@ -110,9 +110,9 @@ def test_own_png_decoder_matches_pillow_on_all_filter_types():
         buf = io.BytesIO()
         PILImage.fromarray(px[:, :, 0] if c == 1 else px, mode).save(buf, "PNG")
         data = buf.getvalue()
-        idat = b"".join(b for t, b in images._png_chunks(data) if t == b"IDAT")
+        idat = b"".join(b for t, b in png.chunks(data) if t == b"IDAT")
         filters = set(np.frombuffer(zlib.decompress(idat), np.uint8).reshape(41, -1)[:, 0])
-        out, _ = images._png_decode(data)
+        out, _ = png.decode(data)
         assert np.array_equal(out, px), mode
     assert filters - {0, 1, 2}, "expected Average/Paeth rows in the test data"
 
@@ -120,8 +120,8 @@ def test_own_png_decoder_matches_pillow_on_all_filter_types():
 def test_own_png_encoder_uses_and_decodes_every_filter():
     px = np.concatenate([_smooth(20, 30, 3, np.uint16), RNG.integers(0, 65536, (20, 30, 3))])
     px = px.astype(np.uint16)
-    data = images._png_encode(px, 16)
-    out, info = images._png_decode(data)
+    data = png.encode(px, 16)
+    out, info = png.decode(data)
     assert np.array_equal(out, px)
     assert info["bit_depth"] == 16 and info["color_type"] == 2
 
@@ -131,7 +131,7 @@ def _adam7_png(px: np.ndarray, depth: int, ctype: int) -> bytes:
     h, w = px.shape[:2]
     dt = ">u2" if depth == 16 else np.uint8
     raw = b""
-    for x0, y0, dx, dy in images._ADAM7:
+    for x0, y0, dx, dy in png.ADAM7:
         sub = px[y0::dy, x0::dx]
         if sub.size == 0:
             continue
@@ -139,7 +139,7 @@ def _adam7_png(px: np.ndarray, depth: int, ctype: int) -> bytes:
             raw += b"\x00" + row.astype(dt).tobytes()
     ihdr = struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 1)
     return (
-        images._PNG_SIG
+        png.SIGNATURE
         + _chunk(b"IHDR", ihdr)
         + _chunk(b"IDAT", zlib.compress(raw))
         + _chunk(b"IEND", b"")
@@ -156,7 +156,7 @@ def test_interlaced_16bit_png(tmp_path):
 def test_16bit_rgb_png_with_transparent_colour(tmp_path):
     px = _smooth(6, 8, 3, np.uint16)
     px[2, 3] = (1, 2, 3)
-    data = _insert_chunk(images._png_encode(px, 16), b"tRNS", struct.pack(">HHH", 1, 2, 3))
+    data = _insert_chunk(png.encode(px, 16), b"tRNS", struct.pack(">HHH", 1, 2, 3))
     (tmp_path / "t.png").write_bytes(data)
     got = read_image(tmp_path / "t.png")
     assert got.alpha is not None and got.alpha[2, 3] == 0
@@ -357,7 +357,7 @@ def test_exif_orientation_on_16bit_png(tmp_path):
     px = _smooth(5, 8, 3, np.uint16)
     exif = PILImage.Exif()
     exif[0x0112] = 6  # rotate 90 clockwise to display
-    data = images._png_encode(px, 16)
+    data = png.encode(px, 16)
     (tmp_path / "o.png").write_bytes(_insert_chunk(data, b"eXIf", exif.tobytes()[6:]))
     got = read_image(tmp_path / "o.png")
     assert np.array_equal(got.pixels, np.rot90(px, -1))
@@ -476,7 +476,7 @@ def test_truncated_png_is_detected(tmp_path, keep):
 
 @pytest.mark.parametrize("keep", [0.5, -13, -1])
 def test_truncated_16bit_png_is_detected(tmp_path, keep):
-    data = images._png_encode(_smooth(30, 40, 3, np.uint16), 16)
+    data = png.encode(_smooth(30, 40, 3, np.uint16), 16)
     cut = int(len(data) * keep) if keep > 0 else len(data) + keep
     (tmp_path / "c16.png").write_bytes(data[:cut])
     with pytest.raises(WdsrError, match="c16.png.*truncated"):
@@ -529,7 +529,7 @@ def test_truncated_jpeg(tmp_path):
 
 
 def test_corrupt_png_crc(tmp_path):
-    data = bytearray(images._png_encode(_smooth(8, 8, 3, np.uint16), 16))
+    data = bytearray(png.encode(_smooth(8, 8, 3, np.uint16), 16))
     data[40] ^= 0xFF  # inside IDAT
     (tmp_path / "bad.png").write_bytes(bytes(data))
     with pytest.raises(WdsrError, match="bad.png.*damaged"):

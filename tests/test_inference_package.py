@@ -2,7 +2,8 @@
 
 Checked on the source, by AST, over every file of the package and, transitively, every wdsr
 module those files import (a lazy import inside a function counts too): none of them may be
-``core.train``, ``core.launch`` (or anything in it), ``core.data.pipeline`` or
+``core.train`` or the training modules split out of it (``core.runs``, ``core.ema``,
+``core.plot``), ``core.launch`` (or anything in it), ``core.data.pipeline`` or
 ``core.data.prepare``. The checker itself is tested on a small package that breaks the rule.
 """
 
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import wdsr_cli
 
-FORBIDDEN = ("wdsr_cli.core.train", "wdsr_cli.core.launch", "wdsr_cli.core.data.pipeline",
+FORBIDDEN = ("wdsr_cli.core.train", "wdsr_cli.core.runs", "wdsr_cli.core.ema",
+             "wdsr_cli.core.plot", "wdsr_cli.core.launch", "wdsr_cli.core.data.pipeline",
              "wdsr_cli.core.data.prepare")
 
 

@@ -281,6 +281,19 @@ def test_dynamic_unknown_device_target(tmp_path) -> None:
         plan_dynamic(2, 1, 0, "127.0.0.1", 8118, ARGV, tmp_path, "TPU")
 
 
+def test_device_target_is_normalised_in_one_place(tmp_path) -> None:
+    from wdsr_cli.core import runtime
+
+    assert runtime.normalise_device_target(" ascend ") == "Ascend"
+    assert runtime.normalise_device_target("AUTO") == "auto"
+    # a plan needs a concrete target: "auto" was resolved before (runtime.resolve_device_target)
+    with pytest.raises(WdsrError, match="unknown device target 'auto'") as info:
+        plan_dynamic(2, 1, 0, "127.0.0.1", 8118, ARGV, tmp_path, "auto")
+    assert info.value.hint == "choose CPU, GPU or Ascend"
+    assert plan_dynamic(1, 1, 0, "127.0.0.1", 8118, ARGV, tmp_path, " Cpu ",
+                        base_env={}).device_target == "CPU"
+
+
 def test_dynamic_ipv6_master_needs_ascend(tmp_path) -> None:
     with pytest.raises(WdsrError, match="IPv6 on Ascend only"):
         plan_dynamic(2, 2, 1, "2001:db8::1", 8118, ARGV, tmp_path, "CPU")

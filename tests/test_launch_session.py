@@ -59,7 +59,7 @@ def test_16_devices_two_servers_only_the_rank0_server_creates_the_run(tmp_path, 
 
     # Starting: the rank-0 server writes config.yaml; the other only a logs folder, which
     # --resume (it looks for config.yaml) can never pick.
-    from wdsr_cli.core.train import latest_run_dir
+    from wdsr_cli.core.runs import latest_run_dir
 
     made = second.prepare_folder(), first.prepare_folder()
     assert made == (runs / "demo-node1", runs / "demo")
@@ -79,7 +79,7 @@ def test_rank0_server_need_not_be_first_in_the_file(tmp_path):
 
 
 def test_two_launchers_racing_for_a_name_get_two_folders(tmp_path):
-    from wdsr_cli.core.train import new_run_dir
+    from wdsr_cli.core.runs import new_run_dir
 
     runs = tmp_path / "runs"
     (runs / "demo").mkdir(parents=True)  # the other machine got there first

@@ -102,7 +102,7 @@ class _FakeNet:
 
 
 def test_weight_average_update_catch_up_and_resume():
-    from wdsr_cli.core.train import WeightAverage
+    from wdsr_cli.core.ema import WeightAverage
 
     net = _FakeNet(w=[1.0, 2.0], b=[0.5])
     avg = WeightAverage(net, 0.75, step=10)

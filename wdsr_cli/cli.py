@@ -73,7 +73,8 @@ def _inference_start(scale: int | None, tile: int | None = None) -> None:
     from .core.config import check_scale
 
     runtime.ctrl_c_stays_with_python()
-    check_scale(scale)
+    if scale is not None:
+        check_scale(scale)
     if tile is not None:
         ui.warn("--tile has no effect any more: every image runs in the same fixed windows "
                 "(output independent of any setting, memory bounded); drop it")

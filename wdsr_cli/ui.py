@@ -177,20 +177,37 @@ class TrainView:
                               and now - self.last_line < self.line_interval):
             return
         self.last_line = now
+        self.console.print(time.strftime("%H:%M:%S ") + ", ".join(self.status(plain=True)),
+                           markup=False, highlight=False, soft_wrap=True)
+
+    def status(self, plain: bool = False) -> list[str]:
+        """The run's status line, as phrases: the one under the live table, or (``plain``) the
+        periodic line of non-terminal output, which has no table, so it carries the lead rank's
+        loss and patches/s and says where the last validation was (not epoch or bicubic)."""
         r, row = self.run, self.ranks.get(self.lead, {})
-        parts = [f"step {r.get('step', 0)}/{r.get('total', '?')}"]
-        if "loss" in row:
-            parts.append(f"loss {row['loss']:.4f}")
-        if "lr" in r:
-            parts.append(f"lr {r['lr']:.3g}")
-        if "rate" in row:
-            parts.append(f"{row['rate']:.1f} patches/s")
-        parts.append(f"eta {self._eta()}")
-        if "psnr" in r:
+        parts = []
+        if plain or r.get("total"):
+            parts.append(f"step {r.get('step', 0)}/{r.get('total', '?')}")
+            if "epoch" in r and not plain:
+                parts.append(f"epoch {r['epoch']}")
+            if "loss" in row and plain:
+                parts.append(f"loss {row['loss']:.4f}")
+            if "lr" in r:
+                parts.append(f"lr {r['lr']:.3g}")
+            if "rate" in row and plain:
+                parts.append(f"{row['rate']:.1f} patches/s")
+            parts.append(f"eta {self._eta()}")
+        if "psnr" in r and plain:
             parts.append(f"last val {r['psnr']:.2f} dB at step {r.get('val_step', '?')} "
                          f"(best {r['best']:.2f})")
-        self.console.print(time.strftime("%H:%M:%S ") + ", ".join(parts), markup=False,
-                           highlight=False, soft_wrap=True)
+        elif "psnr" in r:
+            val = f"val PSNR {r['psnr']:.2f} dB (best {r['best']:.2f}"
+            if r.get("bicubic") is not None:
+                val += f", bicubic {r['bicubic']:.2f}"
+            parts.append(val + f", {r.get('protocol', 'y')})")
+        elif r.get("bicubic") is not None and not plain:
+            parts.append(f"bicubic baseline {r['bicubic']:.2f} dB")
+        return parts
 
     def _eta(self) -> str:
         r = self.run
@@ -218,23 +235,7 @@ class TrainView:
                       f"{row['loss']:.4f}" if "loss" in row else "-",
                       f"{row['rate']:.1f}" if "rate" in row else "-",
                       f"{100 * row['wait']:.0f}%" if "wait" in row else "-")
-        r = self.run
-        parts = []
-        if r.get("total"):
-            parts.append(f"step {r.get('step', 0)}/{r['total']}")
-            if "epoch" in r:
-                parts.append(f"epoch {r['epoch']}")
-            if "lr" in r:
-                parts.append(f"lr {r['lr']:.3g}")
-            parts.append(f"eta {self._eta()}")
-        if "psnr" in r:
-            val = f"val PSNR {r['psnr']:.2f} dB (best {r['best']:.2f}"
-            if r.get("bicubic") is not None:
-                val += f", bicubic {r['bicubic']:.2f}"
-            parts.append(val + f", {r.get('protocol', 'y')})")
-        elif r.get("bicubic") is not None:
-            parts.append(f"bicubic baseline {r['bicubic']:.2f} dB")
-        lines = [t, Text("  ".join(parts))]
+        lines = [t, Text("  ".join(self.status()))]
         lines += [Text(m, style="yellow") for m in self.messages]
         return Group(*lines)
 

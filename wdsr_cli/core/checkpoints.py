@@ -120,7 +120,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 def _check_finite(params: dict[str, Any], path: Path) -> None:
     """Every tensor finite: a NaN weight makes an all-black image, or a NaN training."""
     for name, value in params.items():
-        array = _as_array(value)
+        array = as_array(value)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise WdsrError(f"checkpoint '{path}' holds NaN or infinite values (in '{name}'): "
                             "the training that wrote it diverged",
@@ -183,7 +183,7 @@ def check_init(path: str | os.PathLike, cfg: ModelConfig) -> tuple[int, int, dic
     params, meta = init_parameters(path)
     wanted = parameter_shapes(cfg)
     fits = [n for n, shape in wanted.items()
-            if n in params and tuple(np.shape(_as_array(params[n]))) == shape]
+            if n in params and tuple(np.shape(as_array(params[n]))) == shape]
     if not fits:
         raise WdsrError(f"no parameter of --init checkpoint '{path}' fits this model",
                         "--init needs a checkpoint of the same variant and width (see "
@@ -191,7 +191,8 @@ def check_init(path: str | os.PathLike, cfg: ModelConfig) -> tuple[int, int, dic
     return len(fits), len(wanted), meta
 
 
-def _as_array(value: Any) -> np.ndarray:
+def as_array(value: Any) -> np.ndarray:
+    """A checkpoint value (a MindSpore Parameter/Tensor, or numpy) as a numpy array."""
     return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
 
 
@@ -208,7 +209,7 @@ def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: boo
                 raise WdsrError(f"checkpoint '{source}' has no parameter '{name}'",
                                 "the checkpoint does not match its recorded model config")
             continue
-        data = _as_array(params[name])
+        data = as_array(params[name])
         if tuple(data.shape) != tuple(param.shape):
             if strict:
                 raise WdsrError(f"checkpoint '{source}': '{name}' has shape {tuple(data.shape)}, "
@@ -219,12 +220,10 @@ def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: boo
     return loaded
 
 
-BUNDLED_KINDS = ("clean", "photo")  # trained on bicubic LR / on JPEG, noisy, blurred LR
-
-
 def bundled_checkpoint(scale: int, kind: str = "clean") -> Path | None:
     """The weights shipped with the package for this scale and kind, if any:
-    ``wdsr_x{scale}.ckpt`` (clean) or ``wdsr_photo_x{scale}.ckpt`` (photo)."""
+    ``wdsr_x{scale}.ckpt`` (clean: trained on bicubic LR) or ``wdsr_photo_x{scale}.ckpt``
+    (photo: trained on JPEG, noisy, blurred LR)."""
     path = BUNDLED_DIR / (f"wdsr_x{scale}.ckpt" if kind == "clean" else
                           f"wdsr_{kind}_x{scale}.ckpt")
     return path if path.is_file() else None

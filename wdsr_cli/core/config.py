@@ -13,6 +13,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,28 @@ import yaml
 from .errors import WdsrError
 
 SCALES = (2, 3, 4, 8)
+
+
+def check_scale(scale: object, supported: bool = True) -> int:
+    """``scale`` as an int, else a one-line WdsrError: the one scale check of wdsr.
+
+    ``supported``: one of :data:`SCALES`, the factors a WDSR model is built for (prepare-data,
+    evaluate, export, upscale); else any whole number from 1 up, enough for measuring and
+    bicubic resizing (metrics, data.resize), which work at any integer factor."""
+    whole = not isinstance(scale, bool) and isinstance(scale, Integral) and scale >= 1
+    if supported and not (whole and scale in SCALES):
+        raise WdsrError(f"unsupported scale {scale!r}",
+                        "choose one of " + ", ".join(map(str, SCALES)))
+    if not whole:
+        raise WdsrError(f"the super-resolution scale must be a positive integer, got {scale!r}",
+                        "use 2, 3 or 4")
+    return int(scale)
+
+
 VARIANTS = ("a", "b")
 DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 PROTOCOLS = ("y", "rgb")
-
-
-def check_scale(scale: int | None) -> None:
-    """The one scale check for flags: None (not given) or one of :data:`SCALES`."""
-    if scale is not None and scale not in SCALES:
-        raise WdsrError(f"unsupported scale {scale}",
-                        "choose one of " + ", ".join(map(str, SCALES)))
-
-
-def is_set(overrides: list[str] | None, *keys: str) -> bool:
-    """Does one of the ``--set`` overrides set one of ``keys`` (e.g. ``data.crop_size``)?"""
-    return any(o.split("=", 1)[0].strip() in keys for o in overrides or [])
 
 
 PRECISIONS = ("auto", "fp32", "fp16")
@@ -266,6 +273,13 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
         apply_override(cfg, item)
     validate(cfg)
     return cfg
+
+
+def overridden(overrides: list[str] | None, *keys: str) -> bool:
+    """Whether one of ``overrides`` (``--set section.key=value`` items) sets one of ``keys``
+    (dotted, e.g. ``"data.crop_size"``): a value the user chose on the command line, which
+    beats any other source of it."""
+    return any(item.split("=", 1)[0].strip() in keys for item in overrides or [])
 
 
 def config_from_dict(raw: Any, source: str = "config") -> Config:

@@ -150,7 +150,7 @@ def dataset_from_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | 
                          scale: int) -> EvalDataset:
     """``--hr DIR`` (LR made with the MATLAB bicubic) or ``--hr DIR --lr DIR`` (matched by
     name). Sizes are checked from the file headers before anything is decoded."""
-    from .data.div2k import probe_image
+    from .data.images import probe_image
 
     hr_dir = Path(hr_dir).expanduser()
     hr_files = _image_files(hr_dir, "HR")
@@ -413,7 +413,8 @@ def _check_request(r: EvalRequest, cfg: Any) -> tuple[str, bool, Any]:
     if protocol not in PROTOCOLS:
         raise WdsrError(f"unknown protocol '{protocol}'",
                         "use y (PSNR on Y, border = scale) or rgb (RGB, border = scale + 6)")
-    check_scale(r.scale)
+    if r.scale is not None:
+        check_scale(r.scale)
     jsonout.check(r.json_out)
     if r.limit < 0:
         raise WdsrError("--limit must be 0 or more", "0 = all images")

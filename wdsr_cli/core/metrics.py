@@ -33,6 +33,7 @@ from numbers import Integral
 
 import numpy as np
 
+from .config import check_scale
 from .errors import WdsrError
 
 __all__ = [
@@ -66,15 +67,6 @@ def _check_protocol(protocol: object) -> str:
             "'rgb' (PSNR on RGB, border = scale + 6; the DIV2K/EDSR convention)",
         )
     return str(protocol)
-
-
-def _check_scale(scale: object) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, Integral) or scale < 1:
-        raise WdsrError(
-            f"the super-resolution scale must be a positive integer, got {scale!r}",
-            "use 2, 3 or 4",
-        )
-    return int(scale)
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -111,7 +103,7 @@ def shave(img: np.ndarray, border: int) -> np.ndarray:
 def border_for(protocol: str, scale: int) -> int:
     """Pixels shaved from each side: ``scale`` for ``"y"``, ``scale + 6`` for ``"rgb"``."""
     protocol = _check_protocol(protocol)
-    s = _check_scale(scale)
+    s = check_scale(scale, supported=False)
     return s if protocol == "y" else s + 6
 
 
@@ -266,7 +258,7 @@ def crop_hr_to(hr: np.ndarray, lr_shape: tuple[int, ...] | np.ndarray, scale: in
     ``lr_shape`` is the LR image's shape (only its first two entries are used); an LR array is
     accepted too. Raises WdsrError if ``hr`` is smaller than ``scale * LR``.
     """
-    s = _check_scale(scale)
+    s = check_scale(scale, supported=False)
     if isinstance(lr_shape, np.ndarray):
         lr_shape = lr_shape.shape
     try:

@@ -25,7 +25,6 @@ class RuntimeInfo:
     device_target: str  # "CPU" | "GPU" | "Ascend"
     device_id: int
     mode: str  # "graph" | "pynative"
-    env_applied: dict[str, str]  # variables this module set (the user had not set them)
 
 
 def detect_device_target() -> str:
@@ -51,11 +50,22 @@ def check_device_present(target: str) -> None:
                     "pass --device-target CPU (or auto), or run on a machine with that device")
 
 
+_CANONICAL = {"auto": "auto", "cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
+
+
+def normalise_device_target(name: str, allow_auto: bool = True) -> str:
+    """``name`` in MindSpore's spelling ("CPU", "GPU", "Ascend", or "auto" when ``allow_auto``),
+    whatever its case and surrounding spaces; anything else is a WdsrError."""
+    key = _CANONICAL.get(str(name).strip().lower())
+    if key is None or (key == "auto" and not allow_auto):
+        choices = "auto, CPU, GPU or Ascend" if allow_auto else "CPU, GPU or Ascend"
+        raise WdsrError(f"unknown device target {str(name)!r}", f"choose {choices}")
+    return key
+
+
 def resolve_device_target(requested: str) -> str:
-    canonical = {"auto": "auto", "cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
-    key = canonical.get(str(requested).lower())
-    if key is None:
-        raise WdsrError(f"unknown device target '{requested}'", "choose auto, CPU, GPU or Ascend")
+    """The concrete target: ``requested`` normalised, "auto" detected on this machine."""
+    key = normalise_device_target(requested)
     return detect_device_target() if key == "auto" else key
 
 
@@ -113,7 +123,7 @@ def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = 
         if seed is not None:
             seed_everything(seed)
         return info
-    applied = prepare_environment(target, purpose)
+    prepare_environment(target, purpose)
     import mindspore as ms
 
     if target != "CPU" and not ms.hal.is_available(target):
@@ -123,11 +133,17 @@ def init_mindspore(device_target: str = "auto", device_id: int = 0, mode: str = 
         )
     ms.set_device(target, device_id if target != "CPU" else None)
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
-    info = RuntimeInfo(device_target=target, device_id=device_id, mode=mode, env_applied=applied)
+    info = RuntimeInfo(device_target=target, device_id=device_id, mode=mode)
     _STATE["info"] = info
     if seed is not None:
         seed_everything(seed)
     return info
+
+
+def current_info() -> RuntimeInfo | None:
+    """What :func:`init_mindspore` set up in this process (None before it ran)."""
+    info = _STATE.get("info")
+    return info if isinstance(info, RuntimeInfo) else None
 
 
 def seed_everything(seed: int) -> None:

@@ -1,14 +1,16 @@
 """Training: a GRAPH-mode train step, the loop, validation, checkpoints and exact resume.
 
 The trainer never draws. It emits events (see events.py) that the launcher renders, and writes
-the run folder:
+the run folder (named, claimed and locked by runs.py):
 
-    runs/<name>/config.yaml     the resolved config (what --resume checks against)
+    runs/<name>/config.yaml     the resolved config (what --resume checks against; runs.py)
                 log.txt         one text line per log/validation/checkpoint event
                 metrics.jsonl   every event as JSON
-                plot.svg        loss and validation PSNR over steps, rewritten at each validation
+                plot.svg        loss and validation PSNR over steps (plot.py), rewritten at each
+                                validation
                 report/index.html   the last validation, image by image (report.py), with the curve
-                last.ckpt       weights + Adam state + step (every ckpt_every steps and at exit)
+                last.ckpt       weights + Adam state + step (every ckpt_every steps and at exit),
+                                and the weight average (ema.py) when train.ema_decay is on
                 best.ckpt       weights of the best validation PSNR
                 ckpt/step_NNNNNNN.ckpt   the last `keep_checkpoints` periodic ones (full state)
                 .wdsr.lock      held by the process training it: one training per run folder
@@ -23,154 +25,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import events
-from .config import Config, dump_yaml, load_config
+from .config import Config
+from .ema import WeightAverage
 from .errors import WdsrError
 from .fileio import atomic_write
+from .plot import training_curve_svg
+from .runs import ResumeState
 from .testpoint import hold_if_asked
 
-# ------------------------------------------------------------------------------ run folders
-
-
-def run_name(name: str | None, cfg: Config) -> str:
-    """The folder name of a run: --name, else the recipe's name, made filesystem-safe."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name or cfg.name).strip("-") or "run"
-
-
-def _candidates(root: Path, name: str):
-    """runs/<name>, runs/<name>-2, -3, ... (the folder names a new run tries in turn)."""
-    yield root / name
-    n = 2
-    while True:
-        yield root / f"{name}-{n}"
-        n += 1
-
-
-def next_run_dir(root: Path, name: str) -> Path:
-    """The folder new_run_dir would create now (for --dry-run, which creates nothing)."""
-    return next(c for c in _candidates(Path(root), name) if not c.exists())
-
-
-def new_run_dir(root: Path, name: str) -> Path:
-    """runs/<name>, or runs/<name>-2, -3, ... if taken. Checked writable before any work.
-
-    mkdir without exist_ok claims a name atomically: two launchers on shared storage that
-    race for the same name get different folders instead of one dying."""
-    from .fileio import probe_writable
-
-    root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe_writable(root)
-    except OSError as exc:
-        raise WdsrError(f"cannot write run folder under '{root}': {exc.strerror or exc}",
-                        "pass --runs-dir with a writable folder") from None
-    for candidate in _candidates(root, name):
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise AssertionError("unreachable")  # pragma: no cover - _candidates never ends
-
-
-def _in_use(run_dir: Path, pid: int | None) -> WdsrError:
-    who = f"wdsr process {pid}" if pid else "another wdsr process"
-    return WdsrError(f"run folder '{run_dir}' is in use by {who}",
-                     "one process trains a run at a time: wait for it to end"
-                     + (f", or stop it (kill {pid})" if pid else ""))
-
-
-def check_run_free(run_dir: Path) -> None:
-    """Refuse a run folder that a live training holds (creates nothing)."""
-    from .fileio import lock_holder
-
-    pid = lock_holder(run_dir)
-    if pid is not None:
-        raise _in_use(run_dir, pid)
-
-
-def claim_run(run_dir: Path) -> int:
-    """Lock the run folder for this process's life (fileio.lock_folder); returns the lock's
-    descriptor (closing it releases the lock)."""
-    from .fileio import lock_folder, lock_holder
-
-    try:
-        fd = lock_folder(run_dir)
-    except OSError as exc:
-        raise WdsrError(f"cannot lock run folder '{run_dir}': {exc.strerror or exc}",
-                        "check the folder's permissions") from None
-    if fd is None:
-        raise _in_use(run_dir, lock_holder(run_dir))
-    return fd
-
-
-def latest_run_dir(root: Path) -> Path:
-    runs = [p for p in Path(root).glob("*/config.yaml")] if Path(root).is_dir() else []
-    if not runs:
-        raise WdsrError(f"no run to resume under '{root}'",
-                        "start one with wdsr train, or pass --resume RUN_DIR")
-    return max(runs, key=lambda p: p.stat().st_mtime).parent
-
-
-def run_checkpoints(run_dir: Path) -> list[Path]:
-    """Resume candidates, best first: last.ckpt, then periodic ones newest first."""
-    periodic = sorted((run_dir / "ckpt").glob("step_*.ckpt"), reverse=True)
-    last = run_dir / "last.ckpt"
-    return ([last] if last.exists() else []) + periodic
-
-
-@dataclass
-class ResumeState:
-    run_dir: Path
-    config: Config
-    checkpoint: Path | None
-    params: dict[str, Any] | None
-    meta: dict[str, Any] | None
-    skipped: list[str] = field(default_factory=list)  # corrupt checkpoints passed over
-
-
-def open_resume(run_dir: Path, overrides: list[str] | None = None) -> ResumeState:
-    from .checkpoints import read_checkpoint
-
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise WdsrError(f"'{run_dir}' is not a wdsr run folder (no config.yaml)",
-                        "pass the folder wdsr train created, e.g. runs/demo")
-    cfg = load_config(str(cfg_path), overrides)
-    skipped = []
-    for ckpt in run_checkpoints(run_dir):
-        try:
-            params, meta = read_checkpoint(ckpt)
-        except WdsrError as exc:
-            skipped.append(f"{ckpt.name}: {exc.message}")
-            continue
-        if meta.get("kind") not in ("last", "periodic"):
-            continue
-        done = int(meta.get("step", 0))
-        if done >= cfg.train.steps:
-            raise WdsrError(f"'{run_dir}' has already trained {done} steps and train.steps is "
-                            f"{cfg.train.steps}",
-                            f"pass --steps N with N > {done} to train it further")
-        return ResumeState(run_dir, cfg, ckpt, params, meta, skipped)
-    if skipped:
-        raise WdsrError(f"no usable checkpoint in '{run_dir}': " + "; ".join(skipped),
-                        "start a new run, or --init from a good checkpoint")
-    # A run that stopped before its first checkpoint: start it again from step 0, from the
-    # same --init weights if it had some (train.init in its config.yaml).
-    if cfg.train.init and not Path(cfg.train.init).is_file():
-        raise WdsrError(f"this run started from --init '{cfg.train.init}', which no longer "
-                        "exists", "put the file back, or start a new run")
-    return ResumeState(run_dir, cfg, None, None, None, skipped)
+# ------------------------------------------------------------------------------ resume
 
 
 def check_resume_compatible(cfg: Config, meta: dict[str, Any], dataset_id: str | None,
@@ -188,95 +59,6 @@ def check_resume_compatible(cfg: Config, meta: dict[str, Any], dataset_id: str |
 
 
 # ------------------------------------------------------------------------------ the trainer
-
-
-def _svg_plot(points_loss: list[tuple[int, float]], points_psnr: list[tuple[int, float]],
-              bicubic: float | None, loss_name: str = "l1") -> str:
-    """A small self-contained SVG: loss (left axis) and validation PSNR (right axis)."""
-    w, h, pad = 640, 320, 48
-
-    def path(points, lo, hi, color, steps_max):
-        if not points:
-            return ""
-        span = (hi - lo) or 1.0
-        coords = [(pad + (w - 2 * pad) * s / max(steps_max, 1),
-                   h - pad - (h - 2 * pad) * (v - lo) / span) for s, v in points]
-        d = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(coords))
-        return f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.5"/>'
-
-    steps_max = max([s for s, _ in points_loss + points_psnr] or [1])
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-             f'font-family="sans-serif" font-size="11">',
-             f'<rect width="{w}" height="{h}" fill="white"/>',
-             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>',
-             f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">step (max {steps_max})</text>']
-    if points_loss:
-        vals = [v for _, v in points_loss]
-        lo, hi = min(vals), max(vals)
-        parts.append(path(points_loss, lo, hi, "#1f77b4", steps_max))
-        parts.append(f'<text x="{pad}" y="20" fill="#1f77b4">'
-                     f'{loss_name.upper()} loss {hi:.2f} .. {lo:.2f}</text>')
-    if points_psnr:
-        vals = [v for _, v in points_psnr] + ([bicubic] if bicubic else [])
-        lo, hi = min(vals), max(vals)
-        parts.append(path(points_psnr, lo, hi, "#d62728", steps_max))
-        if bicubic:
-            parts.append(path([(0, bicubic), (steps_max, bicubic)], lo, hi, "#999", steps_max))
-        parts.append(f'<text x="{w - pad}" y="20" fill="#d62728" text-anchor="end">val PSNR '
-                     f'{points_psnr[-1][1]:.2f} dB (best {max(vals[:len(points_psnr)]):.2f})'
-                     + (f', bicubic {bicubic:.2f}' if bicubic else "") + '</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-class WeightAverage:
-    """The exponential moving average of a network's trainable weights, kept on the host:
-    after every step, ``avg = decay * avg + (1 - decay) * w`` in float32. Elementwise numpy
-    (no reductions), so the same bits on every CPU, and part of last.ckpt (``ema.<name>``), so a
-    resumed run continues it exactly. It starts from the weights the run starts from (--init,
-    random, or a checkpoint without an average)."""
-
-    def __init__(self, net: Any, decay: float, step: int,
-                 saved: dict[str, Any] | None = None) -> None:
-        from .checkpoints import EMA_PREFIX, _as_array
-
-        self.params = net.trainable_params()
-        self.decay = np.float32(decay)
-        self.rest = np.float32(1) - self.decay
-        saved = saved or {}
-        self.resumed = all(EMA_PREFIX + p.name in saved for p in self.params)
-        values = {p.name: (_as_array(saved[EMA_PREFIX + p.name]) if self.resumed
-                           else p.asnumpy()).astype(np.float32) for p in self.params}
-        # (steps averaged in, averages) replaced as one object: a Ctrl-C in the middle of
-        # update() leaves the previous state whole, and catch_up() knows what is missing
-        self.state = (step, values)
-
-    def update(self) -> None:
-        step, values = self.state
-        new = {p.name: self.decay * values[p.name] + self.rest * p.asnumpy() for p in self.params}
-        self.state = (step + 1, new)
-
-    def catch_up(self, applied_steps: int) -> None:
-        """After an interrupt: fold in the last step if it was applied to the weights but not
-        yet averaged (the average then holds exactly ``applied_steps`` updates)."""
-        if self.state[0] == applied_steps - 1:
-            self.update()
-
-    def entries(self) -> dict[str, np.ndarray]:
-        """What last.ckpt stores: ema.<parameter name> -> average."""
-        from .checkpoints import EMA_PREFIX
-
-        return {EMA_PREFIX + name: avg for name, avg in self.state[1].items()}
-
-    def copy_to(self, net: Any) -> Any:
-        """Put the average into ``net`` (a second network of the same config); returns it."""
-        from mindspore import Tensor
-
-        values = self.state[1]
-        for name, param in net.parameters_and_names():
-            if name in values:
-                param.set_data(Tensor(values[name]))
-        return net
 
 
 @dataclass
@@ -306,7 +88,6 @@ class Trainer:
         self.bicubic_psnr: float | None = None
         self.init_loaded = 0
         self.init_from: Path | None = None
-        self._log = None
 
     # -- plumbing
     def emit(self, kind: str, /, **fields: Any) -> None:
@@ -393,9 +174,10 @@ class Trainer:
             self.average_net = build_model(c.model)  # validated and saved as best.ckpt
 
     def _resolve_precision(self) -> str:
-        from .runtime import _STATE
+        from .runtime import current_info
 
-        return resolve_precision(self.cfg, getattr(_STATE.get("info"), "device_target", "CPU"))
+        info = current_info()
+        return resolve_precision(self.cfg, info.device_target if info else "CPU")
 
     def _reload_history(self) -> None:
         """Bring back the plot's points (up to the resumed step) from metrics.jsonl."""
@@ -478,7 +260,7 @@ class Trainer:
         self.psnr_points.append((step, psnr))
         self.emit("validation", step=step, psnr=psnr, ssim=ssim, best_psnr=self.best_psnr,
                   is_best=is_best, bicubic_psnr=self.bicubic_psnr, protocol=self.cfg.eval.protocol)
-        curve = _svg_plot(self.loss_points, self.psnr_points, self.bicubic_psnr,
+        curve = training_curve_svg(self.loss_points, self.psnr_points, self.bicubic_psnr,
                           self.cfg.train.loss)
         atomic_write(self.run_dir / "plot.svg", curve)
         self._write_report(step, result, collector, curve)
@@ -663,13 +445,3 @@ def bicubic_baseline(pairs, scale: int, protocol: str) -> float:
 
     values = [psnr(bicubic_upscale(lr, scale), hr, scale, protocol) for _, lr, hr in pairs]
     return float(np.mean(values))
-
-
-def record_config(run_dir: Path, cfg: Config) -> None:
-    """Write the run's resolved config (its plan: a resume with --steps N rewrites it, so the
-    next bare --resume keeps N and the same learning-rate schedule)."""
-    text = dump_yaml(cfg)
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file() or path.read_text() != text:
-        atomic_write(path, text)
-

@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import check_scale
 from ..errors import WdsrError
-from .images import IMAGE_SUFFIXES, check_still_image, is_image_file
+from .images import is_image_file, probe_image
 
-__all__ = ["ALLOWED_SCALES", "DEGRADATIONS", "Image", "Inventory", "Pair", "Problem",
-           "find_dataset", "probe_image"]
+__all__ = ["DEGRADATIONS", "Image", "Inventory", "Pair", "Problem", "find_dataset"]
 
-ALLOWED_SCALES = (2, 3, 4, 8)
 DEGRADATIONS = ("bicubic", "unknown")
 _MODELZOO_FIRST_VALID = 801
 
@@ -61,9 +59,6 @@ class Pair:
     name: str  # output name (the HR file's stem)
     hr: Image
     lr: dict[int, Image | None] = field(default_factory=dict)
-
-    def generated_scales(self) -> list[int]:
-        return sorted(s for s, img in self.lr.items() if img is None)
 
 
 @dataclass(frozen=True)
@@ -113,77 +108,6 @@ class Inventory:
                              "missing": per[MISSING_LR], "mismatched": per[LR_SIZE],
                              "bad": per[UNREADABLE] + per[NOT_IMAGE]})
         return rows
-
-
-# ----------------------------------------------------------------------------- probing
-
-
-_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def _png_complete(path: Path) -> bool:
-    """False when the file ends before its IEND chunk. Fast path: the last 12 bytes are the
-    IEND chunk; otherwise walk the chunk headers (trailing bytes after IEND are allowed)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size >= 20:
-            f.seek(size - 12)
-            if f.read(12) == _IEND:
-                return True
-        pos = 8
-        while True:
-            f.seek(pos)
-            head = f.read(8)
-            if len(head) < 8:
-                return False
-            length, ctype = struct.unpack(">I4s", head)
-            pos += 12 + length
-            if pos > size:
-                return False
-            if ctype == b"IEND":
-                return True
-
-
-def probe_image(path: Path) -> tuple[int, int]:
-    """(height, width) as :func:`read_image` will return them, from the header only.
-
-    Raises WdsrError naming the file when it is not an image or is visibly truncated.
-    """
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    try:
-        with open(path, "rb") as f:
-            sig = f.read(8)
-        if not sig:
-            raise WdsrError(f"cannot read image '{path}': the file is empty",
-                            "copy or export it again, or remove it")
-        if sig == b"\x89PNG\r\n\x1a\n" and not _png_complete(path):
-            raise WdsrError(f"cannot read image '{path}': file is truncated",
-                            "the file is incomplete: copy or download it again")
-        with PILImage.open(path) as im:
-            check_still_image(im, path)
-            width, height = im.size
-            orientation = 1
-            if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
-                try:
-                    orientation = int(im.getexif().get(0x0112, 1))
-                except Exception:  # noqa: BLE001 - a broken EXIF block means no orientation
-                    orientation = 1
-    except WdsrError:
-        raise
-    except UnidentifiedImageError:
-        raise WdsrError(f"cannot read image '{path}': not an image file, or a format "
-                        "Pillow cannot read", "supported: " + ", ".join(IMAGE_SUFFIXES)) from None
-    except OSError as exc:
-        raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}",
-                        "check that the file is readable (permissions)") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise WdsrError(f"cannot read image '{path}': {type(exc).__name__}: {exc}",
-                        "the file is damaged: copy or export it again") from None
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
-    return height, width
 
 
 # ---------------------------------------------------------------------------- scanning
@@ -263,11 +187,9 @@ def _lr_index(folder: Path, scale: int) -> dict[str, Path]:
 
 
 def check_scales(scales) -> tuple[int, ...]:
+    """Each scale checked (config.check_scale), once each, in increasing order."""
     out = []
-    for s in scales:
-        if isinstance(s, bool) or not isinstance(s, int) or s not in ALLOWED_SCALES:
-            raise WdsrError(f"unsupported scale {s!r}",
-                            "allowed scales: " + ", ".join(map(str, ALLOWED_SCALES)))
+    for s in map(check_scale, scales):
         if s not in out:
             out.append(s)
     if not out:

@@ -3,8 +3,8 @@
 Everything goes through imageio's v3 API with its Pillow plugin, except 16-bit
 colour PNGs (RGB, RGBA and gray+alpha at 16 bits per sample): Pillow reads those
 as 8-bit (it keeps only the high byte) and cannot write them, so this module has
-a small PNG codec of its own (``_png_decode`` / ``_png_encode``, zlib + numpy,
-following the public PNG specification) for exactly those cases.
+a small PNG codec of its own (:mod:`.png`: zlib + numpy, following the public PNG
+specification) for exactly those cases.
 
 What :func:`read_image` does with each kind of file:
 
@@ -43,18 +43,20 @@ from __future__ import annotations
 import os
 import struct
 import threading
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from wdsr_cli.core.errors import WdsrError
 
+from . import png
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "Image",
     "from_rgb_float",
     "is_image_file",
+    "probe_image",
     "read_image",
     "read_rgb_uint8",
     "to_rgb_float",
@@ -140,10 +142,6 @@ class Image:
     def width(self) -> int:
         return int(self.pixels.shape[1])
 
-    @property
-    def max_value(self) -> int:
-        return 255 if self.bit_depth == 8 else 65535
-
 
 def _describe(img: Image) -> str:
     base = ("L" if img.gray else "RGB") + ("A" if img.alpha is not None else "")
@@ -226,29 +224,6 @@ def _cannot_read(path: str | os.PathLike, reason: str, hint: str | None = None) 
     return WdsrError(f"cannot read image '{os.fspath(path)}': {reason}", hint)
 
 
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_has_iend(path: str | os.PathLike) -> bool:
-    """Walk the PNG chunk headers; False if the file ends before IEND."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        pos = 8
-        f.seek(pos)
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                return False
-            length, ctype = struct.unpack(">I4s", head)
-            end = pos + 8 + length + 4
-            if end > size:
-                return False
-            if ctype == b"IEND":
-                return True
-            pos = end
-            f.seek(pos)
-
-
 def read_image(path: str | os.PathLike) -> Image:
     """Read an image file fully; raise :class:`WdsrError` naming it if it can't be read."""
     p = os.fspath(path)
@@ -267,9 +242,9 @@ def read_image(path: str | os.PathLike) -> Image:
     if not head:
         raise _cannot_read(p, "the file is empty", "copy or export it again, or remove it")
 
-    is_png = head.startswith(_PNG_SIG)
+    is_png = head.startswith(png.SIGNATURE)
     if is_png:
-        if not _png_has_iend(p):
+        if not png.is_complete(p):
             raise _cannot_read(
                 p, "file is truncated", "the file is incomplete: copy or export it again"
             )
@@ -311,6 +286,48 @@ def has_alpha(path: str | os.PathLike) -> bool:
             return im.mode in _ALPHA_MODES or "transparency" in im.info
     except Exception:  # noqa: BLE001 - the reader reports unreadable files
         return False
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) as :func:`read_image` will return them, from the header only.
+
+    Raises WdsrError naming the file when it is not an image or is visibly truncated.
+    """
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            sig = f.read(8)
+        if not sig:
+            raise WdsrError(f"cannot read image '{path}': the file is empty",
+                            "copy or export it again, or remove it")
+        if sig == png.SIGNATURE and not png.is_complete(path):
+            raise WdsrError(f"cannot read image '{path}': file is truncated",
+                            "the file is incomplete: copy or download it again")
+        with PILImage.open(path) as im:
+            check_still_image(im, path)
+            width, height = im.size
+            orientation = 1
+            if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # noqa: BLE001 - a broken EXIF block means no orientation
+                    orientation = 1
+    except WdsrError:
+        raise
+    except UnidentifiedImageError:
+        raise WdsrError(f"cannot read image '{path}': not an image file, or a format "
+                        "Pillow cannot read", "supported: " + ", ".join(IMAGE_SUFFIXES)) from None
+    except OSError as exc:
+        raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}",
+                        "check that the file is readable (permissions)") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
+        raise WdsrError(f"cannot read image '{path}': {type(exc).__name__}: {exc}",
+                        "the file is damaged: copy or export it again") from None
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return height, width
 
 
 def _read_with_pillow(p: str) -> Image:
@@ -436,8 +453,8 @@ def _read_png16(p: str, data: bytes) -> Image:
                            "wdsr refuses such images as possible decompression bombs; "
                            "downscale or crop it first")
     try:
-        arr, info = _png_decode(data)
-    except _PngError as e:
+        arr, info = png.decode(data)
+    except png.PngError as e:
         if e.truncated:
             raise _cannot_read(
                 p, "file is truncated", "the file is incomplete: copy or export it again"
@@ -610,7 +627,7 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
     try:
         with replacing(p, exclusive=exclusive) as tmp, open(tmp, "xb") as fh:
             if own_png:
-                fh.write(_png_encode(arr, 16))
+                fh.write(png.encode(arr, 16))
             else:
                 _write_with_pillow(fh, arr, fmt, quality)
     except WdsrError:
@@ -652,222 +669,3 @@ def write_rgb_uint8(path: str | os.PathLike, arr: np.ndarray, exclusive: bool = 
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected HxWx3 uint8, got {arr.shape} {arr.dtype}")
     write_image(path, Image(pixels=np.ascontiguousarray(arr), bit_depth=8), exclusive=exclusive)
-
-
-# ---------------------------------------------------------------------------
-# a small PNG codec for what Pillow can't do (16-bit colour), per the PNG spec
-
-
-class _PngError(Exception):
-    def __init__(self, message: str, truncated: bool = False) -> None:
-        super().__init__(message)
-        self.truncated = truncated
-
-
-_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
-_ADAM7 = (
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-)
-
-
-def _png_chunks(data: bytes):
-    if not data.startswith(_PNG_SIG):
-        raise _PngError("not a PNG file")
-    pos = 8
-    n = len(data)
-    while True:
-        if pos + 8 > n:
-            raise _PngError("missing IEND", truncated=True)
-        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
-        end = pos + 12 + length
-        if end > n:
-            raise _PngError(f"chunk {ctype!r} cut short", truncated=True)
-        body = data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
-        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
-            # ancillary chunks (lower-case first letter) with a bad CRC are skipped
-            if ctype[0] & 0x20:
-                pos = end
-                continue
-            raise _PngError(f"CRC error in chunk {ctype.decode('latin-1')}")
-        yield ctype, body
-        if ctype == b"IEND":
-            return
-        pos = end
-
-
-def _png_decode(data: bytes) -> tuple[np.ndarray, dict]:
-    """Decode an 8- or 16-bit gray/RGB/gray+alpha/RGBA PNG to HxWxC (uint8/uint16)."""
-    info: dict = {}
-    idat = []
-    header = None
-    for ctype, body in _png_chunks(data):
-        if ctype == b"IHDR":
-            if len(body) != 13:
-                raise _PngError("bad IHDR")
-            header = struct.unpack(">IIBBBBB", body)
-        elif ctype == b"IDAT":
-            idat.append(body)
-        elif ctype == b"tRNS":
-            info["trns"] = body
-        elif ctype == b"eXIf":
-            info["exif"] = body
-    if header is None:
-        raise _PngError("no IHDR chunk")
-    w, h, depth, ctype_, comp, filt, interlace = header
-    if depth not in (8, 16) or ctype_ not in _CHANNELS or comp or filt or interlace > 1:
-        raise _PngError(f"unsupported PNG layout (depth {depth}, colour type {ctype_})")
-    if w == 0 or h == 0:
-        raise _PngError("image has no pixels")
-    info.update(width=w, height=h, bit_depth=depth, color_type=ctype_, interlace=interlace)
-    channels = _CHANNELS[ctype_]
-    bpp = channels * depth // 8
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(b"".join(idat))
-    except zlib.error as e:
-        raise _PngError(f"bad compressed data: {e}") from None
-    if not d.eof:
-        raise _PngError("compressed data ends early", truncated=True)
-
-    passes = [(0, 0, 1, 1)] if interlace == 0 else list(_ADAM7)
-    need = 0
-    dims = []
-    for x0, y0, dx, dy in passes:
-        pw = (w - x0 + dx - 1) // dx if w > x0 else 0
-        ph = (h - y0 + dy - 1) // dy if h > y0 else 0
-        dims.append((pw, ph))
-        if pw and ph:
-            need += ph * (pw * bpp + 1)
-    if len(raw) < need:
-        raise _PngError("image data ends early", truncated=True)
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
-    out = np.empty((h, w, channels), dtype=np.uint16 if depth == 16 else np.uint8)
-    off = 0
-    for (x0, y0, dx, dy), (pw, ph) in zip(passes, dims, strict=True):
-        if not (pw and ph):
-            continue
-        size = ph * (pw * bpp + 1)
-        rows = _unfilter(buf[off : off + size].reshape(ph, pw * bpp + 1), pw, bpp)
-        off += size
-        px = rows.reshape(ph, -1).view(dtype).reshape(ph, pw, channels)
-        out[y0::dy, x0::dx] = px
-    return out, info
-
-
-def _unfilter(raw: np.ndarray, w: int, bpp: int) -> np.ndarray:
-    """Undo PNG row filters. ``raw`` is rows x (1 + w*bpp); returns rows x w x bpp uint8."""
-    h = raw.shape[0]
-    ft = raw[:, 0]
-    f = raw[:, 1:].reshape(h, w, bpp)
-    if ft.size and int(ft.max()) > 4:
-        raise _PngError(f"bad filter type {int(ft.max())}")
-    if not np.any(ft >= 3):
-        # None / Sub / Up only: one vectorised step per row.
-        out = np.empty((h, w, bpp), dtype=np.uint8)
-        prev = np.zeros((w, bpp), dtype=np.uint8)
-        for y in range(h):
-            t = ft[y]
-            if t == 0:
-                cur = f[y]
-            elif t == 1:
-                cur = np.cumsum(f[y], axis=0, dtype=np.uint8)
-            else:
-                cur = f[y] + prev
-            out[y] = cur
-            prev = out[y]
-        return out
-    # Average / Paeth make each pixel depend on its left, upper and upper-left
-    # neighbours: sweep anti-diagonals (all pixels on one are independent).
-    r = np.zeros((h + 1, w + 1, bpp), dtype=np.uint8)
-    fti = ft.astype(np.int8)
-    ys_all = np.arange(h)
-    for dg in range(h + w - 1):
-        y0 = max(0, dg - w + 1)
-        y1 = min(h - 1, dg)
-        ys = ys_all[y0 : y1 + 1]
-        xs = dg - ys
-        a = r[ys + 1, xs].astype(np.int16)
-        b = r[ys, xs + 1].astype(np.int16)
-        c = r[ys, xs].astype(np.int16)
-        t = fti[ys][:, None]
-        pa = np.abs(b - c)
-        pb = np.abs(a - c)
-        pc = np.abs(a + b - 2 * c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        pred = np.where(
-            t == 4,
-            paeth,
-            np.where(t == 3, (a + b) >> 1, np.where(t == 2, b, np.where(t == 1, a, 0))),
-        )
-        r[ys + 1, xs + 1] = (f[ys, xs] + pred).astype(np.uint8)
-    return r[1:, 1:]
-
-
-def _png_filter_rows(x: np.ndarray, bpp: int) -> bytes:
-    """Filter rows (h x stride uint8) choosing per row the filter with the smallest
-    sum of absolute signed differences (the usual heuristic); returns filtered bytes."""
-    h, stride = x.shape
-    out = bytearray()
-    block = max(1, (8 << 20) // max(stride, 1))
-    prev_row = np.zeros((1, stride), dtype=np.uint8)
-    for s in range(0, h, block):
-        cur = x[s : s + block]
-        up = np.concatenate([prev_row, cur[:-1]], axis=0)
-        left = np.zeros_like(cur)
-        left[:, bpp:] = cur[:, :-bpp]
-        upleft = np.zeros_like(cur)
-        upleft[:, bpp:] = up[:, :-bpp]
-        ai, bi, ci = (v.astype(np.int16) for v in (left, up, upleft))
-        pa = np.abs(bi - ci)
-        pb = np.abs(ai - ci)
-        pc = np.abs(ai + bi - 2 * ci)
-        paeth = np.where((pa <= pb) & (pa <= pc), ai, np.where(pb <= pc, bi, ci))
-        cands = np.stack(
-            [
-                cur,
-                cur - left,
-                cur - up,
-                (cur.astype(np.int16) - ((ai + bi) >> 1)).astype(np.uint8),
-                (cur.astype(np.int16) - paeth).astype(np.uint8),
-            ]
-        )
-        score = np.minimum(cands, 256 - cands.astype(np.int16)).sum(axis=2, dtype=np.int64)
-        best = np.argmin(score, axis=0)
-        chosen = cands[best, np.arange(cur.shape[0])]
-        rows = np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
-        out += rows.tobytes()
-        prev_row = cur[-1:]
-    return bytes(out)
-
-
-def _png_encode(arr: np.ndarray, bit_depth: int, level: int = 6) -> bytes:
-    """Encode HxW or HxWxC (C 1-4) uint8/uint16 as a non-interlaced PNG."""
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    h, w, c = arr.shape
-    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    if bit_depth == 16:
-        data = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8)
-    else:
-        data = np.ascontiguousarray(arr.astype(np.uint8))
-    bpp = c * bit_depth // 8
-    filtered = _png_filter_rows(data.reshape(h, w * bpp), bpp)
-
-    def chunk(t: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + t + body + struct.pack(">I", zlib.crc32(t + body))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, ctype, 0, 0, 0)
-    return (
-        _PNG_SIG
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(filtered, level))
-        + chunk(b"IEND", b"")
-    )

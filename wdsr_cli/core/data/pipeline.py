@@ -70,7 +70,7 @@ def read_manifest(prepared_dir: str | Path) -> dict[str, Any]:
     return m
 
 
-def _check_scale(m: dict[str, Any], scale: int, d: Path) -> None:
+def _check_prepared_for(m: dict[str, Any], scale: int, d: Path) -> None:
     scales = m["options"].get("scales", [])
     if scale not in scales:
         have = ", ".join(f"x{s}" for s in scales) or "no scale"
@@ -120,7 +120,7 @@ class TrainPatches:
                  degrade: Any = None) -> None:
         d = Path(prepared_dir)
         m = read_manifest(d)
-        _check_scale(m, scale, d)
+        _check_prepared_for(m, scale, d)
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
             raise WdsrError(f"bad batch layout: batch {batch_size}, rank {rank} of {world_size}")
         crop = int(m["options"]["crop_size"])
@@ -129,7 +129,7 @@ class TrainPatches:
                             f"HR pixels, larger than the prepared sub-images ({crop})",
                             f"use data.patch_size <= {crop // scale} or prepare with a larger "
                             "--crop-size")
-        self.dir, self.scale, self.patch_size = d, scale, patch_size
+        self.scale, self.patch_size = scale, patch_size
         self.batch_size, self.seed, self.augment = batch_size, seed, augment
         self.rank, self.world_size = rank, world_size
         self.degrade = degrade if degrade is not None and active(degrade) else None
@@ -273,7 +273,7 @@ def validation_entries(prepared_dir, scale: int, limit: int = 0) -> list[dict[st
     0 = all); WdsrError when there are none (checked before a run folder is made)."""
     d = Path(prepared_dir)
     m = read_manifest(d)
-    _check_scale(m, scale, d)
+    _check_prepared_for(m, scale, d)
     entries = sorted(m["valid"], key=lambda e: e["name"])
     if limit:
         entries = entries[:limit]

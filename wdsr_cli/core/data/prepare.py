@@ -842,7 +842,7 @@ def plan_prepare(r: PrepareRequest, cfg: Any) -> PrepareJob:
     """Check the flags, find the data and plan the work; creates nothing but the sample tree
     (with --sample). The bundled sample gets its own crop unless one was asked for."""
     from .. import jsonout
-    from ..config import is_set
+    from ..config import overridden
 
     jsonout.check(r.json_out)
     if r.sample is not None and r.root is not None:
@@ -865,7 +865,7 @@ def plan_prepare(r: PrepareRequest, cfg: Any) -> PrepareJob:
         lay_out_sample(r.sample)
     inv = discover(opts)  # reads headers only; a wrong path creates no output folder
     check_output_dir(opts.out)
-    crop_given = r.crop_size is not None or r.crop_step is not None or is_set(
+    crop_given = r.crop_size is not None or r.crop_step is not None or overridden(
         r.overrides, "data.crop_size", "data.crop_step")
     if r.sample is not None and not crop_given:
         opts.crop_size, opts.crop_step, opts.note = choose_sample_crop(inv, opts)

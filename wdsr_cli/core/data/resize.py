@@ -41,6 +41,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ..config import check_scale
 from ..errors import WdsrError
 
 __all__ = ["KERNELS", "imresize", "bicubic_downscale", "bicubic_upscale", "cubic_kernel",
@@ -151,7 +152,7 @@ def _resize_axis(
     return out
 
 
-def _check_scale(scale: object, name: str = "scale") -> float:
+def _check_factor(scale: object, name: str = "scale") -> float:
     if isinstance(scale, bool) or not isinstance(scale, Real):
         raise WdsrError(
             f"{name} must be a positive number, got {scale!r}",
@@ -164,6 +165,58 @@ def _check_scale(scale: object, name: str = "scale") -> float:
             "for example 0.5 to halve the size or 2 to double it",
         )
     return value
+
+
+def _check_image(img: np.ndarray) -> np.ndarray:
+    """``img`` as an array imresize can take: HxW or HxWxC, not empty, integer or float."""
+    img = np.asarray(img)
+    if img.ndim not in (2, 3):
+        raise WdsrError(
+            f"imresize expects an HxW or HxWxC image, got an array with {img.ndim} dimensions "
+            f"(shape {img.shape})",
+            "pass one image at a time; squeeze batch dimensions first",
+        )
+    if img.size == 0:
+        raise WdsrError(f"cannot resize an empty image (shape {img.shape})", "check the input file")
+    dtype = img.dtype
+    if dtype == np.bool_ or not (
+        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    ):
+        raise WdsrError(
+            f"imresize does not support images of dtype {dtype}",
+            "use uint8, uint16 or a float array",
+        )
+    return img
+
+
+def _output_size(in_shape: tuple[int, int], scale: object, output_shape: object
+                 ) -> tuple[tuple[int, int], tuple[float, float]]:
+    """((rows, cols) of the result, (row factor, column factor)) from exactly one of ``scale``
+    (the size is ``ceil(side * scale)``, as MATLAB's) and ``output_shape``."""
+    if (scale is None) == (output_shape is None):
+        raise WdsrError(
+            "give exactly one of scale and output_shape to imresize",
+            "for example imresize(img, scale=0.5) or imresize(img, output_shape=(240, 320))",
+        )
+    in_h, in_w = in_shape
+    if scale is not None:
+        s = _check_factor(scale)
+        return (int(math.ceil(in_h * s)), int(math.ceil(in_w * s))), (s, s)
+    try:
+        rows, cols = output_shape  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise WdsrError(
+            f"output_shape must be (rows, cols), got {output_shape!r}",
+            "for example output_shape=(240, 320)",
+        ) from None
+    for v in (rows, cols):
+        if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+            raise WdsrError(
+                f"output_shape must hold two positive integers, got {output_shape!r}",
+                "for example output_shape=(240, 320)",
+            )
+    out_shape = (int(rows), int(cols))
+    return out_shape, (out_shape[0] / in_h, out_shape[1] / in_w)
 
 
 def imresize(
@@ -189,52 +242,11 @@ def imresize(
     Raises:
         WdsrError: bad scale/shape arguments, empty image, unsupported ndim or dtype.
     """
-    img = np.asarray(img)
-    if img.ndim not in (2, 3):
-        raise WdsrError(
-            f"imresize expects an HxW or HxWxC image, got an array with {img.ndim} dimensions "
-            f"(shape {img.shape})",
-            "pass one image at a time; squeeze batch dimensions first",
-        )
-    if img.size == 0:
-        raise WdsrError(f"cannot resize an empty image (shape {img.shape})", "check the input file")
+    img = _check_image(img)
     dtype = img.dtype
-    if dtype == np.bool_ or not (
-        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
-    ):
-        raise WdsrError(
-            f"imresize does not support images of dtype {dtype}",
-            "use uint8, uint16 or a float array",
-        )
-
     if kernel not in KERNELS:
         raise WdsrError(f"unknown resize kernel {kernel!r}", "choose one of: " + ", ".join(KERNELS))
-    if (scale is None) == (output_shape is None):
-        raise WdsrError(
-            "give exactly one of scale and output_shape to imresize",
-            "for example imresize(img, scale=0.5) or imresize(img, output_shape=(240, 320))",
-        )
-    in_h, in_w = img.shape[:2]
-    if scale is not None:
-        s = _check_scale(scale)
-        scales = (s, s)
-        out_shape = (int(math.ceil(in_h * s)), int(math.ceil(in_w * s)))
-    else:
-        try:
-            rows, cols = output_shape  # type: ignore[misc]
-        except (TypeError, ValueError):
-            raise WdsrError(
-                f"output_shape must be (rows, cols), got {output_shape!r}",
-                "for example output_shape=(240, 320)",
-            ) from None
-        for v in (rows, cols):
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-                raise WdsrError(
-                    f"output_shape must hold two positive integers, got {output_shape!r}",
-                    "for example output_shape=(240, 320)",
-                )
-        out_shape = (int(rows), int(cols))
-        scales = (out_shape[0] / in_h, out_shape[1] / in_w)
+    out_shape, scales = _output_size(img.shape[:2], scale, output_shape)
 
     is_int = np.issubdtype(dtype, np.integer)
     work = img.astype(np.float64)
@@ -254,26 +266,17 @@ def imresize(
     return work.astype(dtype)
 
 
-def _check_int_scale(scale: object) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, Integral) or scale < 1:
-        raise WdsrError(
-            f"the super-resolution scale must be a positive integer, got {scale!r}",
-            "use 2, 3 or 4",
-        )
-    return int(scale)
-
-
 def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     """Benchmark LR image: ``imresize(hr, 1 / scale)`` (MATLAB bicubic, antialiased).
 
     The caller crops ``hr`` so both sides are multiples of ``scale``; otherwise the LR size is
     ``ceil(side / scale)``, as in MATLAB.
     """
-    s = _check_int_scale(scale)
+    s = check_scale(scale, supported=False)
     return imresize(hr, scale=1.0 / s)
 
 
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic baseline / interpolated input: ``imresize(lr, scale)`` (MATLAB bicubic)."""
-    s = _check_int_scale(scale)
+    s = check_scale(scale, supported=False)
     return imresize(lr, scale=float(s))

@@ -253,55 +253,78 @@ def make_onnx_dynamic(model: Any, scale: int, dynamic: bool = True) -> Any:
     ``[batch, 3, sr_height, sr_width]``; input and output are renamed ``lr`` and ``sr``.
     Raises RuntimeError when the graph does not have the expected shape (a wdsr bug).
     """
-    from onnx import helper, numpy_helper
-
     graph = model.graph
-    nodes = list(graph.node)
-    producer = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    initializers = {t.name: t for t in graph.initializer}
+    index = _GraphIndex(graph)
+    _replace_shuffle(graph, index, _find_shuffle(index, scale), scale)
+    del graph.value_info[:]  # intermediate shapes of the example size
+    _name_inputs_outputs(graph, dynamic)
+    return model
 
-    def constant(name: str) -> np.ndarray | None:
-        if name in initializers:
-            return numpy_helper.to_array(initializers[name])
-        node = producer.get(name)
+
+class _GraphIndex:
+    """An ONNX graph's nodes, who produces and who consumes each tensor, and its constants."""
+
+    def __init__(self, graph: Any) -> None:
+        self.nodes = list(graph.node)
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.initializers = {t.name: t for t in graph.initializer}
+
+    def constant(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
         if node is not None and node.op_type == "Constant":
             return numpy_helper.to_array(_attr(node, "value"))
         return None
 
+
+def _find_shuffle(g: _GraphIndex, scale: int) -> tuple[Any, Any, Any]:
+    """The (Reshape, Transpose, Reshape) nodes of the graph's one x``scale`` pixel shuffle."""
     shuffles = []
-    for t in nodes:
+    for t in g.nodes:
         if t.op_type != "Transpose" or list(_attr(t, "perm") or []) != [0, 1, 4, 2, 5, 3]:
             continue
-        first = producer.get(t.input[0])
-        users = consumers.get(t.output[0], [])
+        first = g.producer.get(t.input[0])
+        users = g.consumers.get(t.output[0], [])
         if first is None or first.op_type != "Reshape" or len(users) != 1 \
                 or users[0].op_type != "Reshape":
             continue
-        shape6 = constant(first.input[1])
-        shape4 = constant(users[0].input[1])
+        shape6 = g.constant(first.input[1])
+        shape4 = g.constant(users[0].input[1])
         if shape6 is None or shape4 is None or shape6.shape != (6,) or shape4.shape != (4,) \
                 or int(shape6[2]) != scale or int(shape6[3]) != scale \
-                or len(consumers.get(first.output[0], [])) != 1:
+                or len(g.consumers.get(first.output[0], [])) != 1:
             continue
         shuffles.append((first, t, users[0]))
     if len(shuffles) != 1:
         raise RuntimeError(f"expected one x{scale} pixel shuffle in the ONNX graph, found "
                            f"{len(shuffles)}")
-    first, transpose, last = shuffles[0]
+    return shuffles[0]
+
+
+def _replace_shuffle(graph: Any, g: _GraphIndex, shuffle: tuple[Any, Any, Any],
+                     scale: int) -> None:
+    """Put one DepthToSpace in place of the three nodes, dropping their shape constants
+    (when nothing else uses them)."""
+    from onnx import helper
+
+    first, transpose, last = shuffle
     d2s = helper.make_node("DepthToSpace", [first.input[0]], [last.output[0]],
                            name="pixel_shuffle", blocksize=scale, mode="CRD")
     dropped = {id(first), id(transpose), id(last)}
     for shape_input in (first.input[1], last.input[1]):  # their shape constants, if unshared
-        node = producer.get(shape_input)
+        node = g.producer.get(shape_input)
         if node is not None and node.op_type == "Constant" \
-                and len(consumers.get(shape_input, [])) == 1:
+                and len(g.consumers.get(shape_input, [])) == 1:
             dropped.add(id(node))
     kept = []
-    for n in nodes:
+    for n in g.nodes:
         if n is first:
             kept.append(d2s)
         if id(n) not in dropped:
@@ -309,10 +332,12 @@ def make_onnx_dynamic(model: Any, scale: int, dynamic: bool = True) -> Any:
     del graph.node[:]
     graph.node.extend(kept)
     for name in (first.input[1], last.input[1]):
-        if name in initializers and not any(name in n.input for n in kept):
-            graph.initializer.remove(initializers[name])
-    del graph.value_info[:]  # intermediate shapes of the example size
+        if name in g.initializers and not any(name in n.input for n in kept):
+            graph.initializer.remove(g.initializers[name])
 
+
+def _name_inputs_outputs(graph: Any, dynamic: bool) -> None:
+    """Input ``lr`` and output ``sr``; with ``dynamic``, symbolic batch, height and width."""
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise RuntimeError("expected one graph input and one graph output")
     _rename(graph, graph.input[0].name, "lr")
@@ -325,7 +350,6 @@ def make_onnx_dynamic(model: Any, scale: int, dynamic: bool = True) -> Any:
                 if isinstance(want, str):
                     dim.ClearField("dim_value")
                     dim.dim_param = want
-    return model
 
 
 def _rename(graph: Any, old: str, new: str) -> None:
@@ -593,7 +617,8 @@ def plan_export_request(r: ExportRequest, runtime_cfg: Any) -> tuple[Any, Export
     from ..config import check_scale
     from .weights import named_checkpoint, resolve
 
-    check_scale(r.scale)
+    if r.scale is not None:
+        check_scale(r.scale)
     jsonout.check(r.json_out)
     target = runtime_cfg.device_target
     fmt = check_format(r.fmt, target)

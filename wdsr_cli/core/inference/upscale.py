@@ -341,8 +341,7 @@ def preflight(jobs: Sequence[Job]) -> tuple[list[Job], list[dict[str, str]]]:
     """Split jobs into those worth trying and failures found from the file headers alone
     (not an image, truncated PNG, animated, smaller than 2x2, transparency into a JPEG/BMP
     output), before any model is loaded."""
-    from ..data.div2k import probe_image
-    from ..data.images import has_alpha
+    from ..data.images import has_alpha, probe_image
 
     ok: list[Job] = []
     failures: list[dict[str, str]] = []
@@ -417,15 +416,11 @@ def upscale_batch(predictor, jobs: Sequence[Job],
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    images: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
     total = len(jobs)
     models = list(per_job) if per_job is not None else [predictor] * total
     start = time.perf_counter()
-    # index -> (result, error), filled by whichever thread finishes the image: a Ctrl-C on
-    # this thread cannot lose an image that was written.
-    outcomes: dict[int, tuple[dict[str, Any] | None, str | None]] = {}
-    reported = 0  # images 0..reported-1 were passed to on_done, in input order
+    done = _InOrder(jobs, on_done)
+    outcomes, report = done.outcomes, done.report
     interrupted = False
 
     def write(index: int, job: Job, read: _Read, sr: np.ndarray, network: float) -> None:
@@ -433,21 +428,6 @@ def upscale_batch(predictor, jobs: Sequence[Job],
             outcomes[index] = (_write(job, read, sr, models[index], network), None)
         except (WdsrError, OSError, MemoryError) as exc:
             outcomes[index] = (None, _failure(job, exc))
-
-    def report(until: int) -> None:
-        """Pass on every finished image before ``until`` (in order)."""
-        nonlocal reported
-        while reported < until and reported in outcomes:
-            index = reported
-            reported += 1
-            result, error = outcomes[index]
-            job = jobs[index]
-            if result is not None:
-                images.append(result)
-            else:
-                failures.append({"input": str(job.source), "error": str(error)})
-            if on_done is not None:
-                on_done(index, total, job, result, error)
 
     pool = ThreadPoolExecutor(2, thread_name_prefix="wdsr-io")
     writes: list[Any] = []
@@ -485,8 +465,36 @@ def upscale_batch(predictor, jobs: Sequence[Job],
         pool.shutdown(wait=True)
     if interrupted:
         report(total)  # whatever was written, in order
-    return {"images": images, "failures": failures, "interrupted": interrupted,
+    return {"images": done.images, "failures": done.failures, "interrupted": interrupted,
             "seconds": time.perf_counter() - start}
+
+
+class _InOrder:
+    """Finished images passed on (to ``on_done`` and the summary) in input order.
+
+    ``outcomes`` (index -> (result, error)) is filled by whichever thread finishes the image:
+    a Ctrl-C on the calling thread cannot lose an image that was written."""
+
+    def __init__(self, jobs: Sequence[Job], on_done: Callable[..., None] | None) -> None:
+        self.jobs, self.on_done = jobs, on_done
+        self.outcomes: dict[int, tuple[dict[str, Any] | None, str | None]] = {}
+        self.reported = 0  # images 0..reported-1 were passed on
+        self.images: list[dict[str, Any]] = []
+        self.failures: list[dict[str, str]] = []
+
+    def report(self, until: int) -> None:
+        """Pass on every finished image before ``until`` (in order)."""
+        while self.reported < until and self.reported in self.outcomes:
+            index = self.reported
+            self.reported += 1
+            result, error = self.outcomes[index]
+            job = self.jobs[index]
+            if result is not None:
+                self.images.append(result)
+            else:
+                self.failures.append({"input": str(job.source), "error": str(error)})
+            if self.on_done is not None:
+                self.on_done(index, len(self.jobs), job, result, error)
 
 
 # -------------------------------------------------------------------- the upscale command

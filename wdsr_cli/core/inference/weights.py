@@ -102,10 +102,6 @@ class Weights:
         return f"{'checkpoint' if self.kind == 'checkpoint' else 'model'}: {self.path}"
 
     @property
-    def backend_label(self) -> str:
-        return f"{BACKEND_NAMES[self.backend]} ({self.backend_why})"
-
-    @property
     def runs_onnx(self) -> bool:
         return self.backend in ONNX_ENGINES
 
@@ -336,7 +332,7 @@ def _choose_engine(requested: str, precision: str, target: str, form: Path | Non
     return engine, why, "fp32", f"auto: {reason}"
 
 
-def _check_scale(what: str, path: Path, have: int, want: int | None) -> None:
+def _check_scale_matches(what: str, path: Path, have: int, want: int | None) -> None:
     if want is not None and have != want:
         raise WdsrError(f"{what} '{path}' is a x{have} model, but the scale asked for is "
                         f"x{want}", f"pass --scale {have} or a x{want} {what}")
@@ -366,7 +362,7 @@ def _resolve_model(model: Path, scale: int | None, requested: str, precision: st
         prec_why = "--precision fp32" if precision == "fp32" else \
             f"auto: {BACKEND_NAMES[backend]} runs fp32 only"
     contract = read_contract(model)
-    _check_scale("model", model, int(contract["scale"]), scale)
+    _check_scale_matches("model", model, int(contract["scale"]), scale)
     return Weights("onnx" if fmt == "onnx" else "mindir", model, int(contract["scale"]),
                    (contract.get("checkpoint") or {}).get("step"), "--model", engine,
                    why, None, device_target, device_id, prec, prec_why)
@@ -404,7 +400,7 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
     if path is not None:
         why = "--checkpoint"
         have, step = checkpoint_facts(path, target, device_id)
-        _check_scale("checkpoint", path, have, scale)
+        _check_scale_matches("checkpoint", path, have, scale)
         scale = have
     else:
         scale = scale or 2

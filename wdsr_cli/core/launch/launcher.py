@@ -176,7 +176,6 @@ class _Proc:
     started: float
     last_activity: float
     returncode: int | None = None
-    expected_exit: bool = False  # we stopped it (or the run is being stopped)
     spoke: bool = False  # has sent an event (so it is past start-up and handles STOP_SIGNAL)
 
     @property
@@ -335,10 +334,10 @@ class Launcher:
             return {}
         old = {}
 
-        def on_int(signum, frame):
+        def on_int(signum, _frame):
             self._interrupts += 1
 
-        def on_term(signum, frame):
+        def on_term(signum, _frame):
             self._terminate_signal = signum
 
         for sig, handler in ((signal.SIGINT, on_int), (signal.SIGTERM, on_term),
@@ -508,8 +507,6 @@ class Launcher:
             self._poll(p)
         if self._stop_requested_at is None:
             self._stop_requested_at = now
-            for p in self.procs:
-                p.expected_exit = True
             if saver is not None and saver.alive and saver.spoke:
                 self.on_note("stopping: rank 0 saves last.ckpt (Ctrl-C again to kill at once)")
                 self.on_status(saver.label, 0, "stopping")
@@ -556,7 +553,6 @@ class Launcher:
             self._poll(p)
         alive = [p for p in self.procs if p.alive]
         for p in alive:
-            p.expected_exit = True
             self.on_status(p.label, p.spec.rank, "stopping")
             _signal_group(p.popen.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         end = time.monotonic() + grace

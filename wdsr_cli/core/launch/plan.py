@@ -57,7 +57,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WdsrError
-from .ranktable import RankTable, format_ranges
+from ..runtime import normalise_device_target
+from .ranktable import RankDevice, RankTable, check_table_target, format_ranges, select_server
 
 WORKER = "worker"
 SCHEDULER = "scheduler"
@@ -76,8 +77,6 @@ DEFAULT_HCCL_CONNECT_TIMEOUT = 600
 _DEFAULT_HEARTBEAT_RETRY_TIMEOUT = 20
 #: The port range the dynamic-cluster docs allow for ``MS_SCHED_PORT``.
 MIN_PORT, MAX_PORT = 1024, 65535
-
-_DEVICE_TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 
 # Variables that make a process join (or pick) a cluster. Each mode removes the ones it does not
 # set from the inherited environment, so a stale export in the user's shell cannot turn a
@@ -136,16 +135,6 @@ class LaunchPlan:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def normalise_device_target(device_target: str) -> str:
-    key = _DEVICE_TARGETS.get(str(device_target).strip().lower())
-    if key is None:
-        raise WdsrError(
-            f"unknown device target {device_target!r} for a distributed launch",
-            "choose CPU, GPU or Ascend",
-        )
-    return key
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -359,69 +348,18 @@ def plan_ranktable(
     rank in the table, so starting fewer would hang and more cannot exist. ``base_env``
     (default ``os.environ``) tells whether the user already set ``HCCL_CONNECT_TIMEOUT``.
     """
-    target = normalise_device_target(device_target)
-    if target != "Ascend":
-        raise WdsrError(
-            f"--rank-table is for Ascend (HCCL); the device target is {target}",
-            "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster, which needs no table",
-        )
+    target = normalise_device_target(device_target, allow_auto=False)
+    check_table_target(target)
     argv = _check_argv(worker_argv)
-    if server_id not in table.servers:
-        raise WdsrError(
-            f"server {server_id!r} is not in rank table {table.path}; it lists: "
-            f"{', '.join(table.server_ids())}",
-            "pass one of the listed ids with --server-id",
-        )
-    local = table.devices_for(server_id)
-    if devices is None:
-        devices = len(local)
-    _check_count(devices, "--devices")
-    if devices != len(local):
-        raise WdsrError(
-            f"--devices {devices} does not match the rank table: server {server_id} lists "
-            f"{len(local)} device(s) ({table.path})",
-            f"pass --devices {len(local)}, or edit the rank table so it lists exactly the "
-            "devices to use (HCCL waits for every rank it lists)",
-        )
+    server_id = select_server(table, server_id)
+    local = _table_devices(table, server_id, devices)
     table_path = str(Path(table.path).resolve())
-    world = table.world_size
-    log_dir = _log_dir(run_dir)
-    env_in = os.environ if base_env is None else base_env
-    shared: dict[str, str] = {}
-    notes: list[str] = []
-    if len(table.servers) > 1:
-        if "HCCL_CONNECT_TIMEOUT" in env_in:
-            notes.append(f"HCCL_CONNECT_TIMEOUT={env_in['HCCL_CONNECT_TIMEOUT']} (from your "
-                         "environment)")
-        else:
-            shared["HCCL_CONNECT_TIMEOUT"] = str(DEFAULT_HCCL_CONNECT_TIMEOUT)
-            notes.append(f"HCCL_CONNECT_TIMEOUT={DEFAULT_HCCL_CONNECT_TIMEOUT} s: every server "
-                         "must start its ranks within that time (set it yourself to change it)")
-    processes: list[ProcessSpec] = []
-    for local_index, dev in enumerate(local):
-        env = {
-            "RANK_TABLE_FILE": table_path,
-            "RANK_SIZE": str(world),
-            "RANK_ID": str(dev.rank_id),
-            "DEVICE_ID": str(dev.device_id),
-            **shared,
-            **_wdsr_env("ranktable", dev.rank_id, world, local_index, len(local), dev.device_id),
-        }
-        processes.append(
-            ProcessSpec(
-                role=WORKER,
-                rank=dev.rank_id,
-                local_index=local_index,
-                device_id=dev.device_id,
-                env=env,
-                argv=list(argv),
-                log_path=log_dir / f"rank_{dev.rank_id}.log",
-                unset_env=[*_DYNAMIC_VARS, "MINDSPORE_HCCL_CONFIG_PATH", *_MPI_VARS],
-            )
-        )
+    shared, notes = _hccl_timeout(table, os.environ if base_env is None else base_env)
+    processes = _table_workers(local, table_path, table.world_size, shared, argv,
+                               _log_dir(run_dir))
     ranks = [d.rank_id for d in local]
     description = [
-        f"rank table {table_path}: {len(table.servers)} server(s), {world} rank(s)",
+        f"rank table {table_path}: {len(table.servers)} server(s), {table.world_size} rank(s)",
         f"this server {server_id} starts rank(s) {format_ranges(ranks)} on device(s) "
         f"{', '.join(str(d.device_id) for d in local)}",
     ]
@@ -433,13 +371,65 @@ def plan_ranktable(
     description.extend(notes)
     return LaunchPlan(
         mode="ranktable",
-        world_size=world,
+        world_size=table.world_size,
         processes=processes,
         description=description,
         warnings=list(table.warnings),
         device_target=target,
         run_dir=Path(run_dir),
     )
+
+
+def _table_devices(table: RankTable, server_id: str, devices: int | None) -> list[RankDevice]:
+    """The devices the table lists for this server; ``--devices`` (None: the table's count)
+    must be that count."""
+    local = table.devices_for(server_id)
+    if devices is None:
+        devices = len(local)
+    _check_count(devices, "--devices")
+    if devices != len(local):
+        raise WdsrError(
+            f"--devices {devices} does not match the rank table: server {server_id} lists "
+            f"{len(local)} device(s) ({table.path})",
+            f"pass --devices {len(local)}, or edit the rank table so it lists exactly the "
+            "devices to use (HCCL waits for every rank it lists)",
+        )
+    return local
+
+
+def _hccl_timeout(table: RankTable, env_in: Mapping[str, str]
+                  ) -> tuple[dict[str, str], list[str]]:
+    """(variables every worker gets, notes): ``HCCL_CONNECT_TIMEOUT`` for a table of several
+    servers, unless the user's environment sets it."""
+    if len(table.servers) == 1:
+        return {}, []
+    if "HCCL_CONNECT_TIMEOUT" in env_in:
+        return {}, [f"HCCL_CONNECT_TIMEOUT={env_in['HCCL_CONNECT_TIMEOUT']} (from your "
+                    "environment)"]
+    return ({"HCCL_CONNECT_TIMEOUT": str(DEFAULT_HCCL_CONNECT_TIMEOUT)},
+            [f"HCCL_CONNECT_TIMEOUT={DEFAULT_HCCL_CONNECT_TIMEOUT} s: every server must start "
+             "its ranks within that time (set it yourself to change it)"])
+
+
+def _table_workers(local: list[RankDevice], table_path: str, world: int, shared: dict[str, str],
+                   argv: list[str], log_dir: Path) -> list[ProcessSpec]:
+    """One worker per device of this server, with the four variables HCCL's launch needs."""
+    workers = []
+    for local_index, dev in enumerate(local):
+        env = {
+            "RANK_TABLE_FILE": table_path,
+            "RANK_SIZE": str(world),
+            "RANK_ID": str(dev.rank_id),
+            "DEVICE_ID": str(dev.device_id),
+            **shared,
+            **_wdsr_env("ranktable", dev.rank_id, world, local_index, len(local), dev.device_id),
+        }
+        workers.append(ProcessSpec(role=WORKER, rank=dev.rank_id, local_index=local_index,
+                                   device_id=dev.device_id, env=env, argv=list(argv),
+                                   log_path=log_dir / f"rank_{dev.rank_id}.log",
+                                   unset_env=[*_DYNAMIC_VARS, "MINDSPORE_HCCL_CONFIG_PATH",
+                                              *_MPI_VARS]))
+    return workers
 
 
 def plan_dynamic(
@@ -463,7 +453,7 @@ def plan_dynamic(
     ``MS_TOPO_TIMEOUT``/``MS_NODE_TIMEOUT``; when ``None`` a value already in ``base_env``
     (default ``os.environ``) is inherited, else the defaults above are set.
     """
-    target = normalise_device_target(device_target)
+    target = normalise_device_target(device_target, allow_auto=False)
     argv = _check_argv(worker_argv)
     env_in = os.environ if base_env is None else base_env
     sched_host, warnings = _check_dynamic(devices, nodes, node_rank, master_host, master_port,

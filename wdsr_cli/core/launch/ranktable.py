@@ -78,9 +78,6 @@ class RankTable:
     def devices_for(self, server_id: str) -> list[RankDevice]:
         return list(self.servers[server_id])
 
-    def server_of_rank(self, rank: int) -> str:
-        return next(s for s, devs in self.servers.items() if any(d.rank_id == rank for d in devs))
-
     def node_index(self, server_id: str) -> int:
         """The server's place when servers are ordered by their ranks: 0 for the server holding
         rank 0 (it creates the run folder), 1, 2, ... for the others (their log folders)."""
@@ -470,6 +467,15 @@ def format_ranges(values: Iterable[int]) -> str:
 
 
 # --------------------------------------------------------------------------- this server
+
+
+def check_table_target(target: str) -> None:
+    """A rank table is HCCL's, so Ascend's: the one check that refuses it for another target."""
+    if target != "Ascend":
+        raise WdsrError(
+            f"--rank-table is for Ascend (HCCL); the device target is {target}",
+            "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster (--devices N), "
+            "or pass --device-target Ascend on an Ascend server")
 
 
 def select_server(

@@ -87,7 +87,7 @@ class Outcome:
 
 def load_config(request: TrainRequest):
     """(config, resume state or None) for the request; --resume reads the run's config."""
-    from .. import train as T
+    from .. import runs as R
     from ..config import load_config as load
 
     sets = list(request.overrides) + (
@@ -96,8 +96,8 @@ def load_config(request: TrainRequest):
         sets.append(f"runtime.device_target={request.device_target}")
     if request.resume is None:
         return load(request.config, sets), None
-    run = T.latest_run_dir(request.runs_dir) if request.resume == LATEST else Path(request.resume)
-    state = T.open_resume(run, sets)
+    run = R.latest_run_dir(request.runs_dir) if request.resume == LATEST else Path(request.resume)
+    state = R.open_resume(run, sets)
     return state.config, state
 
 
@@ -127,9 +127,11 @@ class _Mode:
 def _device_id(request: TrainRequest, cfg, env: Mapping[str, str]) -> tuple[int, str]:
     """One card: --device-id, then --set runtime.device_id, then DEVICE_ID from the
     environment (the model zoo's way), then the recipe's runtime.device_id."""
+    from ..config import overridden
+
     if request.device_id is not None:
         return request.device_id, "--device-id"
-    if any(o.strip().startswith("runtime.device_id") for o in request.overrides):
+    if overridden(request.overrides, "runtime.device_id"):
         return cfg.runtime.device_id, "--set runtime.device_id"
     text = env.get("DEVICE_ID", "").strip()
     if text:
@@ -154,13 +156,9 @@ def _mode(request: TrainRequest, cfg, target: str, env: Mapping[str, str]) -> _M
         if r.device_id is not None:
             raise WdsrError("--device-id is for one device; a rank table names the devices",
                             "edit the rank table's device_id entries instead")
-        if target != "Ascend":
-            raise WdsrError(
-                f"--rank-table is for Ascend (HCCL); the device target is {target}",
-                "drop --rank-table: GPU and CPU use MindSpore's dynamic cluster "
-                "(--devices N), or pass --device-target Ascend on an Ascend server")
-        from .ranktable import load_rank_table, select_server
+        from .ranktable import check_table_target, load_rank_table, select_server
 
+        check_table_target(target)
         table = load_rank_table(r.rank_table)
         server = select_server(table, r.server_id, r.local_addresses)
         return _Mode("ranktable", target, r.devices, table=table, server=server)
@@ -233,7 +231,7 @@ class TrainJob:
 
     request: TrainRequest
     cfg: Any
-    resume: Any  # train.ResumeState or None
+    resume: Any  # runs.ResumeState or None
     mode: _Mode
     plan: Any  # launch.plan.LaunchPlan, for run_dir below
     run_dir: Path  # the folder it would write now (created by run())
@@ -290,23 +288,23 @@ class TrainJob:
     def prepare_folder(self) -> Path:
         """Create what this machine writes (once): the run folder (rank 0's machine), or a
         logs-only folder (the others); a resumed run continues in its folder."""
-        from .. import train as T
+        from .. import runs as R
 
         if self.prepared is None:
             if self.resume is not None:
                 if self.holds_rank0:  # one training per run folder, then --steps/--set on
-                    self._lock = T.claim_run(self.resume.run_dir)  # resume become its plan
-                    T.record_config(self.resume.run_dir, self.cfg)
+                    self._lock = R.claim_run(self.resume.run_dir)  # resume become its plan
+                    R.record_config(self.resume.run_dir, self.cfg)
                 self.prepared = self.resume.run_dir
             elif self.holds_rank0:
-                run_dir = T.new_run_dir(self.request.runs_dir,
-                                        T.run_name(self.request.name, self.cfg))
-                self._lock = T.claim_run(run_dir)
-                T.record_config(run_dir, self.cfg)
+                run_dir = R.new_run_dir(self.request.runs_dir,
+                                        R.run_name(self.request.name, self.cfg))
+                self._lock = R.claim_run(run_dir)
+                R.record_config(run_dir, self.cfg)
                 self.prepared = run_dir
             else:
-                name = f"{T.run_name(self.request.name, self.cfg)}-node{self.mode.node}"
-                self.prepared = T.new_run_dir(self.request.runs_dir, name)
+                name = f"{R.run_name(self.request.name, self.cfg)}-node{self.mode.node}"
+                self.prepared = R.new_run_dir(self.request.runs_dir, name)
         return self.prepared
 
     def run(self, on_event=None, on_status=None, on_note=None) -> Outcome:
@@ -388,6 +386,7 @@ def plan_train(request: TrainRequest) -> TrainJob:
     With ``request.dry_run`` the data and the --init checkpoint are not opened (no MindSpore,
     no data) and a missing device is a warning, so a plan can be shown on any machine.
     """
+    from .. import runs as R
     from .. import runtime
     from .. import train as T
     from ..inference.weights import named_checkpoint
@@ -418,12 +417,12 @@ def plan_train(request: TrainRequest) -> TrainJob:
     if resume is not None:
         run_dir = resume.run_dir
     else:
-        run_dir = T.next_run_dir(r.runs_dir, T.run_name(r.name, cfg))
+        run_dir = R.next_run_dir(r.runs_dir, R.run_name(r.name, cfg))
     plan = _plan(mode, r, run_dir.absolute(), env)
     holds_rank0 = any(p.rank == 0 for p in plan.workers)
     if not holds_rank0 and resume is None:
-        name = f"{T.run_name(r.name, cfg)}-node{mode.node}"
-        plan = _plan(mode, r, T.next_run_dir(r.runs_dir, name).absolute(), env)
+        name = f"{R.run_name(r.name, cfg)}-node{mode.node}"
+        plan = _plan(mode, r, R.next_run_dir(r.runs_dir, name).absolute(), env)
     try:  # the devices last: a plan can be checked (--dry-run) on a machine without them
         runtime.check_device_present(target)
     except WdsrError as exc:
@@ -434,7 +433,7 @@ def plan_train(request: TrainRequest) -> TrainJob:
     warnings = plan.warnings + warnings
     warnings += _check_world_change(resume, plan.world_size, cfg.data.batch_size)
     if resume is not None:
-        T.check_run_free(resume.run_dir)  # another training in it: refused before anything
+        R.check_run_free(resume.run_dir)  # another training in it: refused before anything
         if resume.meta is not None:
             T.check_resume_compatible(cfg, resume.meta, None, r.allow_data_change)
     if not r.dry_run:  # before a run folder is made or changed: the --init file, the data

@@ -165,7 +165,8 @@ def run_worker(spec: dict[str, Any], emit: events.Emit, rank: int, world: int,
                device_id: int | None) -> dict[str, Any]:
     from .. import runtime
     from ..config import config_from_dict, validate
-    from ..train import ResumeState, Trainer, TrainOptions
+    from ..runs import ResumeState
+    from ..train import Trainer, TrainOptions
 
     cfg = config_from_dict(spec["config"], source="worker spec")
     validate(cfg)
