@@ -35,7 +35,8 @@ bench: install
 	$(BIN)/python scripts/bench.py
 
 # Render a report of the bundled x2 model in headless Chromium and check the picture
-# (needs Debian's chromium; `make test` never does this). README=scripts/report.png updates the image.
+# (needs Debian's chromium; `make test` never does this). README=scripts/report.png updates
+# the image shown in docs/evaluate.md "Report".
 report-screenshot: install
 	$(BIN)/python scripts/report_screenshot.py --wdsr $(WDSR) $(if $(README),--readme $(README))
 

@@ -1,7 +1,9 @@
 """Render a `wdsr evaluate --report` page in headless Chromium and check the picture.
 
     python scripts/report_screenshot.py                 # `make report-screenshot`
-    python scripts/report_screenshot.py --readme scripts/report.png   # also the README image
+    python scripts/report_screenshot.py --readme scripts/report.png   # also the docs image
+
+(`--readme` writes the image shown in docs/evaluate.md "Report".)
 
 1. `wdsr evaluate --checkpoint bundled --scale 2 --report` on the bundled sample's held-out
    photos (sample.json "valid"), into OUT/report (default OUT: report-check/);
@@ -115,7 +117,8 @@ def main() -> None:
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     ap.add_argument("--out", type=Path, default=Path("report-check"))
     ap.add_argument("--page", type=Path, help="an existing report's index.html (skip step 1)")
-    ap.add_argument("--readme", type=Path, help="also write the README screenshot here")
+    ap.add_argument("--readme", type=Path,
+                    help="also write the screenshot shown in docs/evaluate.md here")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     page = args.page or build_report(args.wdsr, args.out.resolve())
@@ -129,7 +132,7 @@ def main() -> None:
     print(f"ok: {png} ({img.shape[1]}x{img.shape[0]}) looks like a report")
     if args.readme:  # full colour: a palette would change the very pixels the crops compare
         Image.fromarray(img[:first_cards_bottom(img, 3)]).save(args.readme, optimize=True)
-        print(f"README image: {args.readme} ({args.readme.stat().st_size // 1024} KiB)")
+        print(f"docs image: {args.readme} ({args.readme.stat().st_size // 1024} KiB)")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def test_bundled_weights_load_match_metadata_and_beat_bicubic(ms_cpu, scale):
     # Measured on this crop: x2 +2.58, x3 +2.10 (stage 3), x4 +2.01 dB (stage 9); required:
     # that minus 0.11-0.3 dB, so the weights of an earlier stage fail (x3 stage 2 gave +1.37,
     # x4 stage 3 +1.82; stages 4-5 gave +1.99 / +2.03 here, too close to separate on one crop:
-    # the held-out means in the model card in README.md do). Kernels differ by far less:
+    # the held-out means of wdsr_cli/assets/weights/MODEL_CARD.md "Held-out scores" do).
+    # Kernels differ by far less:
     # MindSpore and ONNX Runtime give the same held-out means to 0.001 dB.
     required = {2: 2.3, 3: 1.8, 4: 1.9}[scale]
     assert model_psnr > bicubic_psnr + required, (model_psnr, bicubic_psnr)

@@ -31,8 +31,9 @@ def test_sample_prepares_x2_x3_x4_with_a_progress_bar(sample):
     assert spec["options"]["scales"] == [2, 3, 4]
     assert spec["options"]["crop_size"] == 192 and "bundled sample" in spec["options"]["note"]
     n = spec["counts"]["train_subimages"]
-    assert n == 306 and spec["counts"]["patches"] == {"x2": n, "x3": n, "x4": n}  # README
-    assert spec["dataset_id"] == "bf373d76280aec7b"  # README; any change of the data changes it
+    # the figures of docs/prepare-data.md "The bundled sample"
+    assert n == 306 and spec["counts"]["patches"] == {"x2": n, "x3": n, "x4": n}
+    assert spec["dataset_id"] == "bf373d76280aec7b"  # any change of the data changes it
     assert spec["counts"]["train_images"] == 13 and spec["counts"]["valid_images"] == 3
     total = 0
     for entry in spec["train"]:

@@ -97,7 +97,8 @@ def test_unknown_section_and_key_in_yaml(tmp_path):
 
 
 def test_a_bare_recipe_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
-    # `make demo` leaves ./demo/ where the README then runs `wdsr train --config demo`.
+    # `make demo` leaves ./demo/, and README.md "Set up and try it" then runs
+    # `wdsr train --config demo` next to it.
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()
     (tmp_path / "mine").mkdir()

@@ -1,10 +1,11 @@
 """`wdsr export`: MINDIR/ONNX files that match their checkpoint at any size, the I/O contract,
 never a half-written file, bad input; exported models run by `upscale`/`evaluate --model`.
 
-Tolerances (see README "export"): MINDIR is run by the same MindSpore kernels as the checkpoint
-and must give the same 8-bit image; ONNX Runtime computes in a different order, so its float
-output may differ by up to export.PARITY_TOLERANCE (measured ~1e-4) and an 8-bit value can
-differ by one level where the float result sits on a rounding boundary (~1e-5 of the values).
+Tolerances (see docs/export.md "The parity check"): MINDIR is run by the same MindSpore kernels
+as the checkpoint and must give the same 8-bit image; ONNX Runtime computes in a different
+order, so its float output may differ by up to export.PARITY_TOLERANCE (measured ~1e-4) and an
+8-bit value can differ by one level where the float result sits on a rounding boundary (~1e-5 of
+the values).
 """
 
 from __future__ import annotations

@@ -423,7 +423,7 @@ def test_weight_norm_and_folded_networks_agree(ms_cpu):
     img = _image(10, 11)
     a = Predictor.from_network(wn).predict(img)
     b = Predictor.from_network(folded).predict(img)
-    assert np.abs(a - b).max() < 1e-3  # the README's promise (0..255 scale)
+    assert np.abs(a - b).max() < 1e-3  # docs/architecture.md "The network"
 
 
 def test_from_checkpoint_exposes_metadata(ms_cpu, tmp_path):

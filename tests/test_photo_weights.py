@@ -42,7 +42,8 @@ def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", 75, 2) == ("photo", "auto: JPEG q~75")
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY, 2)[0] == "photo"
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 1, 2)[0] == "clean"
-    # measured crossover (README "Photo weights"): photo wins at q90, clean at q95
+    # measured crossover: photo wins at q90, clean at q95
+    # (wdsr_cli/assets/weights/MODEL_CARD.md "Photo against clean weights")
     assert W.bundled_kind("auto", 90, 2)[0] == "photo"
     assert W.bundled_kind("auto", 95, 2)[0] == "clean"
     assert W.bundled_kind("clean", 50, 2) == ("clean", "--weights clean")

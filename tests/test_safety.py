@@ -1,6 +1,7 @@
-"""What wdsr promises about files (README "What wdsr promises"): an input is never written over,
-no folder's mode is changed, no temporary file survives, nothing is created or computed before
-the inputs are checked, Ctrl-C says what finished and exits 130. One test per way it broke."""
+"""What wdsr promises about files (docs/promises.md "What wdsr promises"): an input is never
+written over, no folder's mode is changed, no temporary file survives, nothing is created or
+computed before the inputs are checked, Ctrl-C says what finished and exits 130. One test per way
+it broke."""
 
 from __future__ import annotations
 

@@ -74,12 +74,13 @@ def batch(ckpt, tmp_path_factory):
             "summary": json.loads((d / "summary.json").read_text())}
 
 
-LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, what the README promises for gray images
+LUMA = np.array([0.299, 0.587, 0.114])  # BT.601: docs/upscale.md "Every kind of image"
 
 
 def _expected(checkpoint, pixels, *, sixteen=False, gray=False, self_ensemble=False):
-    """The untiled Predictor on the source pixels, converted as the README says: 16-bit fed as
-    x * 255/65535 (no 8-bit rounding), gray replicated in and merged back with BT.601 luma."""
+    """The untiled Predictor on the source pixels, converted as
+    docs/upscale.md "Every kind of image" says: 16-bit fed as x * 255/65535 (no 8-bit
+    rounding), gray replicated in and merged back with BT.601 luma."""
     from wdsr_cli.core.inference import Predictor
 
     x = pixels.astype(np.float64) * (255 / 65535 if sixteen else 1)

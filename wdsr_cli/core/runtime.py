@@ -86,8 +86,9 @@ def prepare_environment(device_target: str, purpose: str = "train") -> dict[str,
       the jit kernels (FACTS.md: 256x256 x2 WDSR forward 15 s -> 0.64 s). Inference used to be
       capped at AVX (no FMA) so that tiles and whole images happened to compute a pixel alike;
       the Predictor's fixed window grid makes that exact by construction, so inference takes
-      the fastest correct setting too (AVX2: measured in README "Tiling"). ``purpose`` stays so
-      the two can differ again if a measurement says so.
+      the fastest correct setting too (AVX2, measured in
+      docs/upscale.md "The window side and the AVX2 cap"). ``purpose`` stays so the two can
+      differ again if a measurement says so.
     A value the user set is always kept.
     """
     if purpose not in CPU_ISA:

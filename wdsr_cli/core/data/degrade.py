@@ -2,8 +2,9 @@
 
 A benchmark LR image is the MATLAB bicubic of the HR image and nothing else; a user's photo has
 been blurred by its lens, carries sensor noise and was saved as a JPEG (often twice). A model
-trained only on the first collapses on the second (README, "Bundled weights"). This module holds
-one description of such a chain, a :class:`Chain`, applied in this order:
+trained only on the first collapses on the second
+(wdsr_cli/assets/weights/MODEL_CARD.md "Photo weights"). This module holds one description of
+such a chain, a :class:`Chain`, applied in this order:
 
 1. **blur** of the HR image: a Gaussian, isotropic or anisotropic (two sigmas and an angle), in
    HR pixels;

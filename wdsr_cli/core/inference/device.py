@@ -1,7 +1,7 @@
 """Which engine and precision ``auto`` runs on this CPU: a rule that follows measurements.
 
 Measured with the bundled x2 ONNX form, one LR image in one call, medians of interleaved
-rounds after a warm-up (README "Backends"):
+rounds after a warm-up (docs/engines.md "The rule for auto"):
 
 =============================================  ==========  ========  ===========  ==========
 CPU (2 cores)                                  512x512 LR  ORT fp32  OpenVINO f32  OV bf16
@@ -9,7 +9,7 @@ CPU (2 cores)                                  512x512 LR  ORT fp32  OpenVINO f3
 Intel Xeon Sapphire Rapids (AVX-512 + AMX)     issue 31    1.0       0.78-0.87    0.28-0.33
 AMD EPYC Zen 4, family 25 model 17             this work   1.0       1.00         0.47
 (AVX-512 + AVX512-BF16, no AMX)                1.12 s      (1.12 s)  (1.12 s)     (0.53 s)
-AMD EPYC Zen 3 (AVX2 only)                     README      1.0       not measured no bf16
+AMD EPYC Zen 3 (AVX2 only)                     docs        1.0       not measured no bf16
 =============================================  ==========  ========  ===========  ==========
 
 So:

@@ -78,9 +78,10 @@ SUFFIXES = {"mindir": ".mindir", "onnx": ".onnx", "air": ".air"}
 ONNX_OPSET = 11  # what MindSpore 2.10's exporter writes; DepthToSpace has mode= since 11
 
 # Largest |exported - checkpoint| allowed on the 0..255 scale (float outputs, before
-# rounding). Measured on this CPU (README "export"): MINDIR 0 (bit-identical), ONNX Runtime
-# up to ~1e-4 for WDSR-B 32x16. 0.01 leaves ~100x margin while still catching any real
-# mistake (a wrong channel order or a baked-in size moves pixels by whole levels).
+# rounding). Measured on this CPU (docs/export.md "The parity check"): MINDIR 0
+# (bit-identical), ONNX Runtime up to ~1e-4 for WDSR-B 32x16. 0.01 leaves ~100x margin while
+# still catching any real mistake (a wrong channel order or a baked-in size moves pixels by
+# whole levels).
 PARITY_TOLERANCE = 0.01
 PARITY_PHOTO = "brushes.png"  # bundled sample photo (wdsr_cli/assets/sample)
 # the bundled sample photos (package data; data.prepare.sample_dir() names the same folder,

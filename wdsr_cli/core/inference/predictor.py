@@ -27,7 +27,7 @@ float32 batch, see :class:`.backends.Backend`) and adds what every caller needs:
 The grid equals the whole-image result *mathematically* (the tests check it bit for bit with a
 position-exact numpy backend, and that one pixel less of halo gives seams); with real kernels
 a window and the whole image may differ in the last float bits, which is why the whole image
-is never run as an alternative to the grid. See README.md ("upscale", "Tiling").
+is never run as an alternative to the grid. See docs/upscale.md "Tiling: a fixed window grid".
 
 Exported models (``wdsr export``) run through the same Predictor: :meth:`Predictor.from_model`
 reads the I/O contract written next to the file (:mod:`.contract`) and runs the file with
@@ -123,7 +123,9 @@ class FixedSizeWindows:
 
 # ------------------------------------------------------------------------------ the window grid
 
-WINDOW = 448  # LR side of the network's input window (chosen by measurement: README "Tiling")
+# LR side of the network's input window, chosen by measurement:
+# docs/upscale.md "The window side and the AVX2 cap"
+WINDOW = 448
 
 
 def window_side(receptive_radius: int, window: int = WINDOW) -> int:

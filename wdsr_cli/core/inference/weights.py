@@ -71,7 +71,8 @@ BUNDLED = "bundled weights"
 WEIGHT_CHOICES = ("auto", "clean", "photo")
 # JPEG inputs compressed at or below this quality get the photo weights under --weights auto;
 # above it a JPEG is nearly lossless and the clean weights gain more (measured: clean wins at
-# q95 at every scale, q93 is a tie, photo wins at q90 and below; README "Photo weights").
+# q95 at every scale, q93 is a tie, photo wins at q90 and below; the model card,
+# wdsr_cli/assets/weights/MODEL_CARD.md "Photo against clean weights").
 PHOTO_MAX_QUALITY = 92
 
 

@@ -19,7 +19,7 @@ class OnnxBackend:
 
     ``window``: the LR window side the Predictor cuts images into for this engine. ONNX
     Runtime runs larger windows faster per pixel than MindSpore's 448 (measured on a 2000x2000
-    x2 photo, README "Backends": 448 -> 41.6 s, 768 -> 37.0 s, 1024 -> 35.7 s); 768 keeps
+    x2 photo, docs/engines.md "Windows": 448 -> 41.6 s, 768 -> 37.0 s, 1024 -> 35.7 s); 768 keeps
     the process under 1 GB RSS. It is fixed per engine, so exactness never depends on it.
     """
 
