@@ -811,10 +811,21 @@ def upscale(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     json_out: str | None = JsonOpt,
     device_target: str | None = DeviceOpt,
+    outscale: str | None = typer.Option(
+        None, "--outscale", help="Output size factor, any number > 0 (e.g. 1.5): the network "
+        "runs at --scale (default: the smallest bundled scale >= it), then a bicubic resize."),
+    crf: int | None = typer.Option(
+        None, "--crf", help="Video quality, lower is better (default: h264 18, h265 20, "
+        "vp9 24, av1 28)."),
+    codec: str | None = typer.Option(
+        None, "--codec", help="Video encoder: h264 (default), h265, vp9 (default for .webm), "
+        "av1 or ffv1 (lossless)."),
 ) -> None:
-    """Super-resolve images (works out of the box with the bundled weights).
+    """Super-resolve images or a video (works out of the box with the bundled weights).
 
     Example: wdsr upscale photo.png --scale 4 -o photo_x4.png
+
+    Example: wdsr upscale clip.mp4 --outscale 1.5   (720p -> 1080p; audio copied)
     """
     _ctrl_c_stays_with_python()
     from . import ui
@@ -827,15 +838,26 @@ def upscale(
     _check_json_out(json_out)
     named_checkpoint(checkpoint, scale)  # a wrong path is reported before anything else
     bundled = _bundled_choice(weights_choice, checkpoint, model)
+    from .core.inference.outscale import describe, plan
+
+    outscale_f, scale, outscale_note = plan(outscale, scale, bundled)
     found = U.collect_inputs(inputs)
     weights = resolve(checkpoint, model, scale, backend, default="bundled",
                       device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
                       precision=precision,
                       bundled="photo" if weights_choice == "photo" else "clean")
     scale = weights.scale
-    planned = U.plan_jobs(found, output, scale, overwrite)
+    planned = U.plan_jobs(found, output, scale, overwrite, outscale_f)
     jobs = planned.jobs
     _json_apart(json_out, [job.target for job in jobs])
+    if outscale_f is not None:
+        for line in filter(None, (outscale_note, describe(outscale_f, scale))):
+            ui.info(line)
+    if U.video_job(jobs) is not None:
+        return _upscale_video(U.video_job(jobs), weights, weights_choice, bundled, checkpoint,
+                              backend, precision, cfg, self_ensemble, codec, crf, json_out)
+    if codec is not None or crf is not None:
+        raise WdsrError("--codec and --crf are for video inputs", "drop them for images")
     for left_out, source in planned.skipped:
         ui.info(f"left out '{left_out}': it is the x{scale} output of '{source}'")
     todo, failures = U.preflight(jobs)
@@ -904,6 +926,45 @@ def upscale(
         ui.error(f"{len(failures)} of {len(jobs)} images failed (listed above)",
                  "the others were written")
         raise typer.Exit(2)
+
+
+def _upscale_video(job, weights, weights_choice, bundled, checkpoint, backend, precision, cfg,
+                   self_ensemble, codec, crf, json_out) -> None:
+    """`wdsr upscale clip.mp4`: one video (core: inference.upscale.upscale_video)."""
+    from . import ui
+    from .core.inference import upscale as U
+    from .core.inference import video as V
+    from .core.inference.weights import resolve
+
+    info = V.probe(job.source)  # a bad clip or codec is one line before any model loads
+    V.check_output(job.source, job.target, codec, crf)
+    kind, why = U.choose_weights([job], weights_choice, weights.scale)[0] if bundled else \
+        (None, weights.why)
+    w = weights if kind in (None, weights.bundled) else resolve(
+        checkpoint, None, weights.scale, backend, default="bundled", bundled=kind,
+        device_target=cfg.runtime.device_target, device_id=cfg.runtime.device_id,
+        precision=precision)
+    predictor = _load_weights(w, self_ensemble)
+    _say_weights(w, predictor, weights.scale, self_ensemble, kind)
+    with ui.ImageProgress(f"upscaling {job.source.name}", info.frames, unit="frames") as bar:
+        row = U.upscale_video(predictor, job, codec=codec, crf=crf,
+                              on_frame=lambda done, total: bar.done(done - 1, total))
+    row["mode"] = f"video, {row['frames']} frames, {row['codec']}"
+    if kind is not None:
+        row["weights"], row["weights_why"] = kind, why
+    console = ui.err if json_out == "-" else ui.out
+    console.print(ui.upscale_table([row], ui.engine_label(predictor.backend.name,
+                                                          predictor.precision)))
+    kept = ", ".join(row["copied"]) or "no other streams"
+    ui.info(f"{row['frames']} frames in {row['seconds']:.1f} s: "
+            f"{row['frames_per_second']:.2f} frames/s; copied unchanged: {kept}")
+    if row["left_out"]:
+        ui.warn("left out (not audio or subtitles): " + ", ".join(row["left_out"]))
+    if json_out is not None:
+        _write_json(json_out, {**row, "backend": predictor.backend.name,
+                               **{k: v for k, v in _engine_facts(w, predictor).items()
+                                  if k != "backend"},
+                               "self_ensemble": self_ensemble}, "upscale")
 
 
 # ---------------------------------------------------------------------------- entry point

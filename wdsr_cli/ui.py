@@ -352,8 +352,9 @@ class ImageProgress:
     ``done(index, total)``.
     """
 
-    def __init__(self, description: str, total: int) -> None:
-        self.bar = progress("images")
+    def __init__(self, description: str, total: int | None, unit: str = "images") -> None:
+        self.bar = progress(unit)
+        self.unit = unit
         self.bar.disable = not err.is_terminal  # no progress lines in logs and pipes
         self.description = description
         self.total = total
@@ -386,10 +387,13 @@ class ImageProgress:
             self.tiles = self.bar.add_task("  tiles", total=total, rate="")
         self.bar.update(self.tiles, completed=done, total=total)
 
-    def done(self, index: int, total: int) -> None:
-        rate = rate_text(index + 1, time.perf_counter() - self.t0, "images")
+    def done(self, index: int, total: int | None) -> None:
+        rate = rate_text(index + 1, time.perf_counter() - self.t0, self.unit)
+        if total is not None and total < index + 1:  # a video's frame count was an estimate
+            total = None
         self.bar.update(self.images, completed=index + 1, rate=rate,
-                        description=self.description)
+                        description=self.description,
+                        **({"total": total} if total is not None else {}))
 
 
 # ------------------------------------------------------------------------------ launches

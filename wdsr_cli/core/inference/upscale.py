@@ -53,6 +53,8 @@ __all__ = [
     "preflight",
     "upscale_batch",
     "upscale_image",
+    "upscale_video",
+    "video_job",
 ]
 
 MIN_SIDE = 2  # pixels; smaller images are refused
@@ -65,6 +67,7 @@ class Job:
     source: Path
     target: Path
     overwrite: bool = False  # False: a target that appears while working is never replaced
+    outscale: float | None = None  # --outscale: the output is this times the input size
 
 
 # --------------------------------------------------------------------------- inputs/outputs
@@ -121,11 +124,15 @@ def collect_inputs(inputs: Sequence[str]) -> Inputs:
     return Inputs(unique, single, folder_of)
 
 
-def default_name(source: Path, scale: int) -> str:
-    return f"{source.stem}_x{scale}.png"
+def default_name(source: Path, scale: int | str, video: bool = False) -> str:
+    """``NAME_x{scale}.png`` (``scale``: the factor's label, e.g. 2 or "1.5"); a ``video``
+    keeps its suffix (an animation becomes .mp4)."""
+    from .video import output_suffix
+
+    return f"{source.stem}_x{scale}{output_suffix(source) if video else '.png'}"
 
 
-def default_folder(folder: Path, scale: int) -> Path:
+def default_folder(folder: Path, scale: int | str) -> Path:
     """Where a folder's results go without ``-o``: a sibling folder ``NAME_x{scale}``, so a
     rerun never finds its own outputs among the inputs."""
     folder = Path(os.path.abspath(folder))
@@ -138,7 +145,8 @@ class JobPlan:
     skipped: list[tuple[Path, Path]]  # (input left out, the input whose earlier output it is)
 
 
-def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -> JobPlan:
+def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool,
+              outscale: float | None = None) -> JobPlan:
     """Where each result goes; every check on names and folders happens here, before any
     image is read or anything is created.
 
@@ -150,13 +158,28 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
     An input is never written over: an output that is its own input is refused, and an input
     that is another input's output (``a_x2.png`` next to ``a.png``, left by an earlier run)
     is left out of the inputs.
+
+    ``outscale`` (``--outscale``): names say that factor (``NAME_x1.5.png``) and each job
+    carries it. A video input (:func:`.video.is_video_file`) is named ``NAME_x2.mp4`` (its
+    own suffix), must be the only input, and its ``-o`` must be a video name (an image input's
+    an image name).
     """
     from ..data.images import IMAGE_SUFFIXES
+    from .outscale import label
+    from .video import VIDEO_SUFFIXES, is_video_file
 
     sources = inputs.files
+    # files named as arguments may be videos; a folder's images are images (an animated one
+    # among them is refused as before)
+    videos = [s for s in sources if s not in inputs.folder_of and is_video_file(s)]
+    if videos and len(sources) > 1:
+        raise WdsrError(f"'{videos[0]}' is a video: upscale a video on its own",
+                        f"run wdsr upscale '{videos[0]}' by itself, then the other inputs")
+    scale = label(outscale, scale)
     if output is None:
         jobs = [Job(s, (default_folder(inputs.folder_of[s], scale) / default_name(s, scale))
-                    if s in inputs.folder_of else s.with_name(default_name(s, scale)))
+                    if s in inputs.folder_of else s.with_name(default_name(s, scale,
+                                                                           bool(videos))))
                 for s in sources]
     else:
         out = Path(output).expanduser()
@@ -166,9 +189,15 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
             if out.exists() and not out.is_dir():
                 raise WdsrError(f"output '{output}' is a file, but {len(sources)} images need "
                                 "an output folder", "pass a folder with -o")
-            jobs = [Job(s, out / default_name(s, scale)) for s in sources]
-        else:
-            if out.suffix.lower() not in IMAGE_SUFFIXES:
+            jobs = [Job(s, out / default_name(s, scale, bool(videos))) for s in sources]
+        elif videos and out.suffix.lower() not in VIDEO_SUFFIXES:
+            raise WdsrError(f"'{sources[0]}' is a video, but output '{output}' is not a video "
+                            "name", "name a file ending in " + ", ".join(VIDEO_SUFFIXES))
+        elif not videos and out.suffix.lower() in VIDEO_SUFFIXES:
+            raise WdsrError(f"'{sources[0]}' is an image, but output '{output}' is a video name",
+                            "name a file ending in " + ", ".join(IMAGE_SUFFIXES))
+        if not as_folder:
+            if not videos and out.suffix.lower() not in IMAGE_SUFFIXES:
                 raise WdsrError(f"output '{output}' has no image suffix",
                                 "name a file ending in " + ", ".join(IMAGE_SUFFIXES)
                                 + ", or end the name with '/' for a folder")
@@ -203,7 +232,7 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
 
     for folder in sorted({j.target.parent for j in jobs}):
         check_writable_folder(folder, "choose a writable -o folder")
-    return JobPlan([replace(j, overwrite=overwrite) for j in jobs], skipped)
+    return JobPlan([replace(j, overwrite=overwrite, outscale=outscale) for j in jobs], skipped)
 
 
 # ----------------------------------------------------------------------------------- alpha
@@ -293,9 +322,16 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
 
     start = time.perf_counter()
     src = read.src
+    size = None
+    if job.outscale is not None:  # --outscale: the network's result resized (outscale.py)
+        from .outscale import output_size, resize_to
+
+        size = output_size(src.width, src.height, job.outscale)
+        sr = resize_to(sr, size)
     up_alpha = None
     if read.alpha is not None:
-        up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale), 0.0, 255.0)
+        up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale) if size is None
+                           else resize_to(read.alpha, size), 0.0, 255.0)
     if sr.dtype == np.uint8:  # already the 8-bit RGB image (see _network)
         out = Image(pixels=sr, bit_depth=8)
     else:
@@ -318,7 +354,9 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
             "network_calls": predictor.windows_for(src.height, src.width),
             "seconds": read.seconds + network_seconds + time.perf_counter() - start,
             "network_seconds": network_seconds,
-            "output_megapixels": out.width * out.height / 1e6}
+            "output_megapixels": out.width * out.height / 1e6,
+            **({} if job.outscale is None else {"outscale": job.outscale,
+                                                "network_scale": predictor.scale})}
 
 
 def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLike,
@@ -387,11 +425,19 @@ def _failure(job: Job, exc: BaseException) -> str:
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
     photo weights for a JPEG input, the clean ones for the rest, unless ``requested`` says."""
+    from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
+    from .video import is_video_file
     from .weights import bundled_kind
 
-    return [bundled_kind(requested, jpeg_quality_of(job.source) if requested == "auto"
-                         else None, scale) for job in jobs]
+    def one(job: Job) -> tuple[str, str]:
+        if requested == "auto" and is_video_file(job.source) \
+                and bundled_checkpoint(scale, "photo") is not None:
+            return "photo", "auto: video (compressed frames)"
+        return bundled_kind(requested, jpeg_quality_of(job.source) if requested == "auto"
+                            else None, scale)
+
+    return [one(job) for job in jobs]
 
 
 def upscale_batch(predictor, jobs: Sequence[Job],
@@ -487,3 +533,56 @@ def upscale_batch(predictor, jobs: Sequence[Job],
         report(total)  # whatever was written, in order
     return {"images": images, "failures": failures, "interrupted": interrupted,
             "seconds": time.perf_counter() - start}
+
+
+# ------------------------------------------------------------------------------------ video
+
+
+def video_job(jobs: Sequence[Job]) -> Job | None:
+    """The job when the command upscales a video (:func:`plan_jobs` makes it the only one),
+    else None."""
+    from .video import VIDEO_SUFFIXES
+
+    if len(jobs) == 1 and jobs[0].target.suffix.lower() in VIDEO_SUFFIXES:
+        return jobs[0]
+    return None
+
+
+def upscale_video(predictor, job: Job, *, codec: str | None = None, crf: int | None = None,
+                  on_frame: Callable[[int, int | None], None] | None = None
+                  ) -> dict[str, Any]:
+    """Super-resolve every frame of the clip ``job.source`` into ``job.target`` (see
+    :mod:`.video`: timing, audio, subtitles and metadata kept; written atomically; Ctrl-C or
+    SIGTERM leave nothing). Each frame is a plain 8-bit RGB image through ``predictor``, then
+    resized to ``job.outscale`` times the input if given (video sides rounded to even
+    numbers for 4:2:0). ``on_frame(done, total)`` after each frame's network pass. Returns a
+    summary (frames, sizes, fps, codec, streams copied, seconds, frames per second)."""
+    from . import video as V
+    from .outscale import output_size, resize_to
+
+    info = V.probe(job.source)
+    codec, crf = V.check_output(job.source, job.target, codec, crf)
+    size = None
+    if job.outscale is not None:
+        even = V.even_sides(V.out_pix_fmt(codec, info.pix_fmt))
+        w, h = output_size(info.width, info.height, job.outscale)
+        ew, eh = output_size(info.width, info.height, job.outscale, even=True)
+        size = (ew if even[0] else w, eh if even[1] else h)
+
+    def finish(sr: np.ndarray) -> np.ndarray:
+        return sr if size is None else resize_to(sr, size)
+
+    result = V.transcode(job.source, job.target, predictor.predict_uint8, finish, codec=codec,
+                         crf=crf, overwrite=job.overwrite, total=info.frames,
+                         on_frame=on_frame)
+    seconds = result["seconds"]
+    return {"input": str(job.source), "output": str(job.target), "video": True,
+            "frames": result["frames"], "fps": info.fps, "duration": info.duration,
+            "input_size": [info.width, info.height], "output_size": result["output_size"],
+            "network_scale": predictor.scale, "outscale": job.outscale,
+            "codec": codec, "crf": crf, "copied": info.copied, "left_out": info.left_out,
+            "network_calls_per_frame": predictor.windows_for(info.height, info.width),
+            "seconds": seconds,
+            "frames_per_second": result["frames"] / seconds if seconds > 0 else None,
+            "output_megapixels": result["frames"] * result["output_size"][0]
+            * result["output_size"][1] / 1e6}
