@@ -271,10 +271,14 @@ def upscale(
     precision: str = O.UpPrecision, tile: int | None = O.Tile,
     self_ensemble: bool = O.UpSelfEnsemble, overwrite: bool = O.UpOverwrite,
     json_out: str | None = O.Json, device_target: str | None = O.DeviceTarget,
+    outscale: str | None = O.UpOutscale, crf: int | None = O.UpCrf,
+    codec: str | None = O.UpCodec,
 ) -> None:
-    """Super-resolve images (works out of the box with the bundled weights).
+    """Super-resolve images or a video (works out of the box with the bundled weights).
 
     Example: wdsr upscale photo.png --scale 4 -o photo_x4.png
+
+    Example: wdsr upscale clip.mp4 --outscale 1.5   (720p -> 1080p; audio copied)
     """
     _inference_start(scale, tile)
     from . import ui
@@ -282,9 +286,10 @@ def upscale(
 
     plan = U.plan_upscale(U.UpscaleRequest(
         inputs, output, scale, checkpoint, model, weights_choice, backend, precision,
-        self_ensemble, overwrite, json_out), _load_config(None, None, device_target).runtime)
+        self_ensemble, overwrite, json_out, outscale, crf, codec),
+        _load_config(None, None, device_target).runtime)
     predictors = ui.load_upscale_engines(plan)
-    with ui.ImageProgress("upscaling", len(plan.todo)) as bar:
+    with ui.upscale_progress(plan) as bar:
         summary = U.run_upscale(plan, predictors, bar.start, bar.tile, bar.done)
     ui.show_upscale(summary, ui.console_for(json_out))
     _write_json(json_out, summary.to_json(), "upscale")

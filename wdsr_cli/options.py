@@ -202,3 +202,12 @@ UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(
     False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower).")
 UpOverwrite = typer.Option(False, "--overwrite", help="Replace existing outputs.")
+UpOutscale = typer.Option(
+    None, "--outscale", help="Output size factor, any number > 0 (e.g. 1.5): the network "
+    "runs at --scale (default: the smallest bundled scale >= it), then a bicubic resize.")
+UpCrf = typer.Option(
+    None, "--crf", help="Video quality, lower is better (default: h264 18, h265 20, vp9 24, "
+    "av1 28).")
+UpCodec = typer.Option(
+    None, "--codec", help="Video encoder: h264 (default), h265, vp9 (default for .webm), av1 "
+    "or ffv1 (lossless).")

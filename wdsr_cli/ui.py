@@ -353,8 +353,9 @@ class ImageProgress:
     ``done(index, total)``.
     """
 
-    def __init__(self, description: str, total: int) -> None:
-        self.bar = progress("images")
+    def __init__(self, description: str, total: int | None, unit: str = "images") -> None:
+        self.bar = progress(unit)
+        self.unit = unit
         # no progress lines in logs and pipes, nor for nothing to do
         self.bar.disable = not err.is_terminal or total == 0
         self.description = description
@@ -388,10 +389,13 @@ class ImageProgress:
             self.tiles = self.bar.add_task("  tiles", total=total, rate="")
         self.bar.update(self.tiles, completed=done, total=total)
 
-    def done(self, index: int, total: int) -> None:
-        rate = rate_text(index + 1, time.perf_counter() - self.t0, "images")
+    def done(self, index: int, total: int | None) -> None:
+        rate = rate_text(index + 1, time.perf_counter() - self.t0, self.unit)
+        if total is not None and total < index + 1:  # a video's frame count was an estimate
+            total = None
         self.bar.update(self.images, completed=index + 1, rate=rate,
-                        description=self.description)
+                        description=self.description,
+                        **({"total": total} if total is not None else {}))
 
 
 # ------------------------------------------------------------------------------ launches
@@ -536,6 +540,8 @@ def engine_line(weights, predictor) -> str:
 def load_upscale_engines(plan) -> dict:
     """Say which inputs are left out; load each weights of an upscale plan once (in order of
     first use, none when no input is left to do) and say what runs."""
+    for line in plan.notes:
+        info(line)
     for left_out, source in plan.skipped:
         info(f"left out '{left_out}': it is the x{plan.scale} output of '{source}'")
     predictors = {}
@@ -549,6 +555,14 @@ def load_upscale_engines(plan) -> dict:
     return predictors
 
 
+def upscale_progress(plan) -> ImageProgress:
+    """A bar over the plan's images, or over the frames of its video."""
+    if plan.video is not None:
+        return ImageProgress(f"upscaling {plan.todo[0].source.name}", plan.video.frames,
+                             unit="frames")
+    return ImageProgress("upscaling", len(plan.todo))
+
+
 def show_upscale(summary, console: Console) -> None:
     """The table of written images, the failures, and the throughput line."""
     images = summary.images
@@ -557,7 +571,14 @@ def show_upscale(summary, console: Console) -> None:
                                                          summary.engine.get("precision"))))
     if summary.failures:
         console.print(failures_table(summary.failures))
-    if images:
+    if summary.plan.video is not None:
+        row = images[0]
+        kept = ", ".join(row["copied"]) or "no other streams"
+        info(f"{row['frames']} frames in {row['seconds']:.1f} s: "
+             f"{row['frames_per_second']:.2f} frames/s; copied unchanged: {kept}")
+        if row["left_out"]:
+            warn("left out (not audio or subtitles): " + ", ".join(row["left_out"]))
+    elif images:
         mp, seconds = summary.megapixels, summary.seconds
         info(f"{len(images)} image(s), {mp:.2f} output MP in {seconds:.1f} s: "
              f"{mp / seconds:.2f} MP/s, {len(images) / seconds:.2f} images/s")

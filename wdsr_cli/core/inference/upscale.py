@@ -53,6 +53,8 @@ __all__ = [
     "preflight",
     "upscale_batch",
     "upscale_image",
+    "upscale_video",
+    "video_job",
 ]
 
 MIN_SIDE = 2  # pixels; smaller images are refused
@@ -65,6 +67,7 @@ class Job:
     source: Path
     target: Path
     overwrite: bool = False  # False: a target that appears while working is never replaced
+    outscale: float | None = None  # --outscale: the output is this times the input size
 
 
 # --------------------------------------------------------------------------- inputs/outputs
@@ -121,11 +124,15 @@ def collect_inputs(inputs: Sequence[str]) -> Inputs:
     return Inputs(unique, single, folder_of)
 
 
-def default_name(source: Path, scale: int) -> str:
-    return f"{source.stem}_x{scale}.png"
+def default_name(source: Path, scale: int | str, video: bool = False) -> str:
+    """``NAME_x{scale}.png`` (``scale``: the factor's label, e.g. 2 or "1.5"); a ``video``
+    keeps its suffix (an animation becomes .mp4)."""
+    from .video import output_suffix
+
+    return f"{source.stem}_x{scale}{output_suffix(source) if video else '.png'}"
 
 
-def default_folder(folder: Path, scale: int) -> Path:
+def default_folder(folder: Path, scale: int | str) -> Path:
     """Where a folder's results go without ``-o``: a sibling folder ``NAME_x{scale}``, so a
     rerun never finds its own outputs among the inputs."""
     folder = Path(os.path.abspath(folder))
@@ -138,7 +145,8 @@ class JobPlan:
     skipped: list[tuple[Path, Path]]  # (input left out, the input whose earlier output it is)
 
 
-def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -> JobPlan:
+def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool,
+              outscale: float | None = None) -> JobPlan:
     """Where each result goes; every check on names and folders happens here, before any
     image is read or anything is created.
 
@@ -150,33 +158,23 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
     An input is never written over: an output that is its own input is refused, and an input
     that is another input's output (``a_x2.png`` next to ``a.png``, left by an earlier run)
     is left out of the inputs.
+
+    ``outscale`` (``--outscale``): names say that factor (``NAME_x1.5.png``) and each job
+    carries it. A video input (:func:`.video.is_video_file`) is named ``NAME_x2.mp4`` (its
+    own suffix), must be the only input, and its ``-o`` must be a video name (an image input's
+    an image name).
     """
-    from ..data.images import IMAGE_SUFFIXES
+    from .outscale import label
+    from .video import is_video_file
 
     sources = inputs.files
-    if output is None:
-        jobs = [Job(s, (default_folder(inputs.folder_of[s], scale) / default_name(s, scale))
-                    if s in inputs.folder_of else s.with_name(default_name(s, scale)))
-                for s in sources]
-    else:
-        out = Path(output).expanduser()
-        as_folder = (not inputs.single_file or out.is_dir()
-                     or output.endswith(("/", os.sep)))
-        if as_folder:
-            if out.exists() and not out.is_dir():
-                raise WdsrError(f"output '{output}' is a file, but {len(sources)} images need "
-                                "an output folder", "pass a folder with -o")
-            jobs = [Job(s, out / default_name(s, scale)) for s in sources]
-        else:
-            if out.suffix.lower() not in IMAGE_SUFFIXES:
-                raise WdsrError(f"output '{output}' has no image suffix",
-                                "name a file ending in " + ", ".join(IMAGE_SUFFIXES)
-                                + ", or end the name with '/' for a folder")
-            if not out.parent.is_dir() and str(out.parent) not in ("", "."):
-                problem = "is not a folder" if out.parent.exists() else "does not exist"
-                raise WdsrError(f"'{out.parent}' (the folder of output '{output}') {problem}",
-                                "create that folder first, or choose another -o")
-            jobs = [Job(sources[0], out)]
+    # files named as arguments may be videos; a folder's images are images (an animated one
+    # among them is refused as before)
+    videos = [s for s in sources if s not in inputs.folder_of and is_video_file(s)]
+    if videos and len(sources) > 1:
+        raise WdsrError(f"'{videos[0]}' is a video: upscale a video on its own",
+                        f"run wdsr upscale '{videos[0]}' by itself, then the other inputs")
+    jobs = _targets(inputs, output, label(outscale, scale), bool(videos))
     real = {os.path.realpath(s): s for s in sources}
     by_target: dict[str, Path] = {}
     for job in jobs:
@@ -203,7 +201,40 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool) -
 
     for folder in sorted({j.target.parent for j in jobs}):
         check_writable_folder(folder, "choose a writable -o folder")
-    return JobPlan([replace(j, overwrite=overwrite) for j in jobs], skipped)
+    return JobPlan([replace(j, overwrite=overwrite, outscale=outscale) for j in jobs], skipped)
+
+
+def _targets(inputs: Inputs, output: str | None, scale: int | str, video: bool) -> list[Job]:
+    """The output of each input (see :func:`plan_jobs`), its name and folder checked."""
+    from ..data.images import IMAGE_SUFFIXES
+    from .video import VIDEO_SUFFIXES
+
+    sources = inputs.files
+    if output is None:
+        return [Job(s, (default_folder(inputs.folder_of[s], scale) / default_name(s, scale))
+                    if s in inputs.folder_of else s.with_name(default_name(s, scale, video)))
+                for s in sources]
+    out = Path(output).expanduser()
+    if not inputs.single_file or out.is_dir() or output.endswith(("/", os.sep)):
+        if out.exists() and not out.is_dir():
+            raise WdsrError(f"output '{output}' is a file, but {len(sources)} images need "
+                            "an output folder", "pass a folder with -o")
+        return [Job(s, out / default_name(s, scale, video)) for s in sources]
+    if video and out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise WdsrError(f"'{sources[0]}' is a video, but output '{output}' is not a video "
+                        "name", "name a file ending in " + ", ".join(VIDEO_SUFFIXES))
+    if not video and out.suffix.lower() in VIDEO_SUFFIXES:
+        raise WdsrError(f"'{sources[0]}' is an image, but output '{output}' is a video name",
+                        "name a file ending in " + ", ".join(IMAGE_SUFFIXES))
+    if not video and out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise WdsrError(f"output '{output}' has no image suffix",
+                        "name a file ending in " + ", ".join(IMAGE_SUFFIXES)
+                        + ", or end the name with '/' for a folder")
+    if not out.parent.is_dir() and str(out.parent) not in ("", "."):
+        problem = "is not a folder" if out.parent.exists() else "does not exist"
+        raise WdsrError(f"'{out.parent}' (the folder of output '{output}') {problem}",
+                        "create that folder first, or choose another -o")
+    return [Job(sources[0], out)]
 
 
 # ----------------------------------------------------------------------------------- alpha
@@ -293,9 +324,16 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
 
     start = time.perf_counter()
     src = read.src
+    size = None
+    if job.outscale is not None:  # --outscale: the network's result resized (outscale.py)
+        from .outscale import output_size, resize_to
+
+        size = output_size(src.width, src.height, job.outscale)
+        sr = resize_to(sr, size)
     up_alpha = None
     if read.alpha is not None:
-        up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale), 0.0, 255.0)
+        up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale) if size is None
+                           else resize_to(read.alpha, size), 0.0, 255.0)
     if sr.dtype == np.uint8:  # already the 8-bit RGB image (see _network)
         out = Image(pixels=sr, bit_depth=8)
     else:
@@ -318,7 +356,9 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
             "network_calls": predictor.windows_for(src.height, src.width),
             "seconds": read.seconds + network_seconds + time.perf_counter() - start,
             "network_seconds": network_seconds,
-            "output_megapixels": out.width * out.height / 1e6}
+            "output_megapixels": out.width * out.height / 1e6,
+            **({} if job.outscale is None else {"outscale": job.outscale,
+                                                "network_scale": predictor.scale})}
 
 
 def upscale_image(predictor, source: str | os.PathLike, target: str | os.PathLike,
@@ -386,11 +426,19 @@ def _failure(job: Job, exc: BaseException) -> str:
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
     photo weights for a JPEG input, the clean ones for the rest, unless ``requested`` says."""
+    from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
+    from .video import is_video_file
     from .weights import bundled_kind
 
-    return [bundled_kind(requested, jpeg_quality_of(job.source) if requested == "auto"
-                         else None, scale) for job in jobs]
+    def one(job: Job) -> tuple[str, str]:
+        if requested == "auto" and is_video_file(job.source) \
+                and bundled_checkpoint(scale, "photo") is not None:
+            return "photo", "auto: video (compressed frames)"
+        return bundled_kind(requested, jpeg_quality_of(job.source) if requested == "auto"
+                            else None, scale)
+
+    return [one(job) for job in jobs]
 
 
 def upscale_batch(predictor, jobs: Sequence[Job],
@@ -469,6 +517,59 @@ def upscale_batch(predictor, jobs: Sequence[Job],
             "seconds": time.perf_counter() - start}
 
 
+# ------------------------------------------------------------------------------------ video
+
+
+def video_job(jobs: Sequence[Job]) -> Job | None:
+    """The job when the command upscales a video (:func:`plan_jobs` makes it the only one),
+    else None."""
+    from .video import VIDEO_SUFFIXES
+
+    if len(jobs) == 1 and jobs[0].target.suffix.lower() in VIDEO_SUFFIXES:
+        return jobs[0]
+    return None
+
+
+def upscale_video(predictor, job: Job, *, codec: str | None = None, crf: int | None = None,
+                  on_frame: Callable[[int, int | None], None] | None = None
+                  ) -> dict[str, Any]:
+    """Super-resolve every frame of the clip ``job.source`` into ``job.target`` (see
+    :mod:`.video`: timing, audio, subtitles and metadata kept; written atomically; Ctrl-C or
+    SIGTERM leave nothing). Each frame is a plain 8-bit RGB image through ``predictor``, then
+    resized to ``job.outscale`` times the input if given (video sides rounded to even
+    numbers for 4:2:0). ``on_frame(done, total)`` after each frame's network pass. Returns a
+    summary (frames, sizes, fps, codec, streams copied, seconds, frames per second)."""
+    from . import video as V
+    from .outscale import output_size, resize_to
+
+    info = V.probe(job.source)
+    codec, crf = V.check_output(job.source, job.target, codec, crf)
+    size = None
+    if job.outscale is not None:
+        even = V.even_sides(V.out_pix_fmt(codec, info.pix_fmt))
+        w, h = output_size(info.width, info.height, job.outscale)
+        ew, eh = output_size(info.width, info.height, job.outscale, even=True)
+        size = (ew if even[0] else w, eh if even[1] else h)
+
+    def finish(sr: np.ndarray) -> np.ndarray:
+        return sr if size is None else resize_to(sr, size)
+
+    result = V.transcode(job.source, job.target, predictor.predict_uint8, finish, codec=codec,
+                         crf=crf, overwrite=job.overwrite, total=info.frames,
+                         on_frame=on_frame)
+    seconds = result["seconds"]
+    return {"input": str(job.source), "output": str(job.target), "video": True,
+            "frames": result["frames"], "fps": info.fps, "duration": info.duration,
+            "input_size": [info.width, info.height], "output_size": result["output_size"],
+            "network_scale": predictor.scale, "outscale": job.outscale,
+            "codec": codec, "crf": crf, "copied": info.copied, "left_out": info.left_out,
+            "network_calls_per_frame": predictor.windows_for(info.height, info.width),
+            "seconds": seconds,
+            "frames_per_second": result["frames"] / seconds if seconds > 0 else None,
+            "output_megapixels": result["frames"] * result["output_size"][0]
+            * result["output_size"][1] / 1e6}
+
+
 class _InOrder:
     """Finished images passed on (to ``on_done`` and the summary) in input order.
 
@@ -515,6 +616,9 @@ class UpscaleRequest:
     self_ensemble: bool = False
     overwrite: bool = False
     json_out: str | None = None
+    outscale: str | None = None  # any factor > 0: the network's output resized to it
+    crf: int | None = None  # video only
+    codec: str | None = None  # video only
 
 
 @dataclass
@@ -534,11 +638,14 @@ class UpscalePlan:
     weights: dict[str | None, Any]
     checkpoint: Any  # the weights resolved for the request (named in --json)
     bundled: bool  # choosing among the bundled weights per input (--weights)
+    notes: list[str]  # what the user should know before the work (e.g. --outscale's resize)
+    video: Any = None  # video.VideoInfo when the one input is a video (its only job)
 
 
 def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
     """Check every input, output, flag and weights choice before anything is loaded."""
     from .. import jsonout
+    from . import outscale as O
     from .engines import bundled_choice
     from .weights import named_checkpoint, resolve
 
@@ -546,19 +653,19 @@ def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
     jsonout.check(r.json_out)
     named_checkpoint(r.checkpoint, r.scale)  # a wrong path is reported before anything else
     bundled = bundled_choice(r.weights, r.checkpoint, r.model)
+    factor, scale, note = O.plan(r.outscale, r.scale, bundled)
     found = collect_inputs(r.inputs)
 
     def resolved(kind: str) -> Any:
-        return resolve(r.checkpoint, r.model, r.scale, r.backend, default="bundled",
+        return resolve(r.checkpoint, r.model, scale, r.backend, default="bundled",
                        device_target=runtime_cfg.device_target,
                        device_id=runtime_cfg.device_id, precision=r.precision, bundled=kind)
 
     first = resolved("photo" if r.weights == "photo" else "clean")
-    planned = plan_jobs(found, r.output, first.scale, r.overwrite)
+    planned = plan_jobs(found, r.output, first.scale, r.overwrite, factor)
     jsonout.apart(r.json_out, [job.target for job in planned.jobs])
-    todo, failures = preflight(planned.jobs)
-    if len(planned.jobs) == 1 and failures:
-        raise WdsrError(failures[0]["error"])
+    notes = [line for line in (note, factor and O.describe(factor, first.scale)) if line]
+    todo, failures, video = _preflight_request(r, planned.jobs)
     choices = choose_weights(todo, r.weights, first.scale) if bundled else \
         [(None, first.why)] * len(todo)
     weights: dict[str | None, Any] = {}
@@ -566,7 +673,25 @@ def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
         if kind not in weights:
             weights[kind] = first if kind in (None, first.bundled) else resolved(kind)
     return UpscalePlan(r, first.scale, planned.jobs, planned.skipped, todo, failures, choices,
-                       weights, first, bundled)
+                       weights, first, bundled, notes, video)
+
+
+def _preflight_request(r: UpscaleRequest, jobs: list[Job]) -> tuple[list[Job], list, Any]:
+    """(jobs worth trying, failures seen in the headers, the video's info or None). A bad
+    video, codec or CRF, and a single bad image, are the command's one-line error."""
+    from . import video as V
+
+    job = video_job(jobs)
+    if job is not None:  # a bad clip or codec is one line before any model loads
+        info = V.probe(job.source)
+        V.check_output(job.source, job.target, r.codec, r.crf)
+        return [job], [], info
+    if r.codec is not None or r.crf is not None:
+        raise WdsrError("--codec and --crf are for video inputs", "drop them for images")
+    todo, failures = preflight(jobs)
+    if len(jobs) == 1 and failures:
+        raise WdsrError(failures[0]["error"])
+    return todo, failures, None
 
 
 @dataclass
@@ -627,6 +752,10 @@ def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
         return UpscaleSummary(plan, [], plan.failures, False, 0.0, {}, None)
     kind0 = plan.choices[0][0]
     first = predictors[kind0]
+    facts, window = engine_facts(plan.weights[kind0], first), tuple(first.window)
+    if plan.video is not None:
+        row = _run_video(plan, first, on_done)
+        return UpscaleSummary(plan, [row], [], False, row["seconds"], facts, window)
     start = on_start and (lambda i, n, job: on_start(i, n, job.source.name))
     done = on_done and (lambda i, n, job, result, error: on_done(i, n))
     result = upscale_batch(first, plan.todo, on_start=start, on_tile=on_tile, on_done=done,
@@ -641,4 +770,16 @@ def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
     if len(plan.jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
     return UpscaleSummary(plan, images, failures, result["interrupted"], result["seconds"],
-                          engine_facts(plan.weights[kind0], first), tuple(first.window))
+                          facts, window)
+
+
+def _run_video(plan: UpscalePlan, predictor: Any,
+               on_done: Callable[[int, int | None], None] | None) -> dict[str, Any]:
+    """The plan's one video, frame by frame; its row for the table and --json."""
+    r = plan.request
+    on_frame = on_done and (lambda done, total: on_done(done - 1, total))
+    row = upscale_video(predictor, plan.todo[0], codec=r.codec, crf=r.crf, on_frame=on_frame)
+    row["mode"] = f"video, {row['frames']} frames, {row['codec']}"
+    if plan.bundled:
+        row["weights"], row["weights_why"] = plan.choices[0]
+    return row
