@@ -335,17 +335,9 @@ def _scored(fn, sr, hr, scale: int, protocol: str, name: str) -> tuple[float, fl
 def result_to_json(result: dict[str, Any]) -> dict[str, Any]:
     """A copy that ``json.dumps(..., allow_nan=False)`` accepts: inf/nan become None
     (PSNR of identical images is infinite)."""
+    from .jsonout import finite
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, float):
-            return _finite_or_none(v)
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
-    return clean(result)
+    return finite(result)
 
 
 def _rgb_uint8(img: np.ndarray, name: str, what: str) -> np.ndarray:

@@ -9,11 +9,13 @@ symlink, the target is replaced and the link kept. ``-`` is stdout.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from . import fileio
 from .errors import WdsrError
@@ -30,6 +32,18 @@ def _is_summary(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and fileio.SUMMARY_MARK in data
+
+
+def finite(data: Any) -> Any:
+    """A copy that ``json.dumps(..., allow_nan=False)`` accepts: inf/nan become None (PSNR of
+    identical images is infinite)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(x) for k, x in data.items()}
+    if isinstance(data, list):
+        return [finite(x) for x in data]
+    return data
 
 
 def check(json_out: str | None) -> None:

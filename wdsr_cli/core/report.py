@@ -286,8 +286,8 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
     (with ``bicubic=True``); ``facts``: (label, value) lines for the summary (weights, data);
     ``curve_svg``: a training curve to embed. Returns the index.html path."""
     from .data.images import write_rgb_uint8
-    from .evaluate import result_to_json
     from .fileio import SUMMARY_MARK, remove_stale_temps
+    from .jsonout import finite
     from .report_html import render_page
 
     dest = check_report_dest(dest, overwrite)
@@ -308,7 +308,7 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
         page = render_page(title, facts, result, collector, files, curve_svg)
         (staging / "index.html").write_text(page, encoding="utf-8")
         (staging / "results.json").write_text(
-            json.dumps({SUMMARY_MARK: "evaluate", **result_to_json(result)}, indent=1,
+            json.dumps({SUMMARY_MARK: "evaluate", **finite(result)}, indent=1,
                        sort_keys=True, allow_nan=False) + "\n",
             encoding="utf-8")
         _commit(staging, dest, overwrite)

@@ -41,8 +41,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from ..config import check_scale
 from ..errors import WdsrError
+from ..scales import check_scale
 
 __all__ = ["KERNELS", "imresize", "bicubic_downscale", "bicubic_upscale", "cubic_kernel",
            "contributions"]
