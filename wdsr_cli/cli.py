@@ -80,12 +80,6 @@ def _inference_start(scale: int | None, tile: int | None = None) -> None:
                 "(output independent of any setting, memory bounded); drop it")
 
 
-def _check_json(json_out: str | None) -> None:
-    from .core import jsonout
-
-    jsonout.check(json_out)
-
-
 def _write_json(json_out: str | None, data: dict, command: str) -> None:
     if json_out is not None:
         from .core import jsonout

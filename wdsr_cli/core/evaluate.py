@@ -28,7 +28,6 @@ This module draws nothing: :func:`evaluate_pairs` reports progress through a cal
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -257,10 +256,6 @@ def saved_names(save_dir: Path, dataset: EvalDataset) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ the engine
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _mean(values: Sequence[float]) -> float:
