@@ -931,6 +931,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     interrupted_reported = False
+    from .core.runtime import interruption, stop_on_signals
+
+    stop_on_signals()  # SIGTERM and SIGHUP stop a command as Ctrl-C does (exit 143, 129)
     try:
         code = command.main(args=args, prog_name="wdsr", standalone_mode=False)
     except UsageError as exc:
@@ -949,12 +952,13 @@ def main(argv: list[str] | None = None) -> None:
             raise
         ui.error(exc.message, exc.hint)
         code = getattr(exc, "exit_code", 2)
-        interrupted_reported = code == 130
+        interrupted_reported = code in (129, 130, 143)
     except (KeyboardInterrupt, typer.Abort):
         from . import ui
 
-        ui.error("interrupted")
-        code, interrupted_reported = 130, True
+        message, code = interruption()
+        ui.error(message)
+        interrupted_reported = True
     except typer.Exit as exc:
         code = exc.exit_code
     except Exception as exc:  # a bug: say so plainly, full detail with --debug
@@ -969,5 +973,6 @@ def main(argv: list[str] | None = None) -> None:
         # typer turns Ctrl-C inside a command into exit code 130 without a word: say it.
         from . import ui
 
-        ui.error("interrupted")
+        message, code = interruption()
+        ui.error(message)
     sys.exit(code or 0)
