@@ -9,7 +9,8 @@ Every file wdsr writes goes through here, so the promises hold everywhere:
   whose name starts with the temporary name is removed (MindSpore writes checkpoints to a
   name of its own, ``<stem>.tmp``, next to the one it was given). Temporary names carry the
   writer's process id, so :func:`remove_stale_temps` can remove what a killed writer left
-  (``kill -9`` gives it no chance) without touching a live writer's file.
+  (``kill -9`` gives it no chance) without touching a live writer's file; the next writer in
+  that folder does so (:func:`temp_path`).
 * **No folder mode changed**: tools that chmod the folder they write into (MindSpore's ONNX
   exporter sets it to 0700) write into :func:`private_folder`, a folder made for them.
 * **Usual modes**: written files get ``0666 & ~umask`` (MindSpore writes 0400).
@@ -50,11 +51,33 @@ def file_mode() -> int:
         return _mode[0]
 
 
-def temp_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+def temp_path(path: str | os.PathLike, suffix: str = ".tmp", sweep: bool = True) -> Path:
     """A fresh temporary name next to ``path``: ``.NAME.tmpPID-TOKEN`` + ``suffix`` (writers
-    that insist on a suffix, like MindSpore's, keep theirs)."""
+    that insist on a suffix, like MindSpore's, keep theirs).
+
+    Every temporary name is made here, so this is where the leftovers of dead writers go: the
+    first time a process makes one in a folder (``sweep``), the temporary files and folders
+    there whose writer is gone are removed (:func:`remove_stale_temps`), whatever wrote them
+    (an image, a checkpoint, a shard, an ONNX form's private folder, a report's staging)."""
     path = Path(path)
+    if sweep:
+        _sweep_once(path.parent)
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+_swept: set[str] = set()
+_sweep_lock = threading.Lock()
+
+
+def _sweep_once(folder: Path) -> None:
+    """:func:`remove_stale_temps` of ``folder``, once per process (writers call this for
+    each file; a folder of many images is listed once)."""
+    key = os.path.abspath(folder)
+    with _sweep_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+        remove_stale_temps(folder)
 
 
 def _remove_temps(tmp: Path, suffix: str) -> None:
@@ -190,7 +213,7 @@ def check_writable_folder(folder: str | os.PathLike, hint: str) -> None:
 def probe_writable(folder: str | os.PathLike) -> None:
     """Create and remove a file in ``folder`` (OSError if that fails): catches read-only
     mounts and root-proof folders that ``os.access`` does not."""
-    probe = temp_path(Path(folder) / "write-test")
+    probe = temp_path(Path(folder) / "write-test", sweep=False)  # a check changes nothing
     with open(probe, "xb"):
         pass
     probe.unlink()
