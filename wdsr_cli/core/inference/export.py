@@ -55,6 +55,7 @@ import numpy as np
 from .. import fileio
 from ..errors import WdsrError
 from ..fileio import sha256_file
+from ..testpoint import hold_if_asked
 from .backends import ONNX_INSTALL_HINT
 from .contract import CONTRACT_VERSION, contract_path
 
@@ -540,6 +541,7 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
             raise WdsrError(f"MindSpore could not write a dynamic-shape AIR file: {exc}",
                             "pass --input-size HxW for a fixed-shape AIR") from None
         contract = build_contract(plan, tmp, cfg, meta, radius)
+        hold_if_asked(f"export-written-{plan.output.name}")  # tests only (testpoint.py)
         if check:
             stage("checking the exported model against the checkpoint")
             parity = parity_check(tmp, contract, plan.checkpoint, tolerance)
