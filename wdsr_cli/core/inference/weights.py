@@ -170,6 +170,9 @@ def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
     if path.is_dir():  # a folder is not "missing": say which file was probably meant
         raise WdsrError(f"{what} '{path}' is a folder, not a checkpoint file",
                         f"pass a .ckpt file, e.g. {path / 'best.ckpt'}")
+    if path.exists() and not path.is_file():  # a FIFO or device: never opened
+        raise WdsrError(f"{what} '{path}' is not a regular file (a FIFO, socket or device)",
+                        hint)
     if not path.is_file():
         raise WdsrError(f"{what} '{path}' does not exist", hint)
     return path
