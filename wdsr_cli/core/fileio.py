@@ -33,7 +33,8 @@ from .runtime import proc_stat
 
 __all__ = ["LOCK_NAME", "atomic_write", "check_writable_folder", "commit", "file_mode",
            "lock_folder", "lock_holder", "private_folder", "probe_writable",
-           "read_small_text", "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
+           "read_small_text", "remove_stale_temps", "replacing", "sha256_file", "temp_path",
+           "write_summary"]
 
 _TEMP = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\..*)?$")  # .NAME.tmpPID-TOKEN[.suffix...]
 _lock = threading.Lock()
@@ -119,37 +120,38 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def commit(tmp: str | os.PathLike, path: str | os.PathLike, fsync: bool = True,
-           exclusive: bool = False) -> None:
+           exclusive: bool = False, flag: str = "--overwrite") -> None:
     """Give the finished file ``tmp`` the usual mode, sync it and move it over ``path`` (same
     file system). ``exclusive``: never replace a ``path`` that appeared meanwhile (another
-    process wrote it after the command's checks): WdsrError, ``path`` left as it is."""
+    process wrote it after the command's checks): WdsrError (its hint names ``flag``, the
+    command's option that replaces), ``path`` left as it is."""
     os.chmod(tmp, file_mode())
     if fsync:
         _fsync_file(Path(tmp))
     if exclusive:
-        _link_new(Path(tmp), Path(path))
+        _link_new(Path(tmp), Path(path), flag)
     else:
         os.replace(tmp, path)
     if fsync:
         _fsync_folder(Path(path).parent)
 
 
-def _link_new(tmp: Path, path: Path) -> None:
+def _link_new(tmp: Path, path: Path, flag: str = "--overwrite") -> None:
     """Move ``tmp`` to ``path`` only if no ``path`` exists: a hard link fails atomically on an
     existing name, where ``os.replace`` would silently replace it."""
+    appeared = WdsrError(f"'{path}' appeared while wdsr was working (another process wrote "
+                         f"it)", f"it was left as it is: pass {flag} to replace it, or choose "
+                         "another name" if flag else "it was left as it is: choose another "
+                         "name")
     try:
         os.link(tmp, path, follow_symlinks=False)
     except FileExistsError:
-        raise WdsrError(f"'{path}' appeared while wdsr was working (another process wrote it)",
-                        "it was left as it is: pass --overwrite to replace it, or choose "
-                        "another name") from None
+        raise appeared from None
     except OSError:  # no hard links here (some network and FUSE file systems): claim the name
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
-            raise WdsrError(f"'{path}' appeared while wdsr was working (another process "
-                            "wrote it)", "it was left as it is: pass --overwrite to replace "
-                            "it, or choose another name") from None
+            raise appeared from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -191,6 +193,52 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, fsync: bool = True)
     except OSError as exc:
         raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}",
                         "check free disk space and the folder's permissions") from None
+
+
+def _carries_mark(path: Path) -> bool:
+    """Is ``path`` a regular file holding a wdsr summary (a JSON object with
+    :data:`SUMMARY_MARK`)? Reads at most 256 MiB."""
+    import json
+    import stat
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 256 << 20:
+            return False
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SUMMARY_MARK in data
+
+
+def write_summary(path: str | os.PathLike, text: str, what: str = "--json") -> None:
+    """Write a summary (``--json``) atomically, replacing only a wdsr summary: the file must
+    still be one at the moment it is replaced (a user's file written there while the command
+    worked is never replaced), and a name that was free when the command was checked is
+    created exclusively (WdsrError otherwise; the file is left as it is)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise WdsrError(f"cannot write '{path}': folder '{path.parent}' does not exist",
+                        "create the folder first or choose another path")
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        if not os.path.lexists(path):
+            commit(tmp, path, exclusive=True, flag=None)
+        elif _carries_mark(path):
+            commit(tmp, path)
+        else:
+            raise WdsrError(f"{what} '{path}' appeared or changed while wdsr was working "
+                            "(another process wrote it; it is not a wdsr summary)",
+                            "it was left as it is: choose another name")
+    except OSError as exc:
+        _remove_temps(tmp, ".tmp")
+        raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}",
+                        "check free disk space and the folder's permissions") from None
+    except BaseException:
+        _remove_temps(tmp, ".tmp")
+        raise
 
 
 def check_writable_folder(folder: str | os.PathLike, hint: str) -> None:

@@ -564,8 +564,17 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
                 f"{tolerance} (0..255 scale); nothing was written",
                 "report this; --no-check writes the file without the check", result)
         _write_json(tmp_contract, contract)
-        fileio.commit(tmp, plan.output)
-        fileio.commit(tmp_contract, plan.contract)
+        # Without --force neither file may replace one that appeared meanwhile (another
+        # export to the same name): the contract is claimed first, the model second, and a
+        # contract whose model could not be placed is taken back.
+        exclusive = not plan.force
+        fileio.commit(tmp_contract, plan.contract, exclusive=exclusive, flag="--force")
+        try:
+            fileio.commit(tmp, plan.output, exclusive=exclusive, flag="--force")
+        except BaseException:
+            if exclusive:
+                plan.contract.unlink(missing_ok=True)
+            raise
     result["written"] = True
     result["seconds"] = time.perf_counter() - start
     return result
