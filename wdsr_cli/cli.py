@@ -269,7 +269,7 @@ def _write_json(json_out: str, data: dict, command: str) -> None:
             raise WdsrError(f"cannot write --json '{json_out}': {exc.strerror or exc}",
                             "pass --json - for stdout, or a file name") from None
     else:
-        fileio.atomic_write(path.resolve() if path.is_symlink() else path, text)
+        fileio.write_summary(path.resolve() if path.is_symlink() else path, text)
 
 
 # ------------------------------------------------------------------------------ commands
