@@ -279,3 +279,92 @@ def test_an_unwritable_check_cache_costs_only_the_check(tmp_path, monkeypatch):
                                 lambda: (_Same(), _Same()))
     assert result["passed"]
     assert any("WDSR_CACHE_DIR" in str(w.message) for w in seen)
+
+
+# ------------------------------------------------------------- found by the hostile pass
+
+
+def test_an_input_that_is_a_fifo_is_refused_at_once(tmp_path):
+    """Reading it would block for ever (no writer) or never end (/dev/zero)."""
+    os.mkfifo(tmp_path / "x.png")
+    for name in (str(tmp_path / "x.png"), "/dev/zero"):
+        line = one_line_error(run_wdsr("upscale", name, "-o", str(tmp_path / "o.png"),
+                                       "--scale", "2", timeout=120))
+        assert "not a regular file" in line
+    assert sorted(os.listdir(tmp_path)) == ["x.png"]
+
+
+def test_two_exports_to_one_name_never_replace_each_other(tiny, tmp_path):
+    """A holds with its model in its private folder; B exports another model to the same
+    name meanwhile; A (no --force) must not replace B's model or contract."""
+    other = save_tiny_checkpoint(tmp_path / "other.ckpt", 3)
+    out = tmp_path / "m.onnx"
+    marker = tmp_path / "held"
+    a = _held(["export", "--checkpoint", str(tiny), "-f", "onnx", "-o", str(out)],
+              "export-written-m.onnx", marker)
+    b = run_wdsr("export", "--checkpoint", str(other), "-f", "onnx", "-o", str(out))
+    assert b.returncode == 0, b.stderr
+    theirs = {p.name: p.read_bytes() for p in (out, out.with_name("m.onnx.json"))}
+    (tmp_path / "held.go").touch()
+    err = _finish(a)
+    assert a.returncode == 2 and "appeared while wdsr was working" in err, err
+    assert "--force" in err
+    assert {p.name: p.read_bytes() for p in (out, out.with_name("m.onnx.json"))} == theirs
+    assert _hidden(tmp_path) == []
+
+
+def test_a_stopped_prepare_data_removes_what_its_workers_were_writing(tmp_path):
+    """SIGTERM to prepare-data -j 2 while a worker is busy: the pool is stopped and what its
+    workers were writing is removed at once (not only by the next run). The worker's
+    half-written shard is stood in for by a temporary file under its PID, written while it
+    is held."""
+    src = plain_folder(tmp_path / "d", [(96, 96)] * 6)
+    dest = tmp_path / "prep"
+    names = sorted(p.stem for p in src.iterdir())
+    marker = tmp_path / "held"
+    proc = _held(["prepare-data", str(src), "--out", str(dest), "--scales", "2",
+                  "--crop-size", "48", "--crop-step", "48", "-j", "2"],
+                 f"prepare-image-{names[3]}", marker)
+    worker = int(marker.read_text().split()[0])
+    half = dest / "train" / "hr" / f".{names[3]}.npy.tmp{worker}-0123abcd.tmp"
+    half.write_bytes(b"half a shard")
+    proc.send_signal(signal.SIGTERM)
+    err = _finish(proc)
+    assert proc.returncode == 143 and "interrupted by SIGTERM" in err, err
+    assert _hidden(dest) == [".journal.jsonl"]
+
+
+def test_json_never_replaces_a_file_a_user_wrote_meanwhile(tiny, tmp_path):
+    """--json s.json was free when checked; a user writes s.json while upscale works: the
+    summary must not replace it."""
+    img = tmp_path / "a.png"
+    write_image(img, Image(pixels=photo(20, 20, 5)))
+    js = tmp_path / "s.json"
+    marker = tmp_path / "held"
+    proc = _held(["upscale", str(img), "--json", str(js), "--checkpoint", str(tiny),
+                  "--backend", "mindspore"], "upscale-write-a.png", marker)
+    js.write_text('{"mine": true}')
+    (tmp_path / "held.go").touch()
+    err = _finish(proc)
+    assert proc.returncode == 2 and "while wdsr was working" in err, err
+    assert js.read_text() == '{"mine": true}'
+    assert _hidden(tmp_path) == []
+
+
+def test_two_reports_to_one_folder_the_later_is_refused_in_one_line(tiny, tmp_path):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    for i in range(2):
+        write_image(hr / f"h{i}.png", Image(pixels=photo(48, 48, i)))
+    args = ["evaluate", "--hr", str(hr), "--report", str(tmp_path / "rep"), "--checkpoint",
+            str(tiny), "--backend", "mindspore"]
+    marker = tmp_path / "held"
+    proc = _held(args, "report-commit-rep", marker)
+    b = run_wdsr(*args)
+    assert b.returncode == 0, b.stderr
+    theirs = sorted(p.name for p in (tmp_path / "rep").rglob("*"))
+    (tmp_path / "held.go").touch()
+    err = _finish(proc)
+    assert proc.returncode == 2 and "'" + str(tmp_path / "rep") + "' appeared" in err, err
+    assert sorted(p.name for p in (tmp_path / "rep").rglob("*")) == theirs
+    assert _hidden(tmp_path) == []
