@@ -238,6 +238,7 @@ def _discard(path: Path) -> None:
 
 
 _NOTED: set[str] = set()  # forms next to a checkpoint already noted as unusable
+_DAMAGED = ("its contract is unreadable", "it cannot be read", "the file is not the one")
 
 
 def onnx_form(checkpoint: str | os.PathLike, sha256: str | None = None
@@ -260,8 +261,8 @@ def onnx_form(checkpoint: str | os.PathLike, sha256: str | None = None
         contract, why = _form_contract(path, sha256)
         if contract is not None:
             return path, contract
-        if why is None or (path == beside and "another checkpoint" in why):
-            continue  # nothing there, or an export of another checkpoint: not meant as its form
+        if why is None or (path == beside and not why.startswith(_DAMAGED)):
+            continue  # nothing there, or a user's export that is not a checked form
         if path == cached:
             _discard(path)
             warnings.warn(f"the cached ONNX form '{path}' failed its check ({why}): it was "
