@@ -368,3 +368,20 @@ def test_two_reports_to_one_folder_the_later_is_refused_in_one_line(tiny, tmp_pa
     assert proc.returncode == 2 and "'" + str(tmp_path / "rep") + "' appeared" in err, err
     assert sorted(p.name for p in (tmp_path / "rep").rglob("*")) == theirs
     assert _hidden(tmp_path) == []
+
+
+def test_a_damaged_export_next_to_the_checkpoint_is_not_taken_for_its_form(ms_cpu, tmp_path):
+    """A user's tiny.onnx (wdsr export) next to tiny.ckpt, truncated later: it used to be
+    taken as the checkpoint's form (every run exited 2); now it is noted, left alone and the
+    cached form runs."""
+    ck = save_tiny_checkpoint(tmp_path / "tiny.ckpt", 2)
+    assert run_wdsr("export", "--checkpoint", str(ck), "-f", "onnx").returncode == 0
+    beside = tmp_path / "tiny.onnx"
+    beside.write_bytes(beside.read_bytes()[:800])
+    img = tmp_path / "a.png"
+    write_image(img, Image(pixels=photo(20, 20, 6)))
+    res = run_wdsr("upscale", str(img), "--checkpoint", str(ck), "--backend", "onnxruntime",
+                   env={"WDSR_CACHE_DIR": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr
+    assert f"'{beside}' is not a usable ONNX form" in res.stderr
+    assert len(beside.read_bytes()) == 800
