@@ -311,7 +311,7 @@ def _optional_values(args: list[str]) -> list[str]:
 
 def _exit_code(exc: BaseException, debug: bool) -> int:
     """An exception out of a command as the user sees it: one line on stderr and the exit
-    code (2 for expected failures, 130 interrupted, 1 a bug); --debug re-raises."""
+    code (2 for expected failures, 130/143/129 stopped, 1 a bug); --debug re-raises."""
     from . import ui
 
     if isinstance(exc, UsageError):
@@ -321,32 +321,40 @@ def _exit_code(exc: BaseException, debug: bool) -> int:
         ui.error(exc.format_message(), f"see '{where}'")
         return 2
     if isinstance(exc, typer.Exit):
-        if exc.exit_code == 130:
-            ui.error("interrupted")
-        return exc.exit_code
+        return _stopped() if exc.exit_code == 130 else exc.exit_code
     if debug and not isinstance(exc, (KeyboardInterrupt, typer.Abort)):
         raise exc
     if isinstance(exc, WdsrError):
         ui.error(exc.message, exc.hint)
         return getattr(exc, "exit_code", 2)
     if isinstance(exc, (KeyboardInterrupt, typer.Abort)):
-        ui.error("interrupted")
-        return 130
+        return _stopped()
     ui.error(f"internal error: {type(exc).__name__}: {exc}",  # a bug: say so plainly
              "rerun with --debug for the traceback and report it")
     return 1
 
 
+def _stopped() -> int:
+    """Say how the command was stopped (Ctrl-C, SIGTERM, SIGHUP); its exit code."""
+    from . import ui
+    from .core.runtime import interruption
+
+    message, code = interruption()
+    ui.error(message)
+    return code
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every expected failure becomes one line on stderr and exit code 2."""
+    from .core.runtime import stop_on_signals
+
     args = _optional_values(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
+    stop_on_signals()  # SIGTERM and SIGHUP stop a command as Ctrl-C does (exit 143, 129)
     try:
         code = command.main(args=args, prog_name="wdsr", standalone_mode=False)
         if code == 130:  # typer turns Ctrl-C inside a command into 130 without a word
-            from . import ui
-
-            ui.error("interrupted")
+            code = _stopped()
     except (Exception, KeyboardInterrupt) as exc:
         code = _exit_code(exc, "--debug" in args)
     sys.exit(code or 0)

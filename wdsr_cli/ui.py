@@ -42,6 +42,28 @@ def info(message: str) -> None:
     err.print(message, soft_wrap=True)
 
 
+def _show_notes() -> None:
+    """The core's notes (``warnings.warn(text, WdsrNote)``) as ``warning:`` lines, every time;
+    other Python warnings as Python shows them."""
+    import warnings
+
+    from .core.errors import WdsrNote
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, WdsrNote):
+            warn(str(message))
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", WdsrNote)
+    warnings.showwarning = show
+
+
+_show_notes()
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 

@@ -21,6 +21,32 @@ class WdsrError(Exception):
 
 
 class Interrupted(WdsrError):
-    """Ctrl-C, reported as one line saying what was finished; exit code 130."""
+    """Ctrl-C (or SIGTERM/SIGHUP), reported as one line saying what was finished; exit code
+    130 (128 + the signal's number for SIGTERM 143 and SIGHUP 129)."""
 
-    exit_code = 130
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        from .runtime import interruption
+
+        self.exit_code = interruption()[1]
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread (``runtime.stop_on_signals``). It is a
+    KeyboardInterrupt so every path that cleans up after Ctrl-C cleans up after these too;
+    ``exit_code`` is 128 + the signal's number, as a shell reports a process it ended."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(self.name)
+
+
+class WdsrNote(UserWarning):
+    """Something the user should know that does not stop the command (a cache entry that
+    failed its check was discarded and is made again). The core says it with
+    ``warnings.warn(text, WdsrNote)``; the CLI shows it as one ``warning:`` line (ui.py), a
+    library user gets a Python warning."""

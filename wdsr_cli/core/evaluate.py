@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import WdsrError
+from .testpoint import hold_if_asked
 
 __all__ = [
     "EvalDataset",
@@ -305,6 +306,7 @@ def evaluate_pairs(predictor, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]
         if bic is not None:
             bp, bs = _scored(evaluate_pair, bic, hr, scale, protocol, name)
             row["bicubic_psnr"], row["bicubic_ssim"] = bp, bs
+        hold_if_asked(f"evaluate-image-{name}")  # tests only (testpoint.py)
         if out_dir is not None:
             write_rgb_uint8(out_dir / f"{name}_x{scale}.png", sr, exclusive=not overwrite)
         if on_arrays is not None:

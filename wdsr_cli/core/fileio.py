@@ -9,7 +9,8 @@ Every file wdsr writes goes through here, so the promises hold everywhere:
   whose name starts with the temporary name is removed (MindSpore writes checkpoints to a
   name of its own, ``<stem>.tmp``, next to the one it was given). Temporary names carry the
   writer's process id, so :func:`remove_stale_temps` can remove what a killed writer left
-  (``kill -9`` gives it no chance) without touching a live writer's file.
+  (``kill -9`` gives it no chance) without touching a live writer's file; the next writer in
+  that folder does so (:func:`temp_path`).
 * **No folder mode changed**: tools that chmod the folder they write into (MindSpore's ONNX
   exporter sets it to 0700) write into :func:`private_folder`, a folder made for them.
 * **Usual modes**: written files get ``0666 & ~umask`` (MindSpore writes 0400).
@@ -32,7 +33,8 @@ from .runtime import proc_stat
 
 __all__ = ["LOCK_NAME", "atomic_write", "check_writable_folder", "commit", "file_mode",
            "lock_folder", "lock_holder", "private_folder", "probe_writable",
-           "read_small_text", "remove_stale_temps", "replacing", "sha256_file", "temp_path"]
+           "read_small_text", "remove_stale_temps", "replacing", "sha256_file", "temp_path",
+           "write_summary"]
 
 _TEMP = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\..*)?$")  # .NAME.tmpPID-TOKEN[.suffix...]
 _lock = threading.Lock()
@@ -50,11 +52,33 @@ def file_mode() -> int:
         return _mode[0]
 
 
-def temp_path(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+def temp_path(path: str | os.PathLike, suffix: str = ".tmp", sweep: bool = True) -> Path:
     """A fresh temporary name next to ``path``: ``.NAME.tmpPID-TOKEN`` + ``suffix`` (writers
-    that insist on a suffix, like MindSpore's, keep theirs)."""
+    that insist on a suffix, like MindSpore's, keep theirs).
+
+    Every temporary name is made here, so this is where the leftovers of dead writers go: the
+    first time a process makes one in a folder (``sweep``), the temporary files and folders
+    there whose writer is gone are removed (:func:`remove_stale_temps`), whatever wrote them
+    (an image, a checkpoint, a shard, an ONNX form's private folder, a report's staging)."""
     path = Path(path)
+    if sweep:
+        _sweep_once(path.parent)
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+_swept: set[str] = set()
+_sweep_lock = threading.Lock()
+
+
+def _sweep_once(folder: Path) -> None:
+    """:func:`remove_stale_temps` of ``folder``, once per process (writers call this for
+    each file; a folder of many images is listed once)."""
+    key = os.path.abspath(folder)
+    with _sweep_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+        remove_stale_temps(folder)
 
 
 def _remove_temps(tmp: Path, suffix: str) -> None:
@@ -96,37 +120,38 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def commit(tmp: str | os.PathLike, path: str | os.PathLike, fsync: bool = True,
-           exclusive: bool = False) -> None:
+           exclusive: bool = False, flag: str = "--overwrite") -> None:
     """Give the finished file ``tmp`` the usual mode, sync it and move it over ``path`` (same
     file system). ``exclusive``: never replace a ``path`` that appeared meanwhile (another
-    process wrote it after the command's checks): WdsrError, ``path`` left as it is."""
+    process wrote it after the command's checks): WdsrError (its hint names ``flag``, the
+    command's option that replaces), ``path`` left as it is."""
     os.chmod(tmp, file_mode())
     if fsync:
         _fsync_file(Path(tmp))
     if exclusive:
-        _link_new(Path(tmp), Path(path))
+        _link_new(Path(tmp), Path(path), flag)
     else:
         os.replace(tmp, path)
     if fsync:
         _fsync_folder(Path(path).parent)
 
 
-def _link_new(tmp: Path, path: Path) -> None:
+def _link_new(tmp: Path, path: Path, flag: str = "--overwrite") -> None:
     """Move ``tmp`` to ``path`` only if no ``path`` exists: a hard link fails atomically on an
     existing name, where ``os.replace`` would silently replace it."""
+    appeared = WdsrError(f"'{path}' appeared while wdsr was working (another process wrote "
+                         f"it)", f"it was left as it is: pass {flag} to replace it, or choose "
+                         "another name" if flag else "it was left as it is: choose another "
+                         "name")
     try:
         os.link(tmp, path, follow_symlinks=False)
     except FileExistsError:
-        raise WdsrError(f"'{path}' appeared while wdsr was working (another process wrote it)",
-                        "it was left as it is: pass --overwrite to replace it, or choose "
-                        "another name") from None
+        raise appeared from None
     except OSError:  # no hard links here (some network and FUSE file systems): claim the name
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
-            raise WdsrError(f"'{path}' appeared while wdsr was working (another process "
-                            "wrote it)", "it was left as it is: pass --overwrite to replace "
-                            "it, or choose another name") from None
+            raise appeared from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -170,6 +195,52 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, fsync: bool = True)
                         "check free disk space and the folder's permissions") from None
 
 
+def is_summary(path: str | os.PathLike) -> bool:
+    """Is ``path`` a regular file holding a wdsr summary (a JSON object with
+    :data:`SUMMARY_MARK`)? Reads at most 256 MiB."""
+    import json
+    import stat
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 256 << 20:
+            return False
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SUMMARY_MARK in data
+
+
+def write_summary(path: str | os.PathLike, text: str, what: str = "--json") -> None:
+    """Write a summary (``--json``) atomically, replacing only a wdsr summary: the file must
+    still be one at the moment it is replaced (a user's file written there while the command
+    worked is never replaced), and a name that was free when the command was checked is
+    created exclusively (WdsrError otherwise; the file is left as it is)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise WdsrError(f"cannot write '{path}': folder '{path.parent}' does not exist",
+                        "create the folder first or choose another path")
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        if not os.path.lexists(path):
+            commit(tmp, path, exclusive=True, flag=None)
+        elif is_summary(path):
+            commit(tmp, path)
+        else:
+            raise WdsrError(f"{what} '{path}' appeared or changed while wdsr was working "
+                            "(another process wrote it; it is not a wdsr summary)",
+                            "it was left as it is: choose another name")
+    except OSError as exc:
+        _remove_temps(tmp, ".tmp")
+        raise WdsrError(f"cannot write '{path}': {exc.strerror or exc}",
+                        "check free disk space and the folder's permissions") from None
+    except BaseException:
+        _remove_temps(tmp, ".tmp")
+        raise
+
+
 def check_writable_folder(folder: str | os.PathLike, hint: str) -> None:
     """``folder``, or the nearest existing folder above it (where it will be created), takes a
     new file; checked by creating one, which catches read-only mounts too. ``hint``: what to
@@ -190,7 +261,7 @@ def check_writable_folder(folder: str | os.PathLike, hint: str) -> None:
 def probe_writable(folder: str | os.PathLike) -> None:
     """Create and remove a file in ``folder`` (OSError if that fails): catches read-only
     mounts and root-proof folders that ``os.access`` does not."""
-    probe = temp_path(Path(folder) / "write-test")
+    probe = temp_path(Path(folder) / "write-test", sweep=False)  # a check changes nothing
     with open(probe, "xb"):
         pass
     probe.unlink()

@@ -21,17 +21,6 @@ from . import fileio
 from .errors import WdsrError
 
 STDOUT = "-"
-_SUMMARY_MAX_BYTES = 256 << 20
-
-
-def _is_summary(path: Path) -> bool:
-    try:
-        if path.stat().st_size > _SUMMARY_MAX_BYTES:
-            return False
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and fileio.SUMMARY_MARK in data
 
 
 def finite(data: Any) -> Any:
@@ -55,7 +44,7 @@ def check(json_out: str | None) -> None:
     if path.is_dir():
         raise WdsrError(f"--json '{json_out}' is a folder", "name a file, e.g. --json out.json")
     if path.exists():
-        if stat.S_ISREG(os.stat(path).st_mode) and not _is_summary(path):
+        if stat.S_ISREG(os.stat(path).st_mode) and not fileio.is_summary(path):
             raise WdsrError(f"--json '{json_out}' exists and is not a wdsr summary",
                             "choose a new file name (--json replaces only its own summaries)")
         path = path.resolve()
@@ -101,4 +90,4 @@ def write(json_out: str, data: dict, command: str) -> None:
             raise WdsrError(f"cannot write --json '{json_out}': {exc.strerror or exc}",
                             "pass --json - for stdout, or a file name") from None
     else:
-        fileio.atomic_write(path.resolve() if path.is_symlink() else path, text)
+        fileio.write_summary(path.resolve() if path.is_symlink() else path, text)

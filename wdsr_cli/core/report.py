@@ -25,6 +25,7 @@ until the new one is complete).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import WdsrError
+from .testpoint import hold_if_asked
 
 __all__ = ["Crop", "ImageEntry", "ReportCollector", "check_report_dest", "choose_crops",
            "describe_weights", "gain_map", "is_own_report", "write_report"]
@@ -265,10 +267,14 @@ def _commit(staging: Path, dest: Path, overwrite: bool) -> None:
         os.replace(dest, old / dest.name)
     try:
         os.rename(staging, dest)
-    except OSError:
+    except OSError as exc:
         if old is not None:  # put the old report back
             os.replace(old / dest.name, dest)
             shutil.rmtree(old, ignore_errors=True)
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise WdsrError(f"'{dest}' appeared while wdsr was working (another process "
+                            "wrote it)", "it was left as it is: pass another --report "
+                            "folder") from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -311,6 +317,7 @@ def write_report(dest: str | os.PathLike, collector: ReportCollector, result: di
             json.dumps({SUMMARY_MARK: "evaluate", **finite(result)}, indent=1,
                        sort_keys=True, allow_nan=False) + "\n",
             encoding="utf-8")
+        hold_if_asked(f"report-commit-{dest.name}")  # tests only (testpoint.py)
         _commit(staging, dest, overwrite)
     except OSError as exc:
         raise _not_writable(dest.parent, exc) from None

@@ -158,31 +158,78 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def _raise_stopped(signum: int, frame: object) -> None:
+    from .errors import Stopped
+
+    _STATE["stopped_by"] = signum
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a command the way Ctrl-C does: they raise
+    :class:`~.errors.Stopped` (a KeyboardInterrupt) in the main thread, so every cleanup that
+    runs on Ctrl-C runs (temporary files and folders removed, finished files kept, a line
+    saying what was finished), and the command exits with 128 + the signal's number (143,
+    129: :func:`interruption`). A signal the user ignores (``nohup``) stays ignored; one with a
+    handler of someone else's is left alone. Main thread only; call it early (the CLI does, for
+    every command). Processes started later with ``exec`` get the default handlers back;
+    ``fork`` children inherit these (``multiprocessing`` here uses ``spawn``)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, _raise_stopped)
+
+
+def interruption() -> tuple[str, int]:
+    """(the one-line message, the exit code) for a command that was stopped: ``interrupted``
+    and 130 after Ctrl-C; ``interrupted by SIGTERM`` and 143 (SIGHUP: 129) after those."""
+    import signal
+
+    signum = _STATE.get("stopped_by")
+    if not isinstance(signum, int):
+        return "interrupted", 130
+    return f"interrupted by {signal.Signals(signum).name}", 128 + signum
+
+
 def ctrl_c_stays_with_python() -> None:
-    """Make Ctrl-C a KeyboardInterrupt in the main thread even while MindSpore runs a graph.
+    """Make Ctrl-C a KeyboardInterrupt (and SIGTERM, SIGHUP a :class:`~.errors.Stopped`, see
+    :func:`stop_on_signals`) in the main thread even while MindSpore runs a graph.
 
     Each MindSpore graph run installs a native SIGINT handler that ends the process with
-    SIGTERM (exit 143: no message, no cleanup) and leaves it installed. So SIGINT is blocked
-    in this thread before any other thread exists (numpy's OpenBLAS and MindSpore start
-    theirs on import and they inherit the mask), and one thread of ours takes it with
-    ``sigwait`` and interrupts the main thread, which raises KeyboardInterrupt as soon as it
-    runs Python again (between tiles, or when a network call returns). Call before importing
-    numpy or MindSpore; only in commands that start no subprocesses (they would inherit the
-    blocked signal). Nothing happens if SIGINT is ignored (a
-    background job) or this was done already."""
+    SIGTERM (exit 143: no message, no cleanup) and leaves it installed, and a SIGTERM handler
+    of its own. So these signals are blocked in this thread before any other thread exists
+    (numpy's OpenBLAS and MindSpore start theirs on import and they inherit the mask), and one
+    thread of ours takes them with ``sigwait`` and interrupts the main thread with the
+    signal, which raises as soon as it runs Python again (between tiles, or when a network
+    call returns). Call before importing numpy or MindSpore; only in commands that start no
+    subprocesses (they would inherit the blocked signals). A signal that is ignored (SIGINT in
+    a background job, SIGHUP under nohup) stays ignored; nothing happens if this was done
+    already."""
     import _thread
     import signal
     import threading
 
-    if (_STATE.get("ctrl_c") or threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if _STATE.get("ctrl_c") or threading.current_thread() is not threading.main_thread():
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    stop_on_signals()
+    relayed = {sig for sig, handler in ((signal.SIGINT, signal.default_int_handler),
+                                        (signal.SIGTERM, _raise_stopped),
+                                        (signal.SIGHUP, _raise_stopped))
+               if signal.getsignal(sig) is handler}
+    if not relayed:
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, relayed)
 
     def relay() -> None:
         while True:
-            signal.sigwait({signal.SIGINT})
-            _thread.interrupt_main()
+            signum = signal.sigwait(relayed)
+            if signum != signal.SIGINT:
+                _STATE["stopped_by"] = signum
+            _thread.interrupt_main(signum)
 
     threading.Thread(target=relay, name="wdsr-ctrl-c", daemon=True).start()
     _STATE["ctrl_c"] = True

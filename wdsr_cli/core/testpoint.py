@@ -2,7 +2,11 @@
 
 ``WDSR_TEST_HOLD=POINT=MARKER`` (unset in normal use: then nothing happens). A process that
 reaches ``POINT`` (``train-step-4``: step 4 done and checkpointed; ``prepare-image-z0``: a
-prepare-data worker is about to read image ``z0``) appends its pid as a line to the file
+prepare-data worker is about to read image ``z0``; ``upscale-write-a.png``: the result of
+``a.png`` is about to be written; ``export-written-m.onnx``: the exported file is in its private
+folder, not yet checked or moved into place; ``evaluate-image-a``: image ``a`` is scored, its
+result not yet saved; ``report-commit-rep``: the report is staged, not yet moved to ``rep``)
+appends its pid as a line to the file
 ``MARKER`` (so a test sees how many got there, e.g. both ranks) and waits until it is
 signalled, killed or orphaned, or until the file ``MARKER.go`` exists (then it goes on). A
 test that acts once the marker appears acts at that point on every machine, however fast or

@@ -660,8 +660,9 @@ def run(plan: Plan, on_event: Callback | None = None) -> dict[str, Any]:
                                        "options": _journal_options(opts)})
     start = time.perf_counter()
     processed = 0
+    results = _results(todo, opts.workers)
     try:
-        for res in _results(todo, opts.workers):
+        for res in results:
             if res["ok"]:
                 rec = res["record"]
                 journal.append(rec)
@@ -680,6 +681,11 @@ def run(plan: Plan, on_event: Callback | None = None) -> dict[str, Any]:
                 raise WdsrError(res["message"], res.get("hint") or (
                     "fix or remove the file, or pass --skip-bad to leave it out"
                     if res["bad"] else None))
+    except BaseException:  # an error, Ctrl-C, SIGTERM: the pool's workers are stopped (and
+        results.close()    # waited for) here, then what they were writing is removed
+        for d in _our_dirs(out):
+            remove_stale_temps(d)
+        raise
     finally:
         journal.close()
     seconds = time.perf_counter() - start

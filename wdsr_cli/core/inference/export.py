@@ -55,6 +55,7 @@ import numpy as np
 from .. import fileio
 from ..errors import WdsrError
 from ..fileio import sha256_file
+from ..testpoint import hold_if_asked
 from .backends import ONNX_INSTALL_HINT
 from .contract import CONTRACT_VERSION, contract_path
 
@@ -565,6 +566,7 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
             raise WdsrError(f"MindSpore could not write a dynamic-shape AIR file: {exc}",
                             "pass --input-size HxW for a fixed-shape AIR") from None
         contract = build_contract(plan, tmp, cfg, meta, radius)
+        hold_if_asked(f"export-written-{plan.output.name}")  # tests only (testpoint.py)
         if check:
             stage("checking the exported model against the checkpoint")
             parity = parity_check(tmp, contract, plan.checkpoint, tolerance)
@@ -587,8 +589,17 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
                 f"{tolerance} (0..255 scale); nothing was written",
                 "report this; --no-check writes the file without the check", result)
         _write_json(tmp_contract, contract)
-        fileio.commit(tmp, plan.output)
-        fileio.commit(tmp_contract, plan.contract)
+        # Without --force neither file may replace one that appeared meanwhile (another
+        # export to the same name): the contract is claimed first, the model second, and a
+        # contract whose model could not be placed is taken back.
+        exclusive = not plan.force
+        fileio.commit(tmp_contract, plan.contract, exclusive=exclusive, flag="--force")
+        try:
+            fileio.commit(tmp, plan.output, exclusive=exclusive, flag="--force")
+        except BaseException:
+            if exclusive:
+                plan.contract.unlink(missing_ok=True)
+            raise
     result["written"] = True
     result["seconds"] = time.perf_counter() - start
     return result

@@ -18,13 +18,14 @@ refused with a one-line error every time, without running it again.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import WdsrError
+from ..errors import WdsrError, WdsrNote
 from .predictor import NonFiniteOutput
 
 __all__ = ["CHECK_PHOTOS", "TOLERANCE", "PrecisionError", "compare", "ensure_checked"]
@@ -96,6 +97,31 @@ def _key(sha256: str, engine: str, precision: str, cpu: str, tolerance: dict) ->
     return f"{sha256}-{precision}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
+def _invalid(result: Any, sha256: str, engine: str, precision: str, cpu: str,
+             tolerance: dict) -> str | None:
+    """Why a cached verdict cannot be trusted for this form, engine, precision and CPU (None:
+    it can): it must be the very verdict :func:`ensure_checked` writes."""
+    if not isinstance(result, dict):
+        return "not a verdict"
+    want = {"model_sha256": sha256, "engine": engine, "precision": precision, "cpu": cpu}
+    wrong = [k for k, v in want.items() if result.get(k) != v]
+    if wrong:
+        return f"made for another {', '.join(wrong)}"
+    if result.get("tolerance") != tolerance:
+        return "made with another tolerance"
+    levels, change, images = (result.get("uint8_max_diff"), result.get("psnr_change_db"),
+                              result.get("images"))
+    if not isinstance(result.get("passed"), bool) or isinstance(levels, bool) \
+            or not isinstance(levels, int) or isinstance(change, bool) \
+            or not isinstance(change, int | float) or not isinstance(images, list) \
+            or not images:
+        return "fields missing or of the wrong type"
+    judged = levels <= tolerance["uint8_levels"] and abs(change) <= tolerance["psnr_db"]
+    if result["passed"] and not judged:
+        return "its numbers do not pass, yet it says passed"
+    return None
+
+
 def ensure_checked(cache: Path | None, sha256: str, engine: str, precision: str, cpu: str,
                    scale: int, make: Callable[[], tuple[Any, Any]],
                    tolerance: dict[str, float] | None = None) -> dict[str, Any]:
@@ -109,13 +135,20 @@ def ensure_checked(cache: Path | None, sha256: str, engine: str, precision: str,
         Path(cache) / "checks" / f"{_key(sha256, engine, precision, cpu, tol)}.json"
     result, from_cache = None, False
     if path is not None and path.is_file():
+        why = None
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            why = f"unreadable: {getattr(exc, 'strerror', None) or exc}"
+        else:
+            why = _invalid(result, sha256, engine, precision, cpu, tol)
+        if why is None:
             from_cache = True
-        except (OSError, ValueError):
+        else:
             result = None
-    if not isinstance(result, dict) or not isinstance(result.get("passed"), bool):
-        from_cache = False
+            warnings.warn(f"the cached precision check '{path}' failed its check ({why}): it "
+                          "is made again", WdsrNote, stacklevel=2)
+    if result is None:
         reference, candidate = make()
         result = {**compare(reference, candidate, scale, tol), "engine": engine,
                   "precision": precision, "cpu": cpu, "model_sha256": sha256}
@@ -123,8 +156,11 @@ def ensure_checked(cache: Path | None, sha256: str, engine: str, precision: str,
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fileio.atomic_write(path, json.dumps(result, indent=1) + "\n")
-            except OSError:
-                pass  # an unwritable cache only costs the check next time
+            except (OSError, WdsrError) as exc:  # only costs the check next time
+                what = getattr(exc, "strerror", None) or getattr(exc, "message", None) or exc
+                warnings.warn(f"the precision check could not be cached in '{path.parent}' "
+                              f"({what}); set WDSR_CACHE_DIR to a writable folder to keep it",
+                              WdsrNote, stacklevel=2)
     result["from_cache"] = from_cache
     if not result["passed"]:
         raise PrecisionError(

@@ -105,6 +105,9 @@ def collect_inputs(inputs: Sequence[str]) -> Inputs:
             files.extend(found)
             folder_of.update((f, path) for f in found)
         elif path.exists():
+            if not path.is_file():  # reading a FIFO or a device would block or never end
+                raise WdsrError(f"input '{arg}' is not a regular file (a FIFO, socket or "
+                                "device)", "pass image files, folders of images or a glob")
             files.append(path)
         elif _GLOB_CHARS & set(arg):
             matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(arg)))]

@@ -167,6 +167,9 @@ def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
     if path.is_dir():  # a folder is not "missing": say which file was probably meant
         raise WdsrError(f"{what} '{path}' is a folder, not a checkpoint file",
                         f"pass a .ckpt file, e.g. {path / 'best.ckpt'}")
+    if path.exists() and not path.is_file():  # a FIFO or device: never opened
+        raise WdsrError(f"{what} '{path}' is not a regular file (a FIFO, socket or device)",
+                        hint)
     if not path.is_file():
         raise WdsrError(f"{what} '{path}' does not exist", hint)
     return path
@@ -181,33 +184,90 @@ def cache_dir() -> Path:
     return Path(base) / "wdsr"
 
 
-def _form_contract(path: Path, sha256: str) -> dict[str, Any] | None:
-    """The contract of ``path`` if it is a checked, any-size ONNX form of the checkpoint with
-    this sha256; None otherwise (missing, unreadable, another checkpoint, not checked)."""
+CACHE_HINT = ("set WDSR_CACHE_DIR to a writable folder (where wdsr keeps ONNX forms and "
+              "precision checks), or pass --backend mindspore")
+
+
+def _form_contract(path: Path, sha256: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(contract, None) if ``path`` is a checked, any-size ONNX form of the checkpoint with
+    this sha256 and the file is the one its contract describes (sha256 and size); else (None,
+    why it is not, or None where there is nothing to say: no file, no contract yet)."""
     if not path.is_file():
-        return None
+        return None, None
+    from .contract import contract_path
+
+    if not contract_path(path).is_file():
+        return None, None  # a form being written (file first, contract last), or not a form
     try:
         contract = read_contract(path)
-    except WdsrError:
-        return None
+    except WdsrError as exc:
+        return None, f"its contract is unreadable: {exc.message}"
     parity = contract.get("parity") or {}
     source = contract.get("checkpoint") or {}
-    if contract["format"] != "onnx" or contract.get("input_size") is not None \
-            or source.get("sha256") != sha256 \
-            or not (parity.get("checked") and parity.get("passed")):
-        return None
-    return contract
+    if contract["format"] != "onnx" or contract.get("input_size") is not None:
+        return None, "it is not an any-size ONNX model"
+    if source.get("sha256") != sha256:
+        return None, "it was made from another checkpoint"
+    if not (parity.get("checked") and parity.get("passed")):
+        return None, "it has no passed parity check"
+    try:
+        size = path.stat().st_size
+        same = size == contract.get("bytes") and sha256_file(path) == contract.get("sha256")
+    except OSError as exc:
+        return None, f"it cannot be read: {exc.strerror or exc}"
+    if not same:
+        return None, "the file is not the one its contract describes (changed or truncated)"
+    return contract, None
+
+
+def _discard(path: Path) -> None:
+    """Remove a cached ONNX form that failed its check (file and contract)."""
+    from .contract import contract_path
+
+    for p in (path, contract_path(path)):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise WdsrError(f"the cached ONNX form '{path}' failed its check and cannot be "
+                            f"removed: {exc.strerror or exc}", CACHE_HINT) from None
+
+
+_NOTED: set[str] = set()  # forms next to a checkpoint already noted as unusable
+_DAMAGED = ("its contract is unreadable", "it cannot be read", "the file is not the one")
 
 
 def onnx_form(checkpoint: str | os.PathLike, sha256: str | None = None
               ) -> tuple[Path, dict[str, Any]] | None:
-    """(file, contract) of the checkpoint's checked ONNX form, next to it or in the cache."""
+    """(file, contract) of the checkpoint's checked ONNX form, next to it or in the cache.
+
+    A cached form that fails its check (another checkpoint's, no passed parity check, a file
+    that is not the one its contract describes: tampered, truncated) is discarded with a note,
+    so it is made again; one next to the checkpoint (the user's) is left alone and not used."""
+    import warnings
+
+    from ..errors import WdsrNote
+    from ..fileio import remove_stale_temps
+
     checkpoint = Path(checkpoint)
     sha256 = sha256 or sha256_file(checkpoint)
-    for path in (checkpoint.with_suffix(".onnx"), cache_dir() / "onnx" / f"{sha256}.onnx"):
-        contract = _form_contract(path, sha256)
+    beside, cached = checkpoint.with_suffix(".onnx"), cache_dir() / "onnx" / f"{sha256}.onnx"
+    remove_stale_temps(cached.parent)  # what a killed maker left (its private folder)
+    for path in (beside, cached):
+        contract, why = _form_contract(path, sha256)
         if contract is not None:
             return path, contract
+        if why is None or (path == beside and not why.startswith(_DAMAGED)):
+            continue  # nothing there, or a user's export that is not a checked form
+        if path == cached:
+            _discard(path)
+            warnings.warn(f"the cached ONNX form '{path}' failed its check ({why}): it was "
+                          "removed and is made again", WdsrNote, stacklevel=2)
+        elif str(path) not in _NOTED:
+            _NOTED.add(str(path))
+            warnings.warn(f"'{path}' is not a usable ONNX form of '{checkpoint}' ({why}): "
+                          "not used", WdsrNote, stacklevel=2)
     return None
 
 
@@ -438,19 +498,26 @@ def make_onnx_form(checkpoint: Path, device_target: str = "CPU", device_id: int 
                    on_stage: Callable[[str], None] | None = None) -> Path:
     """Write the checkpoint's ONNX form into the cache with ``wdsr export`` (parity checked
     against the checkpoint; nothing is written if it fails) and return its path."""
+    from ..fileio import check_writable_folder
     from .export import export_model
 
     folder = cache_dir() / "onnx"
+    check_writable_folder(folder, CACHE_HINT)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WdsrError(f"cannot create the cache folder '{folder}': {exc.strerror or exc}",
-                        "set WDSR_CACHE_DIR to a writable folder, or pass --backend "
-                        "mindspore") from None
+                        CACHE_HINT) from None
     start_mindspore(device_target, device_id)
     output = folder / f"{sha256_file(checkpoint)}.onnx"
-    export_model(checkpoint, "onnx", output, force=True, check=True, on_stage=on_stage,
-                 device_target=device_target)
+    try:
+        export_model(checkpoint, "onnx", output, force=True, check=True, on_stage=on_stage,
+                     device_target=device_target)
+    except WdsrError as exc:
+        if "--output" not in (exc.hint or ""):  # not about writing into the cache
+            raise
+        raise WdsrError(f"cannot make the ONNX form in the cache: {exc.message}",
+                        CACHE_HINT) from None
     return output
 
 
