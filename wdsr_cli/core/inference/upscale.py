@@ -437,7 +437,7 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tupl
     def one(job: Job) -> tuple[str, str]:
         if requested == "auto" and is_video_file(job.source) \
                 and bundled_checkpoint(scale, "photo") is not None:
-            return "photo", "auto: video (compressed frames)"
+            return "photo", "auto: video, compressed frames"
         return bundled_kind(requested, jpeg_quality_of(job.source) if requested == "auto"
                             else None, scale)
 
