@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 WDSR   := $(BIN)/wdsr
 
-.PHONY: install demo test test-quick lint bench bundled-onnx report-screenshot clean
+.PHONY: install demo test test-quick lint deadcode bench bundled-onnx report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ test-quick: install
 
 lint: install
 	$(BIN)/ruff check wdsr_cli tests scripts
+
+# Unused code (vulture at 60%); what only frameworks or tests read is named in the allow list.
+deadcode: install
+	$(BIN)/vulture wdsr_cli scripts/vulture_allow.py --min-confidence 60
 
 bench: install
 	$(BIN)/python scripts/bench.py
