@@ -1098,19 +1098,27 @@ def _prepared(d: Path) -> Res:
                 "48", "--crop-step", "48", "--valid-count", "1", "-j", "1")
 
 
-@case("S9", "exit 143, a line, a --resume that works, lock free, no temporary file")
-def s9(d):
-    """SIGTERM to train (the launcher) at step 3"""
+def _signal_training(d: Path, sig: int):
+    """A tiny training stopped by ``sig`` at step 3: (its result, what it left besides the run
+    lock), or (None, why) when it never got there."""
     if _prepared(d).rc != 0:
-        return "prepare-data", "failed", False
+        return None, "prepare-data failed"
     args = ["train", *_train_args(), "--set", "data.prepared=prep", "--steps", "8",
             "--name", "r"]
     proc, reached = held(d, args, "train-step-3")
     if not reached:
-        return cmd("train"), f"no hold point (exit {finish(proc).rc})", False
-    proc.send_signal(signal.SIGTERM)
+        return None, f"no hold point (exit {finish(proc).rc})"
+    proc.send_signal(sig)
     r = finish(proc)
-    left = [h for h in hidden(d / "runs") if h not in ("r/.wdsr.lock",)]
+    return r, [h for h in hidden(d / "runs") if h not in ("r/.wdsr.lock",)]
+
+
+@case("S9", "exit 143, a line, a --resume that works, lock free, no temporary file")
+def s9(d):
+    """SIGTERM to train (the launcher) at step 3"""
+    r, left = _signal_training(d, signal.SIGTERM)
+    if r is None:
+        return cmd("train"), left, False
     r2 = wdsr(d, "train", "--resume", "runs/r", "--steps", "8", "--device-target", "CPU")
     ok = r.rc == 143 and "Traceback" not in r.err and not left and r2.rc == 0
     return "wdsr train --config demo (tiny) --steps 8 + SIGTERM at step 3; then --resume", \
@@ -1120,16 +1128,9 @@ def s9(d):
 @case("S10", "exit 129, like S9")
 def s10(d):
     """SIGHUP to train at step 3"""
-    if _prepared(d).rc != 0:
-        return "prepare-data", "failed", False
-    args = ["train", *_train_args(), "--set", "data.prepared=prep", "--steps", "8",
-            "--name", "r"]
-    proc, reached = held(d, args, "train-step-3")
-    if not reached:
-        return cmd("train"), f"no hold point (exit {finish(proc).rc})", False
-    proc.send_signal(signal.SIGHUP)
-    r = finish(proc)
-    left = [h for h in hidden(d / "runs") if h not in ("r/.wdsr.lock",)]
+    r, left = _signal_training(d, signal.SIGHUP)
+    if r is None:
+        return cmd("train"), left, False
     return "wdsr train (tiny) + SIGHUP at step 3", f"exit {r.rc}: {r.first()[:90]}; left "\
         f"{left}", r.rc == 129 and "Traceback" not in r.err and not left
 
