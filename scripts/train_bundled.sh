@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the bundled weights (wdsr_cli/assets/weights/wdsr_x{2,3,4}.ckpt) from scratch:
-# the photo set, the prepared shards, then two stages of training
+# the photo set, the prepared shards, then the stages of training below
 # (wdsr_cli/assets/weights/MODEL_CARD.md "Bundled weights (model card)").
 #   stage 1: x2 from scratch; x3 and x4 start from the x2 weights (all but tail and skip).
 #   stage 2: each scale restarts its cosine schedule from its stage-1 best weights

@@ -24,7 +24,6 @@ class OnnxBackend:
     """
 
     window = 768
-    precision = "fp32"  # its x86 CPU engine has no bf16 convolutions
     precision = "fp32"  # ONNX Runtime's CPU engine has no bf16 convolutions on x86
 
     def __init__(self, path: str | os.PathLike) -> None:
