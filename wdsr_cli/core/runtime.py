@@ -83,7 +83,7 @@ def prepare_environment(device_target: str, purpose: str = "train") -> dict[str,
     - GLOG_v=3: MindSpore logs only errors (its INFO/WARNING lines drown the progress UI).
     - ONEDNN_MAX_CPU_ISA=AVX2 on x86 CPU targets: the bundled oneDNN picks a reference
       (~10-20x slower) 3x3/5x5 convolution kernel on AVX-512 machines; capping the ISA selects
-      the jit kernels (FACTS.md: 256x256 x2 WDSR forward 15 s -> 0.64 s). Inference used to be
+      the jit kernels (measured: a 256x256 x2 WDSR forward 15 s -> 0.64 s). Inference used to be
       capped at AVX (no FMA) so that tiles and whole images happened to compute a pixel alike;
       the Predictor's fixed window grid makes that exact by construction, so inference takes
       the fastest correct setting too (AVX2, measured in
