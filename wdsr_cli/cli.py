@@ -260,13 +260,13 @@ def export(
 @app.command()
 def upscale(
     inputs: list[str] = O.UpInputs, output: str | None = O.UpOutput,
-    scale: int | None = O.Scale, checkpoint: Path | None = O.UpCheckpoint,
-    model: Path | None = O.Model, weights_choice: str = O.UpWeights, backend: str = O.Backend,
+    scale: int | None = O.Scale, outscale: str | None = O.UpOutscale,
+    checkpoint: Path | None = O.UpCheckpoint, model: Path | None = O.Model,
+    weights_choice: str = O.UpWeights, backend: str = O.Backend,
     precision: str = O.UpPrecision, tile: int | None = O.Tile,
     self_ensemble: bool = O.UpSelfEnsemble, overwrite: bool = O.UpOverwrite,
+    crf: int | None = O.UpCrf, codec: str | None = O.UpCodec,
     json_out: str | None = O.Json, device_target: str | None = O.DeviceTarget,
-    outscale: str | None = O.UpOutscale, crf: int | None = O.UpCrf,
-    codec: str | None = O.UpCodec,
 ) -> None:
     """Super-resolve images or a video (works out of the box with the bundled weights).
 

@@ -187,7 +187,8 @@ ExportNoCheck = typer.Option(
 # ------------------------------------------------------------------------------- upscale
 
 UpInputs = typer.Argument(
-    ..., metavar="INPUT...", help="Image files, folders (their images) or globs.")
+    ..., metavar="INPUT...", help="Image files, folders (their images), globs, or one video "
+    "file (.mp4, .mkv, .mov, .webm, .avi; an animated GIF/PNG).")
 UpOutput = typer.Option(
     None, "--output", "-o", help="Output file (one input) or folder (created if missing); "
     "default: NAME_x{scale}.png next to each input.")
