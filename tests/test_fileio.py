@@ -58,6 +58,12 @@ def test_temp_path_sweeps_dead_writers_once_per_folder(tmp_path):
     dead.write_bytes(b"x")  # a folder is listed once per process
     fileio.temp_path(tmp_path / "c.png")
     assert dead.exists()
+    sub = tmp_path / "sub"  # each folder once
+    sub.mkdir()
+    dead_there = _as_dead(fileio.temp_path(sub / "a.png", sweep=False))
+    dead_there.write_bytes(b"x")
+    fileio.temp_path(sub / "b.png")
+    assert not dead_there.exists()
 
 
 def test_the_temp_pattern_needs_the_dot_pid_and_token():
@@ -307,6 +313,7 @@ def test_alive(monkeypatch):
                             stdin=subprocess.PIPE)
     try:
         assert fileio._alive(live.pid)
+        assert live.poll() is None
 
         def not_ours(pid, sig):
             raise PermissionError(1, "Operation not permitted")
@@ -317,7 +324,7 @@ def test_alive(monkeypatch):
         assert not fileio._alive(live.pid)
     finally:
         live.stdin.close()
-        live.wait()
+        assert live.wait() == 0  # asking sent it no signal
     monkeypatch.setattr(fileio, "proc_stat", lambda pid: ["X"])
     assert fileio._exited(12345)
     monkeypatch.setattr(fileio, "proc_stat", lambda pid: None)
@@ -504,3 +511,150 @@ def test_write_file_fifo_symlink_and_stdout(tmp_path, capsys):
     assert Path(os.devnull).exists() and not Path(os.devnull).is_file()
     with pytest.raises(WdsrError, match="cannot write --json"):
         jsonout.write("/dev/full", {}, "export")  # a device that is full
+
+
+# ------------------------------------------- more edges found by mutation testing (issue 34)
+
+def test_the_on_disk_names_are_the_documented_ones():
+    """Summaries and locks written by earlier versions must still be recognised
+    (docs/promises.md)."""
+    assert fileio.SUMMARY_MARK == "wdsr_summary" and fileio.LOCK_NAME == ".wdsr.lock"
+
+
+def test_defaults_sync_and_use_the_tmp_suffix(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: synced.append(fd))
+    fileio.atomic_write(tmp_path / "a", "x")
+    assert len(synced) == 2
+    with fileio.replacing(tmp_path / "b") as tmp:
+        assert tmp.name.endswith(".tmp")
+        tmp.write_text("x")
+    assert len(synced) == 4
+    tmp = fileio.temp_path(tmp_path / "c", sweep=False)
+    tmp.write_text("x")
+    fileio.commit(tmp, tmp_path / "c")
+    assert len(synced) == 6
+
+
+def test_exclusive_messages_name_the_default_flag_and_the_file(tmp_path):
+    target, tmp = tmp_path / "t", tmp_path / "tmp"
+    target.write_bytes(b"1")
+    tmp.write_bytes(b"2")
+    with pytest.raises(WdsrError) as e:
+        fileio._link_new(tmp, target)
+    assert e.value.message == f"'{target}' appeared while wdsr was working (another process " \
+        "wrote it)"
+    assert e.value.hint == "it was left as it is: pass --overwrite to replace it, or choose " \
+        "another name"
+    with pytest.raises(WdsrError) as e:
+        fileio.commit(tmp, target, exclusive=True)
+    assert "pass --overwrite to" in e.value.hint
+    with pytest.raises(WdsrError) as e:
+        fileio.write_summary(target, "{}")
+    assert e.value.message.startswith(f"--json '{target}' appeared or changed")
+
+
+def test_link_new_moves_a_symlink_itself(tmp_path):
+    other = tmp_path / "other"
+    other.write_bytes(b"x")
+    tmp = tmp_path / "tmp"
+    tmp.symlink_to(other)
+    fileio._link_new(tmp, tmp_path / "t")
+    assert (tmp_path / "t").is_symlink() and not tmp.is_symlink()
+
+
+def test_a_failed_summary_removes_its_own_temp_only(tmp_path, monkeypatch):
+    """The temporary name's stem is cut exactly: another temporary file of this process whose
+    token shares a prefix is not touched (both error paths)."""
+    monkeypatch.setattr(fileio.secrets, "token_hex", lambda n: "0123abcd")
+    sibling = tmp_path / f".s.json.tmp{os.getpid()}-0123ffff"
+    sibling.write_text("another writer's")
+    out = tmp_path / "s.json"
+    out.write_text("user's")  # not a summary: refused (WdsrError path)
+    with pytest.raises(WdsrError):
+        fileio.write_summary(out, "{}")
+    assert sorted(os.listdir(tmp_path)) == sorted([sibling.name, "s.json"])
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    out.write_text(json.dumps({fileio.SUMMARY_MARK: "x"}))
+    monkeypatch.setattr(fileio.os, "replace", full)
+    with pytest.raises(WdsrError):
+        fileio.write_summary(out, "{}")
+    assert sorted(os.listdir(tmp_path)) == sorted([sibling.name, "s.json"])
+
+
+def test_os_errors_are_told_by_their_words(tmp_path, monkeypatch):
+    def read_only(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(fileio, "probe_writable", read_only)
+    with pytest.raises(WdsrError) as e:
+        fileio.check_writable_folder(tmp_path, "h")
+    assert e.value.message == f"cannot write to '{tmp_path}': Read-only file system"
+    monkeypatch.setattr(fileio.os, "open", read_only)
+    with pytest.raises(WdsrError) as e:
+        fileio.read_small_text(tmp_path / "c", "config", 9, "h")
+    assert e.value.message == f"cannot read config '{tmp_path / 'c'}': Read-only file system"
+
+
+def test_size_messages_are_in_mib(tmp_path, monkeypatch):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"x" * ((2 << 20) + 1))
+    with pytest.raises(WdsrError) as e:
+        fileio.read_small_text(p, "config", 1 << 20, "h")
+    assert e.value.message == f"config '{p}' is 2.0 MiB; one is at most 1 MiB"
+    real = os.fstat
+    monkeypatch.setattr(fileio.os, "fstat",
+                        lambda fd: os.stat_result((*real(fd)[:6], 1, *real(fd)[7:])))
+    with pytest.raises(WdsrError) as e:
+        fileio.read_small_text(p, "config", 2 << 20, "h")
+    assert e.value.message == f"config '{p}' is over 2 MiB"
+
+
+def test_remove_temps_keeps_going_past_what_it_cannot_remove(tmp_path, monkeypatch):
+    tmp = tmp_path / ".a.tmp1-00000000.d"
+    tmp.mkdir()
+    for name in ("x", "y"):
+        (tmp / name).write_bytes(b"x")
+    tried = []
+
+    def refuse(path, *a, **k):
+        tried.append(path)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    fileio._remove_temps(tmp, ".d")
+    assert sorted(tried) == ["x", "y"]
+
+
+def test_a_private_folder_removed_meanwhile_is_no_error(tmp_path):
+    import shutil
+
+    with fileio.private_folder(tmp_path / "m.onnx") as folder:
+        shutil.rmtree(folder)
+    assert os.listdir(tmp_path) == []
+
+
+def test_lock_holder_of_a_garbled_lock_file(tmp_path):
+    fd = fileio.lock_folder(tmp_path)
+    try:
+        (tmp_path / fileio.LOCK_NAME).write_bytes(b"\xff\xfe")
+        assert fileio.lock_holder(tmp_path) == 0
+    finally:
+        os.close(fd)
+
+
+def test_jsonout_errors_are_told_by_their_words(tmp_path, monkeypatch):
+    with pytest.raises(WdsrError) as e:
+        jsonout.write("/dev/full", {}, "export")
+    assert e.value.message == "cannot write --json '/dev/full': No space left on device"
+
+    def read_only(folder):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(fileio, "probe_writable", read_only)
+    with pytest.raises(WdsrError) as e:
+        jsonout.check(str(tmp_path / "s.json"))
+    assert e.value.message == f"cannot write --json '{tmp_path / 's.json'}': Read-only file system"

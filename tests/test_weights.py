@@ -380,3 +380,33 @@ def test_a_retrained_checkpoint_never_runs_the_old_form_next_to_it(ckpts, cache,
     assert W.onnx_form(run / "best.ckpt") is None
     w = W.resolve(run / "best.ckpt")
     assert w.onnx_form is None and w.step == 99
+
+
+# ------------------------------------------------- edges found by mutation testing (issue 34)
+
+def test_the_reasons_of_the_automatic_choice_are_exact():
+    """The reason is what the summary and the table show for each input."""
+    assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 3, 2) == (
+        "clean", f"auto: JPEG q~{W.PHOTO_MAX_QUALITY + 3}, nearly lossless")
+    assert W.bundled_kind("auto", 75, 8) == (
+        "clean", "auto: JPEG, but no x8 photo weights are bundled")
+    assert W.bundled_kind("auto", 75, None) == ("photo", "auto: JPEG q~75")
+
+
+def test_named_bundled_weights_default_to_clean_x2():
+    assert W.named_checkpoint("bundled", None) == bundled_checkpoint(2, "clean")
+    assert W.named_checkpoint("bundled", 3, bundled="photo") == bundled_checkpoint(3, "photo")
+    with pytest.raises(WdsrError) as e:
+        W.named_checkpoint("bundled", 8, bundled="photo")
+    assert e.value.message == "this version of wdsr has no bundled x8 photo weights"
+    with pytest.raises(WdsrError) as e:
+        W.named_checkpoint("bundled", 8)
+    assert e.value.message == "this version of wdsr has no bundled x8 weights"
+    assert W.named_checkpoint(None, 2) is None
+
+
+def test_a_folder_named_as_checkpoint_suggests_its_best_ckpt(tmp_path):
+    with pytest.raises(WdsrError) as e:
+        W.named_checkpoint(tmp_path, 2, what="--init")
+    assert e.value.message == f"--init '{tmp_path}' is a folder, not a checkpoint file"
+    assert e.value.hint == f"pass a .ckpt file, e.g. {tmp_path / 'best.ckpt'}"
