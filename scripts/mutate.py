@@ -64,7 +64,10 @@ MODULES = [
            "test_inference.py -k 'not mindspore and not from_checkpoint and not weight_norm'",
            ("window_side", "Tile", "_axis_windows", "plan_windows", "_kept",
             "Predictor.windows_for", "Predictor._plan")),
-    Module("checkpoints", "wdsr_cli/core/checkpoints.py", "test_checkpoints.py"),
+    Module("checkpoints", "wdsr_cli/core/checkpoints.py", "test_checkpoints.py",
+           ("save_checkpoint", "read_checkpoint", "_check_finite", "model_config_of",
+            "network_parameters", "load_network", "init_parameters", "check_init", "as_array",
+            "assign_parameters", "bundled_checkpoint")),
     Module("prepare", "wdsr_cli/core/data/prepare.py", "test_prepare.py -m 'not slow'",
            ("_record_matches", "_reusable_records", "make_plan", "_check_manifest_options")),
 ]
