@@ -109,6 +109,15 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'weights",'):
         "with no scale the x2 weights are looked up, and both kinds of x2 weights are bundled "
         "(test_weights.py checks it): the message is never reached with scale None",
+    ("checkpoints", 'if meta.get("format_version", 0) > FORMAT_VERSION:',
+     'if meta.get("format_version", 1) > FORMAT_VERSION:'):
+        "FORMAT_VERSION is 1: a file without a version (0 or 1) is never newer either way",
+    ("weights", 'if precision in ("auto", "bf16") and _require("openvino", form, "") is None \\',
+     'if precision in ("auto", "bf16") and _require("openvino", form, "XXXX") is None \\'):
+        "only whether _require returns None is used here; the words it would return are not",
+    ("weights", 'if missing is not None and _require(other, form, "") is None:',
+     'if missing is not None and _require(other, form, "XXXX") is None:'):
+        "only whether _require returns None is used here; the words it would return are not",
     ("jsonout", 'owned: os.PathLike | str | None = None, owner: str = "") -> None:',
      'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
         "every caller that passes owned also passes owner (prepare --out, evaluate --report): "
@@ -385,6 +394,7 @@ def main() -> int:
         # (exit 2, e.g. a parametrize over a constant made None) is caught by the tests too.
         import pytest
 
+        os.environ.pop(_HOOK_ENV, None)  # worker processes of the tests import this file too
         os.chdir(ROOT / "tests")
         sys.path.insert(0, str(ROOT / "tests"))
         rc = pytest.main([*PYTEST, *shlex.split(BY_NAME[args.pytest].tests)])
@@ -415,7 +425,8 @@ _HOOK_ENV = "WDSR_MUTATE_MODULE"
 # mutmut 2.5 runs the mutants in a process made by multiprocessing's spawn, which imports this
 # file again (as __mp_main__) before mutmut: the hook must be installed here, at import.
 if __name__ != "__main__" and os.environ.get(_HOOK_ENV) in BY_NAME \
-        and "mutmut_config" not in sys.modules:
+        and "mutmut_config" not in sys.modules \
+        and Path(BY_NAME[os.environ[_HOOK_ENV]].path).is_file():
     _install_hook(BY_NAME[os.environ[_HOOK_ENV]])
 
 if __name__ == "__main__":

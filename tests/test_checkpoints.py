@@ -155,3 +155,20 @@ def test_bundled_checkpoint_names():
     assert C.bundled_checkpoint(3, "photo").name == "wdsr_photo_x3.ckpt"
     assert C.bundled_checkpoint(8) is None and C.bundled_checkpoint(2, "sharp") is None
     assert C.as_array([1, 2]).tolist() == [1, 2]
+
+
+def test_a_flipped_bit_is_caught_by_the_checksum(ms_cpu, tiny, tmp_path):
+    data = bytearray(tiny.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    flipped = tmp_path / "flipped.ckpt"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(WdsrError, match="truncated or corrupted"):
+        C.read_checkpoint(flipped)
+
+
+def test_the_same_metadata_gives_the_same_file(ms_cpu, tiny, tmp_path):
+    params, _ = C.read_checkpoint(tiny)
+    cells = [{"name": k, "data": v} for k, v in params.items()]
+    a = C.save_checkpoint(cells, tmp_path / "a.ckpt", {"step": 1, "scale": 2})
+    b = C.save_checkpoint(cells, tmp_path / "b.ckpt", {"scale": 2, "step": 1})
+    assert a.read_bytes() == b.read_bytes()

@@ -410,3 +410,44 @@ def test_a_folder_named_as_checkpoint_suggests_its_best_ckpt(tmp_path):
         W.named_checkpoint(tmp_path, 2, what="--init")
     assert e.value.message == f"--init '{tmp_path}' is a folder, not a checkpoint file"
     assert e.value.hint == f"pass a .ckpt file, e.g. {tmp_path / 'best.ckpt'}"
+
+
+def test_an_unreadable_newer_run_is_passed_over(ckpts, tmp_path):
+    runs = tmp_path / "runs"
+    for run in ("good", "torn"):
+        (runs / run).mkdir(parents=True)
+    shutil.copy(ckpts["x2"], runs / "good" / "best.ckpt")
+    (runs / "torn" / "best.ckpt").write_bytes(b"not a checkpoint")
+    for i, run in enumerate(("good", "torn")):
+        os.utime(runs / run / "best.ckpt", (1_700_000_000 + i,) * 2)
+    w = W.resolve(scale=2, default="newest", runs_dir=runs, backend="mindspore")
+    assert w.path == runs / "good" / "best.ckpt"
+
+
+def test_the_reasons_of_the_engine_choice_are_exact(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
+    assert W._choose_engine("onnxruntime", "fp32", "CPU", None)[:2] == (
+        "onnxruntime", "--backend onnxruntime")
+    assert W._choose_engine("mindspore", "fp32", "CPU", None)[:2] == (
+        "mindspore", "--backend mindspore")
+    assert W._choose_engine("auto", "auto", "CPU", None)[:2] == (
+        "openvino", "auto: bf16 native on this CPU: OpenVINO bf16 measured 2.1-3.5x faster "
+        "than fp32")
+    monkeypatch.setattr(W, "_installed", lambda module: module != "onnxruntime")
+    assert W._choose_engine("auto", "fp32", "CPU", Path("form.onnx"))[:2] == (
+        "openvino", "auto: ONNX Runtime is not installed")
+    monkeypatch.setattr(W, "_installed", lambda module: module != "onnx")  # no ONNX form maker
+    assert W._choose_engine("auto", "fp32", "CPU", None)[:2] == (
+        "mindspore", "auto: no ONNX engine: the 'onnx' and 'onnxruntime' packages (to make "
+        "the ONNX form) is not installed")
+    with pytest.raises(WdsrError) as e:
+        W._choose_engine("onnxruntime", "fp32", "CPU", None)
+    assert e.value.message == "--backend onnxruntime needs the 'onnx' and 'onnxruntime' " \
+        "packages (to make the ONNX form of this checkpoint), which is not installed"
+
+
+def test_an_openvino_cpu_without_openvino_falls_back_to_onnx_runtime(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16 amx_bf16", True)  # fp32 engine: OpenVINO
+    monkeypatch.setattr(W, "_installed", lambda module: module != "openvino")
+    assert W._choose_engine("auto", "fp32", "CPU", Path("form.onnx"))[:2] == (
+        "onnxruntime", "auto: OpenVINO is not installed")
