@@ -64,7 +64,9 @@ MODULES = [
            "test_inference.py -k 'not mindspore and not from_checkpoint and not weight_norm'",
            ("window_side", "Tile", "_axis_windows", "plan_windows", "_kept",
             "Predictor.windows_for", "Predictor._plan")),
-    Module("checkpoints", "wdsr_cli/core/checkpoints.py", "test_checkpoints.py",
+    Module("checkpoints", "wdsr_cli/core/checkpoints.py",
+           "test_checkpoints.py test_modelzoo.py -k 'not test_modelzoo or loaded_network or "
+           "weight_norm_form'",
            ("save_checkpoint", "read_checkpoint", "_check_finite", "model_config_of",
             "network_parameters", "load_network", "init_parameters", "check_init", "as_array",
             "assign_parameters", "bundled_checkpoint")),
@@ -109,6 +111,12 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'weights",'):
         "with no scale the x2 weights are looked up, and both kinds of x2 weights are bundled "
         "(test_weights.py checks it): the message is never reached with scale None",
+    ("checkpoints", "net.set_train(False)", "net.set_train(True)"):
+        "WDSR has no layer that acts differently in training (no dropout, no batch norm: "
+        "weight norm only), and inference never takes gradients",
+    ("checkpoints", 'return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)',
+     'return value.asnumpy() if hasattr(value, "XXasnumpyXX") else np.asarray(value)'):
+        "np.asarray of a MindSpore Tensor or Parameter is its asnumpy() (Tensor.__array__)",
     ("checkpoints", 'if meta.get("format_version", 0) > FORMAT_VERSION:',
      'if meta.get("format_version", 1) > FORMAT_VERSION:'):
         "FORMAT_VERSION is 1: a file without a version (0 or 1) is never newer either way",
