@@ -321,3 +321,38 @@ def test_a_source_edited_in_place_to_the_same_size_is_redone(tmp_path):
     assert again["dataset_id"] != first["dataset_id"]
     shards = [p for p in (tmp_path / "out").rglob("img01.npy") if "/hr/" in str(p)]
     assert shards and all(int(_load(p).max()) == 200 for p in shards)
+
+
+# ------------------------------------------------- edges found by mutation testing (issue 34)
+
+def _plan(root, out, **kw):
+    opts = prep.check_options(_opts(root, out, **kw))
+    return prep.make_plan(prep.discover(opts), opts)
+
+
+def test_the_plan_keeps_an_exact_crop_and_skips_what_is_smaller_in_any_order(tmp_path):
+    """HR is first cut to a multiple of lcm(scales) = 12; a training image needs the crop
+    (24) both ways; a validation image needs one lcm both ways. Small images first: the ones
+    after them still count."""
+    root = div2k_tree(tmp_path / "d", train={"0001": (23, 40), "0002": (40, 23),
+                                             "0003": (24, 24), "0004": (35, 47)},
+                      valid={"0801": (11, 30), "0802": (30, 11), "0803": (12, 12)})
+    plan = _plan(root, tmp_path / "out")
+    assert sorted((t["split"], t["name"]) for t in plan.tasks) == [
+        ("train", "0003"), ("train", "0004"), ("valid", "0803")]
+    assert [s["file"] for s in plan.skipped] == [
+        "DIV2K_train_HR/0001.png", "DIV2K_train_HR/0002.png", "DIV2K_valid_HR/0801.png",
+        "DIV2K_valid_HR/0802.png"]
+    assert plan.warnings[0] == "skipped DIV2K_train_HR/0001.png: 40x23 is smaller than the " \
+        "crop size 24"
+
+
+def test_one_bad_file_is_named_alone_and_the_rest_is_planned(tmp_path):
+    root = plain_folder(tmp_path / "src", [(36, 36), (36, 36), (36, 36)])
+    (root / "a-notes.txt").write_text("hi")
+    with pytest.raises(WdsrError) as e:
+        _plan(root, tmp_path / "out")
+    assert "a-notes.txt" in e.value.message and "more problems" not in e.value.message
+    plan = _plan(root, tmp_path / "out", skip_bad=True)
+    assert len(plan.tasks) == 3
+    assert plan.warnings == [f"skipped a-notes.txt: {e.value.message}"]
