@@ -451,3 +451,30 @@ def test_an_openvino_cpu_without_openvino_falls_back_to_onnx_runtime(monkeypatch
     monkeypatch.setattr(W, "_installed", lambda module: module != "openvino")
     assert W._choose_engine("auto", "fp32", "CPU", Path("form.onnx"))[:2] == (
         "onnxruntime", "auto: OpenVINO is not installed")
+
+
+def test_an_exported_model_says_why_its_engine_and_precision(tmp_path, monkeypatch):
+    _cpu(monkeypatch, "avx2", False)
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    w = W.resolve(model=model, precision="fp32")
+    assert w.backend_why.startswith("a ONNX model, auto: ") and w.step == 4000
+    assert (w.precision, w.precision_why) == ("fp32", "--precision fp32")
+    w = W.resolve(model=model, backend="onnxruntime", precision="auto")
+    assert (w.backend_why, w.precision, w.precision_why) == (
+        "--backend onnxruntime", "fp32", "auto: ONNX Runtime runs fp32 only")
+    mindir = tmp_path / "m.mindir"  # a stand-in: resolving reads only the contract
+    shutil.copy(shipped, mindir)
+    shutil.copy(f"{shipped}.json", f"{mindir}.json")
+    w = W.resolve(model=mindir, precision="auto")
+    assert (w.kind, w.backend, w.backend_why, w.precision, w.precision_why, w.step) == (
+        "mindir", "mindspore", "a MINDIR model", "fp32", "auto: MindSpore runs fp32 only", 4000)
+    assert W.resolve(model=mindir, precision="fp32").precision_why == "--precision fp32"
+    assert W.resolve(model=mindir, backend="mindspore").backend == "mindspore"
+    with pytest.raises(WdsrError, match="runs on OpenVINO only, and '.*' is a MINDIR model"):
+        W.resolve(model=mindir, precision="bf16")
+    with pytest.raises(WdsrError, match="is a MINDIR model, which runs on MindSpore, not "
+                                        "--backend onnxruntime"):
+        W.resolve(model=mindir, backend="onnxruntime")
