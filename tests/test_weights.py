@@ -478,3 +478,21 @@ def test_an_exported_model_says_why_its_engine_and_precision(tmp_path, monkeypat
     with pytest.raises(WdsrError, match="is a MINDIR model, which runs on MindSpore, not "
                                         "--backend onnxruntime"):
         W.resolve(model=mindir, backend="onnxruntime")
+
+
+def test_the_reasons_of_the_precision_choice_are_exact(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
+    form = Path("form.onnx")
+    assert W._choose_engine("onnxruntime", "fp32", "CPU", form)[2:] == ("fp32", "--precision fp32")
+    assert W._choose_engine("onnxruntime", "auto", "CPU", form)[2:] == (
+        "fp32", "auto: ONNX Runtime runs fp32 only")
+    assert W._choose_engine("openvino", "bf16", "CPU", form)[2:] == ("bf16", "--precision bf16")
+    assert W._choose_engine("auto", "auto", "CPU", form)[2:] == (
+        "bf16", "auto: native bf16 on this CPU, measured faster (within the checked tolerance)")
+    _cpu(monkeypatch, "avx2", False)
+    assert W._choose_engine("openvino", "auto", "CPU", form)[2:] == (
+        "fp32", "auto: no native bf16 on this CPU")
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
+    monkeypatch.setattr(W, "_installed", lambda module: module != "openvino")
+    with pytest.raises(WdsrError, match="runs on OpenVINO, which cannot run here"):
+        W._choose_engine("auto", "bf16", "CPU", form)
