@@ -496,3 +496,16 @@ def test_the_reasons_of_the_precision_choice_are_exact(monkeypatch):
     monkeypatch.setattr(W, "_installed", lambda module: module != "openvino")
     with pytest.raises(WdsrError, match="runs on OpenVINO, which cannot run here"):
         W._choose_engine("auto", "bf16", "CPU", form)
+
+
+def test_what_bundled_means_is_recorded_and_runs_is_the_default_folder(ckpts, tmp_path,
+                                                                        monkeypatch):
+    assert W.resolve("bundled", scale=3, bundled="photo").bundled == "photo"
+    assert W.resolve(scale=3).bundled == "clean"  # nothing given: the bundled weights
+    assert W.resolve(ckpts["x2"]).bundled is None and W.resolve(ckpts["x2"]).device_id == 0
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    shutil.copy(ckpts["x3"], tmp_path / "runs" / "a" / "best.ckpt")
+    w = W.resolve(scale=3, default="newest", backend="mindspore")
+    assert (w.why, w.step) == (W.NEWEST_RUN, 5)
+    assert W.resolve(scale=3, default="bundled").path == bundled_checkpoint(3)
