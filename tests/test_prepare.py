@@ -356,3 +356,36 @@ def test_one_bad_file_is_named_alone_and_the_rest_is_planned(tmp_path):
     plan = _plan(root, tmp_path / "out", skip_bad=True)
     assert len(plan.tasks) == 3
     assert plan.warnings == [f"skipped a-notes.txt: {e.value.message}"]
+
+
+def test_a_rerun_reuses_given_lr_records_and_only_those_that_match(tmp_path):
+    root = div2k_tree(tmp_path / "src", {"0001": (48, 48), "0002": (48, 48)}, {"0801": (24, 24)},
+                      lr_scales=(2,))
+    out = tmp_path / "out"
+    _run(root, out, scales=(2,), crop_size=24)
+    keys = {("train", "0001"), ("train", "0002"), ("valid", "0801")}
+    assert set(_plan(root, out, scales=(2,), crop_size=24).done) == keys
+    journal = out / prep.JOURNAL
+    lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    for item in lines:  # a record that names other sources (or LR kinds) is not reused
+        if item.get("name") == "0002":
+            item["sources"] = [src for src in item["sources"] if src["role"] != "x2"]
+        if item.get("name") == "0801":
+            item["lr"] = {"2": "generated"}
+    journal.write_text("".join(json.dumps(item) + "\n" for item in lines))
+    assert set(_plan(root, out, scales=(2,), crop_size=24).done) == {("train", "0001")}
+
+
+def test_a_journal_without_options_is_refused_and_the_manifest_alone_is_checked(tmp_path):
+    root = plain_folder(tmp_path / "src", [(36, 36)])
+    out = tmp_path / "out"
+    _run(root, out)
+    journal = out / prep.JOURNAL
+    journal.write_text(json.dumps({"type": "header"}) + "\n")
+    (out / prep.MANIFEST).unlink()
+    with pytest.raises(WdsrError, match="journal. made with other options"):
+        _plan(root, out)
+    _run(root, out, force=True)
+    journal.unlink()  # a finished run whose journal is gone: the manifest still says
+    with pytest.raises(WdsrError, match="already holds data prepared with other options"):
+        _plan(root, out, crop_step=24)
