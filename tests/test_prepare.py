@@ -389,3 +389,31 @@ def test_a_journal_without_options_is_refused_and_the_manifest_alone_is_checked(
     journal.unlink()  # a finished run whose journal is gone: the manifest still says
     with pytest.raises(WdsrError, match="already holds data prepared with other options"):
         _plan(root, out, crop_step=24)
+
+
+def test_a_record_whose_outputs_differ_or_are_gone_is_redone(tmp_path):
+    root = plain_folder(tmp_path / "src", [(36, 36), (36, 36), (36, 36)])
+    out = tmp_path / "out"
+    _run(root, out, scales=(2,), crop_size=24)
+    journal = out / prep.JOURNAL
+    lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    for item in lines:
+        if item.get("name") == "img00":  # the record lists other outputs
+            del item["outputs"]["x2"]
+    journal.write_text("".join(json.dumps(item) + "\n" for item in lines))
+    (out / "train" / "x2" / "img01.npy").unlink()  # an output is gone
+    assert set(_plan(root, out, scales=(2,), crop_size=24).done) == {("train", "img02")}
+
+
+def test_bad_pairs_first_leave_the_rest_planned_and_problems_are_counted(tmp_path):
+    from prep_helpers import truncate
+
+    root = div2k_tree(tmp_path / "src", {"0001": (48, 48), "0002": (48, 48), "0003": (48, 48)},
+                      {"0801": (24, 24)}, lr_scales=(2,))
+    truncate(root / "DIV2K_train_LR_bicubic/X2/0001x2.png")
+    truncate(root / "DIV2K_train_LR_bicubic/X2/0002x2.png")
+    with pytest.raises(WdsrError) as e:
+        _plan(root, tmp_path / "out", scales=(2,), crop_size=24)
+    assert e.value.message.endswith(" (and 1 more problems)")
+    plan = _plan(root, tmp_path / "out", scales=(2,), crop_size=24, skip_bad=True)
+    assert sorted(t["name"] for t in plan.tasks) == ["0003", "0801"]
