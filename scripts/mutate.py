@@ -126,6 +126,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("weights", 'if missing is not None and _require(other, form, "") is None:',
      'if missing is not None and _require(other, form, "XXXX") is None:'):
         "only whether _require returns None is used here; the words it would return are not",
+    ("weights", 'engine, why, prec, prec_why = _choose_engine(requested, precision, "CPU", model,',
+     'engine, why, prec, prec_why = _choose_engine(requested, precision, "XXCPUXX", model,'):
+        "with onnx_only=True (the next line) _choose_engine never looks at the target: an "
+        "ONNX file runs on a CPU engine whatever the device",
     ("jsonout", 'owned: os.PathLike | str | None = None, owner: str = "") -> None:',
      'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
         "every caller that passes owned also passes owner (prepare --out, evaluate --report): "

@@ -509,3 +509,14 @@ def test_what_bundled_means_is_recorded_and_runs_is_the_default_folder(ckpts, tm
     w = W.resolve(scale=3, default="newest", backend="mindspore")
     assert (w.why, w.step) == (W.NEWEST_RUN, 5)
     assert W.resolve(scale=3, default="bundled").path == bundled_checkpoint(3)
+
+
+def test_an_onnx_model_without_an_onnx_engine_is_refused(tmp_path, monkeypatch):
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    monkeypatch.setattr(W, "_installed", lambda module: module not in ("onnxruntime",
+                                                                       "openvino"))
+    with pytest.raises(WdsrError, match="this ONNX model needs ONNX Runtime or OpenVINO"):
+        W.resolve(model=model)
