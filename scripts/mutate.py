@@ -130,6 +130,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'engine, why, prec, prec_why = _choose_engine(requested, precision, "XXCPUXX", model,'):
         "with onnx_only=True (the next line) _choose_engine never looks at the target: an "
         "ONNX file runs on a CPU engine whatever the device",
+    ("weights", "form and form[0])", "form and form[1])"):
+        "form[1] is the form's contract, a non-empty dict: _choose_engine only asks whether "
+        "it was given a form (is None), never opens it",
     ("jsonout", 'owned: os.PathLike | str | None = None, owner: str = "") -> None:',
      'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
         "every caller that passes owned also passes owner (prepare --out, evaluate --report): "

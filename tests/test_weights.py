@@ -520,3 +520,25 @@ def test_an_onnx_model_without_an_onnx_engine_is_refused(tmp_path, monkeypatch):
                                                                        "openvino"))
     with pytest.raises(WdsrError, match="this ONNX model needs ONNX Runtime or OpenVINO"):
         W.resolve(model=model)
+
+
+def test_scale_messages_name_what_was_given(tmp_path, monkeypatch):
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    with pytest.raises(WdsrError) as e:
+        W.resolve(model=model, scale=4)
+    assert e.value.message == f"model '{model}' is a x2 model, but the scale asked for is x4"
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(WdsrError) as e:
+        W.resolve(scale=8, default="newest", runs_dir=tmp_path / "runs")
+    assert e.value.message == "no x8 checkpoint found and no bundled x8 weights"
+
+
+def test_mindspore_asked_for_never_looks_for_an_onnx_form(monkeypatch):
+    def no(*a, **k):
+        raise AssertionError("the ONNX form was looked up")
+
+    monkeypatch.setattr(W, "onnx_form", no)
+    assert W.resolve(backend="mindspore").onnx_form is None
