@@ -133,6 +133,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("weights", "form and form[0])", "form and form[1])"):
         "form[1] is the form's contract, a non-empty dict: _choose_engine only asks whether "
         "it was given a form (is None), never opens it",
+    ("weights", 'form = onnx_form(path) if backend != "mindspore" else None',
+     'form = onnx_form(path) if backend != "XXmindsporeXX" else None'):
+        "checkpoint_facts has already looked up the same checkpoint's form (scale and step "
+        "come from its contract): a second look finds the same, and MindSpore drops it",
     ("jsonout", 'owned: os.PathLike | str | None = None, owner: str = "") -> None:',
      'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
         "every caller that passes owned also passes owner (prepare --out, evaluate --report): "

@@ -535,10 +535,3 @@ def test_scale_messages_name_what_was_given(tmp_path, monkeypatch):
         W.resolve(scale=8, default="newest", runs_dir=tmp_path / "runs")
     assert e.value.message == "no x8 checkpoint found and no bundled x8 weights"
 
-
-def test_mindspore_asked_for_never_looks_for_an_onnx_form(monkeypatch):
-    def no(*a, **k):
-        raise AssertionError("the ONNX form was looked up")
-
-    monkeypatch.setattr(W, "onnx_form", no)
-    assert W.resolve(backend="mindspore").onnx_form is None
