@@ -174,7 +174,7 @@ def _line_ranges(path: Path, functions: tuple[str, ...]) -> list[tuple[int, int]
 def _message_lines(path: Path) -> set[int]:
     """Lines of ``raise`` statements and ``__all__``: a string changed there changes what a
     person reads (an error's words, tested by the CLI's one-line-error tests), not a number or
-    a file; such mutants are not run (docs/mutation.md "What is not mutated")."""
+    a file; such mutants are not run (docs/mutation.md "How it runs")."""
     lines: set[int] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Raise) or (
