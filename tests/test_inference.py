@@ -443,3 +443,47 @@ def test_from_checkpoint_exposes_metadata(ms_cpu, tmp_path):
     assert out.shape == (27, 21, 3) and out.dtype == np.uint8
     ref = Predictor.from_network(folded).predict_uint8(img)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+# ------------------------------------------------- edges found by mutation testing (issue 34)
+
+def test_a_fixed_size_model_with_self_ensemble_windows_each_transform_once():
+    """A fixed-shape model with self-ensemble: each of the 8 transforms of the whole image is
+    windowed once (4 on the image's grid, 4 on the transposed image's), one call per window, and
+    the progress total is right. (Found by mutation testing: each window was ensembled again,
+    8x the calls, and a non-square fixed size failed on the transposed windows.)"""
+    from wdsr_cli.core.inference.predictor import FixedSizeWindows
+
+    net = NumpyNet(2)
+    r = net.receptive_radius
+    calls = []
+
+    def counting(x):
+        calls.append(x.shape)
+        return net(x)
+
+    p = Predictor(FixedSizeWindows(counting, (10, 12), 2, r), 2, r, self_ensemble=True)
+    straight = len(plan_windows(23, 13, (10, 12), r, True))
+    turned = len(plan_windows(13, 23, (10, 12), r, True))
+    assert straight != turned
+    assert p.windows_for(23, 13) == 4 * straight + 4 * turned
+    seen = []
+    img = _image(23, 13)
+    out = p.predict(img, on_tile=lambda d, t: seen.append((d, t)))
+    total = p.windows_for(23, 13)
+    assert len(calls) == total and seen[-1] == (total, total) and set(calls) == {(1, 3, 10, 12)}
+    whole = Predictor(net, 2, r, window=64, self_ensemble=True).predict(img)
+    np.testing.assert_allclose(out, whole, rtol=0, atol=1e-4)
+
+
+def test_a_zero_halo_and_each_bad_window_side():
+    tiles = plan_windows(9, 8, 4, 0)
+    assert [(t.y0, t.y1, t.cy0, t.cy1) for t in tiles[::2]] == [(0, 3, 0, 3), (3, 6, 3, 6),
+                                                                   (6, 9, 6, 9)]
+    for window in ((0, 5), (5, 0)):
+        with pytest.raises(WdsrError, match="must be >= 1"):
+            plan_windows(9, 8, window, 1)
+    with pytest.raises(WdsrError, match="halo"):
+        plan_windows(9, 8, 4, -1)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a plan is never changed in place
+        tiles[0].y0 = 1

@@ -310,3 +310,75 @@ def test_crop_hr_to():
         crop_hr_to(hr, (17, 14), 3)  # needs 51 rows
     with pytest.raises(WdsrError, match="must be a positive integer, got 0"):
         crop_hr_to(hr, (16, 14), 0)
+
+
+# ------------------------------------------------- edges found by mutation testing (issue 34)
+
+def test_shave_refuses_bools_fractions_and_borders_that_eat_the_image():
+    img = np.zeros((5, 5))
+    assert shave(img, 2).shape == (1, 1)  # 5 > 2 x 2: one pixel left
+    for bad in (True, 1.5, -1):
+        with pytest.raises(WdsrError, match="non-negative integer"):
+            shave(img, bad)
+    for shape in ((4, 9), (9, 4)):
+        with pytest.raises(WdsrError, match="too small"):
+            shave(np.zeros(shape), 2)
+
+
+def test_float_halves_round_away_from_zero_and_wide_ints_are_checked():
+    from wdsr_cli.core.metrics import _to_8bit
+
+    assert _to_8bit(np.array([[0.5, 2.5, 2.4, 254.5]]), "SR").tolist() == [[1, 3, 2, 255]]
+    assert _to_8bit(np.array([[0, 255]], np.int16), "SR").tolist() == [[0, 255]]
+    with pytest.raises(WdsrError, match="outside the 8-bit range"):
+        _to_8bit(np.array([[0, 256]], np.int16), "SR")
+    for dtype in (np.bool_, np.complex64):
+        with pytest.raises(WdsrError, match="unsupported dtype"):
+            _to_8bit(np.ones((2, 2), dtype), "SR")
+
+
+def test_errors_name_the_image_at_fault():
+    good = np.zeros((12, 12), np.uint8)
+    with pytest.raises(WdsrError, match="^HR image"):
+        psnr(good, np.zeros((12, 12, 4), np.uint8), 2)
+    with pytest.raises(WdsrError, match="^SR image"):
+        psnr(np.zeros((12, 12, 4), np.uint8), good, 2)
+
+
+@pytest.mark.parametrize("shape", [(10, 20), (20, 10)])
+def test_ssim_needs_the_window_in_both_directions(shape):
+    big = (shape[0] + 2, shape[1] + 2)  # border 1 on each side
+    with pytest.raises(WdsrError, match=f"got {shape[0]}x{shape[1]}"):
+        ssim(np.zeros(big, np.uint8), np.zeros(big, np.uint8), 1, "y")
+    assert ssim(np.zeros((13, 13), np.uint8), np.zeros((13, 13), np.uint8), 1, "y") == 1.0
+
+
+def test_region_psnr_is_on_the_protocols_colour_space_without_a_border():
+    from wdsr_cli.core.metrics import region_psnr
+
+    hr = np.zeros((2, 2, 3), np.uint8)
+    sr = hr.copy()
+    sr[0, 0] = (10, 0, 0)  # one pixel, red only
+    mse_rgb = 100 / 12
+    assert region_psnr(sr, hr, "rgb") == pytest.approx(10 * math.log10(255**2 / mse_rgb))
+    mse_y = (65.481 * 10 / 255) ** 2 / 4
+    assert region_psnr(sr, hr) == pytest.approx(10 * math.log10(255**2 / mse_y))
+    assert region_psnr(sr, hr, "y") == region_psnr(sr, hr)
+    with pytest.raises(WdsrError, match="unknown evaluation protocol"):
+        region_psnr(sr, hr, "Y")
+
+
+def test_crop_hr_to_takes_gray_hr_and_an_exact_fit():
+    assert crop_hr_to(np.zeros((8, 6)), (4, 3), 2).shape == (8, 6)
+    assert crop_hr_to(np.zeros((9, 7, 3)), np.zeros((4, 3, 3)), 2).shape == (8, 6, 3)
+    for hr in (np.zeros(8), np.zeros((7, 6)), np.zeros((8, 5))):
+        with pytest.raises(WdsrError, match="smaller than 2 x LR"):
+            crop_hr_to(hr, (4, 3), 2)
+    with pytest.raises(WdsrError, match="lr_shape must start with"):
+        crop_hr_to(np.zeros((8, 6)), (4,), 2)
+
+
+def test_protocols_are_the_two_named_ones():
+    from wdsr_cli.core import metrics
+
+    assert metrics.PROTOCOLS == ("y", "rgb")

@@ -321,3 +321,99 @@ def test_a_source_edited_in_place_to_the_same_size_is_redone(tmp_path):
     assert again["dataset_id"] != first["dataset_id"]
     shards = [p for p in (tmp_path / "out").rglob("img01.npy") if "/hr/" in str(p)]
     assert shards and all(int(_load(p).max()) == 200 for p in shards)
+
+
+# ------------------------------------------------- edges found by mutation testing (issue 34)
+
+def _plan(root, out, **kw):
+    opts = prep.check_options(_opts(root, out, **kw))
+    return prep.make_plan(prep.discover(opts), opts)
+
+
+def test_the_plan_keeps_an_exact_crop_and_skips_what_is_smaller_in_any_order(tmp_path):
+    """HR is first cut to a multiple of lcm(scales) = 12; a training image needs the crop
+    (24) both ways; a validation image needs one lcm both ways. Small images first: the ones
+    after them still count."""
+    root = div2k_tree(tmp_path / "d", train={"0001": (23, 40), "0002": (40, 23),
+                                             "0003": (24, 24), "0004": (35, 47)},
+                      valid={"0801": (11, 30), "0802": (30, 11), "0803": (12, 12)})
+    plan = _plan(root, tmp_path / "out")
+    assert sorted((t["split"], t["name"]) for t in plan.tasks) == [
+        ("train", "0003"), ("train", "0004"), ("valid", "0803")]
+    assert [s["file"] for s in plan.skipped] == [
+        "DIV2K_train_HR/0001.png", "DIV2K_train_HR/0002.png", "DIV2K_valid_HR/0801.png",
+        "DIV2K_valid_HR/0802.png"]
+    assert plan.warnings[0] == "skipped DIV2K_train_HR/0001.png: 40x23 is smaller than the " \
+        "crop size 24"
+
+
+def test_one_bad_file_is_named_alone_and_the_rest_is_planned(tmp_path):
+    root = plain_folder(tmp_path / "src", [(36, 36), (36, 36), (36, 36)])
+    (root / "a-notes.txt").write_text("hi")
+    with pytest.raises(WdsrError) as e:
+        _plan(root, tmp_path / "out")
+    assert "a-notes.txt" in e.value.message and "more problems" not in e.value.message
+    plan = _plan(root, tmp_path / "out", skip_bad=True)
+    assert len(plan.tasks) == 3
+    assert plan.warnings == [f"skipped a-notes.txt: {e.value.message}"]
+
+
+def test_a_rerun_reuses_given_lr_records_and_only_those_that_match(tmp_path):
+    root = div2k_tree(tmp_path / "src", {"0001": (48, 48), "0002": (48, 48)}, {"0801": (24, 24)},
+                      lr_scales=(2,))
+    out = tmp_path / "out"
+    _run(root, out, scales=(2,), crop_size=24)
+    keys = {("train", "0001"), ("train", "0002"), ("valid", "0801")}
+    assert set(_plan(root, out, scales=(2,), crop_size=24).done) == keys
+    journal = out / prep.JOURNAL
+    lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    for item in lines:  # a record that names other sources (or LR kinds) is not reused
+        if item.get("name") == "0002":
+            item["sources"] = [src for src in item["sources"] if src["role"] != "x2"]
+        if item.get("name") == "0801":
+            item["lr"] = {"2": "generated"}
+    journal.write_text("".join(json.dumps(item) + "\n" for item in lines))
+    assert set(_plan(root, out, scales=(2,), crop_size=24).done) == {("train", "0001")}
+
+
+def test_a_journal_without_options_is_refused_and_the_manifest_alone_is_checked(tmp_path):
+    root = plain_folder(tmp_path / "src", [(36, 36)])
+    out = tmp_path / "out"
+    _run(root, out)
+    journal = out / prep.JOURNAL
+    journal.write_text(json.dumps({"type": "header"}) + "\n")
+    (out / prep.MANIFEST).unlink()
+    with pytest.raises(WdsrError, match="journal. made with other options"):
+        _plan(root, out)
+    _run(root, out, force=True)
+    journal.unlink()  # a finished run whose journal is gone: the manifest still says
+    with pytest.raises(WdsrError, match="already holds data prepared with other options"):
+        _plan(root, out, crop_step=24)
+
+
+def test_a_record_whose_outputs_differ_or_are_gone_is_redone(tmp_path):
+    root = plain_folder(tmp_path / "src", [(36, 36), (36, 36), (36, 36)])
+    out = tmp_path / "out"
+    _run(root, out, scales=(2,), crop_size=24)
+    journal = out / prep.JOURNAL
+    lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    for item in lines:
+        if item.get("name") == "img00":  # the record lists other outputs
+            del item["outputs"]["x2"]
+    journal.write_text("".join(json.dumps(item) + "\n" for item in lines))
+    (out / "train" / "x2" / "img01.npy").unlink()  # an output is gone
+    assert set(_plan(root, out, scales=(2,), crop_size=24).done) == {("train", "img02")}
+
+
+def test_bad_pairs_first_leave_the_rest_planned_and_problems_are_counted(tmp_path):
+    from prep_helpers import truncate
+
+    root = div2k_tree(tmp_path / "src", {"0001": (48, 48), "0002": (48, 48), "0003": (48, 48)},
+                      {"0801": (24, 24)}, lr_scales=(2,))
+    truncate(root / "DIV2K_train_LR_bicubic/X2/0001x2.png")
+    truncate(root / "DIV2K_train_LR_bicubic/X2/0002x2.png")
+    with pytest.raises(WdsrError) as e:
+        _plan(root, tmp_path / "out", scales=(2,), crop_size=24)
+    assert e.value.message.endswith(" (and 1 more problems)")
+    plan = _plan(root, tmp_path / "out", scales=(2,), crop_size=24, skip_bad=True)
+    assert sorted(t["name"] for t in plan.tasks) == ["0003", "0801"]

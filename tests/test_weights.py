@@ -380,3 +380,158 @@ def test_a_retrained_checkpoint_never_runs_the_old_form_next_to_it(ckpts, cache,
     assert W.onnx_form(run / "best.ckpt") is None
     w = W.resolve(run / "best.ckpt")
     assert w.onnx_form is None and w.step == 99
+
+
+# ------------------------------------------------- edges found by mutation testing (issue 34)
+
+def test_the_reasons_of_the_automatic_choice_are_exact():
+    """The reason is what the summary and the table show for each input."""
+    assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 3, 2) == (
+        "clean", f"auto: JPEG q~{W.PHOTO_MAX_QUALITY + 3}, nearly lossless")
+    assert W.bundled_kind("auto", 75, 8) == (
+        "clean", "auto: JPEG, but no x8 photo weights are bundled")
+    assert W.bundled_kind("auto", 75, None) == ("photo", "auto: JPEG q~75")
+
+
+def test_named_bundled_weights_default_to_clean_x2():
+    assert W.named_checkpoint("bundled", None) == bundled_checkpoint(2, "clean")
+    assert W.named_checkpoint("bundled", 3, bundled="photo") == bundled_checkpoint(3, "photo")
+    with pytest.raises(WdsrError) as e:
+        W.named_checkpoint("bundled", 8, bundled="photo")
+    assert e.value.message == "this version of wdsr has no bundled x8 photo weights"
+    with pytest.raises(WdsrError) as e:
+        W.named_checkpoint("bundled", 8)
+    assert e.value.message == "this version of wdsr has no bundled x8 weights"
+    assert W.named_checkpoint(None, 2) is None
+
+
+def test_a_folder_named_as_checkpoint_suggests_its_best_ckpt(tmp_path):
+    with pytest.raises(WdsrError) as e:
+        W.named_checkpoint(tmp_path, 2, what="--init")
+    assert e.value.message == f"--init '{tmp_path}' is a folder, not a checkpoint file"
+    assert e.value.hint == f"pass a .ckpt file, e.g. {tmp_path / 'best.ckpt'}"
+
+
+def test_an_unreadable_newer_run_is_passed_over(ckpts, tmp_path):
+    runs = tmp_path / "runs"
+    for run in ("good", "torn"):
+        (runs / run).mkdir(parents=True)
+    shutil.copy(ckpts["x2"], runs / "good" / "best.ckpt")
+    (runs / "torn" / "best.ckpt").write_bytes(b"not a checkpoint")
+    for i, run in enumerate(("good", "torn")):
+        os.utime(runs / run / "best.ckpt", (1_700_000_000 + i,) * 2)
+    w = W.resolve(scale=2, default="newest", runs_dir=runs, backend="mindspore")
+    assert w.path == runs / "good" / "best.ckpt"
+
+
+def test_the_reasons_of_the_engine_choice_are_exact(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
+    assert W._choose_engine("onnxruntime", "fp32", "CPU", None)[:2] == (
+        "onnxruntime", "--backend onnxruntime")
+    assert W._choose_engine("mindspore", "fp32", "CPU", None)[:2] == (
+        "mindspore", "--backend mindspore")
+    assert W._choose_engine("auto", "auto", "CPU", None)[:2] == (
+        "openvino", "auto: bf16 native on this CPU: OpenVINO bf16 measured 2.1-3.5x faster "
+        "than fp32")
+    monkeypatch.setattr(W, "_installed", lambda module: module != "onnxruntime")
+    assert W._choose_engine("auto", "fp32", "CPU", Path("form.onnx"))[:2] == (
+        "openvino", "auto: ONNX Runtime is not installed")
+    monkeypatch.setattr(W, "_installed", lambda module: module != "onnx")  # no ONNX form maker
+    assert W._choose_engine("auto", "fp32", "CPU", None)[:2] == (
+        "mindspore", "auto: no ONNX engine: the 'onnx' and 'onnxruntime' packages (to make "
+        "the ONNX form) is not installed")
+    with pytest.raises(WdsrError) as e:
+        W._choose_engine("onnxruntime", "fp32", "CPU", None)
+    assert e.value.message == "--backend onnxruntime needs the 'onnx' and 'onnxruntime' " \
+        "packages (to make the ONNX form of this checkpoint), which is not installed"
+
+
+def test_an_openvino_cpu_without_openvino_falls_back_to_onnx_runtime(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16 amx_bf16", True)  # fp32 engine: OpenVINO
+    monkeypatch.setattr(W, "_installed", lambda module: module != "openvino")
+    assert W._choose_engine("auto", "fp32", "CPU", Path("form.onnx"))[:2] == (
+        "onnxruntime", "auto: OpenVINO is not installed")
+
+
+def test_an_exported_model_says_why_its_engine_and_precision(tmp_path, monkeypatch):
+    _cpu(monkeypatch, "avx2", False)
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    w = W.resolve(model=model, precision="fp32")
+    assert w.backend_why.startswith("a ONNX model, auto: ") and w.step == 4000
+    assert (w.precision, w.precision_why) == ("fp32", "--precision fp32")
+    w = W.resolve(model=model, backend="onnxruntime", precision="auto")
+    assert (w.backend_why, w.precision, w.precision_why) == (
+        "--backend onnxruntime", "fp32", "auto: ONNX Runtime runs fp32 only")
+    mindir = tmp_path / "m.mindir"  # a stand-in: resolving reads only the contract
+    shutil.copy(shipped, mindir)
+    shutil.copy(f"{shipped}.json", f"{mindir}.json")
+    w = W.resolve(model=mindir, precision="auto")
+    assert (w.kind, w.backend, w.backend_why, w.precision, w.precision_why, w.step) == (
+        "mindir", "mindspore", "a MINDIR model", "fp32", "auto: MindSpore runs fp32 only", 4000)
+    assert W.resolve(model=mindir, precision="fp32").precision_why == "--precision fp32"
+    assert W.resolve(model=mindir, backend="mindspore").backend == "mindspore"
+    with pytest.raises(WdsrError, match="runs on OpenVINO only, and '.*' is a MINDIR model"):
+        W.resolve(model=mindir, precision="bf16")
+    with pytest.raises(WdsrError, match="is a MINDIR model, which runs on MindSpore, not "
+                                        "--backend onnxruntime"):
+        W.resolve(model=mindir, backend="onnxruntime")
+
+
+def test_the_reasons_of_the_precision_choice_are_exact(monkeypatch):
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
+    form = Path("form.onnx")
+    assert W._choose_engine("onnxruntime", "fp32", "CPU", form)[2:] == ("fp32", "--precision fp32")
+    assert W._choose_engine("onnxruntime", "auto", "CPU", form)[2:] == (
+        "fp32", "auto: ONNX Runtime runs fp32 only")
+    assert W._choose_engine("openvino", "bf16", "CPU", form)[2:] == ("bf16", "--precision bf16")
+    assert W._choose_engine("auto", "auto", "CPU", form)[2:] == (
+        "bf16", "auto: native bf16 on this CPU, measured faster (within the checked tolerance)")
+    _cpu(monkeypatch, "avx2", False)
+    assert W._choose_engine("openvino", "auto", "CPU", form)[2:] == (
+        "fp32", "auto: no native bf16 on this CPU")
+    _cpu(monkeypatch, "avx2 avx512f avx512_bf16", True)
+    monkeypatch.setattr(W, "_installed", lambda module: module != "openvino")
+    with pytest.raises(WdsrError, match="runs on OpenVINO, which cannot run here"):
+        W._choose_engine("auto", "bf16", "CPU", form)
+
+
+def test_what_bundled_means_is_recorded_and_runs_is_the_default_folder(ckpts, tmp_path,
+                                                                        monkeypatch):
+    assert W.resolve("bundled", scale=3, bundled="photo").bundled == "photo"
+    assert W.resolve(scale=3).bundled == "clean"  # nothing given: the bundled weights
+    assert W.resolve(ckpts["x2"]).bundled is None and W.resolve(ckpts["x2"]).device_id == 0
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    shutil.copy(ckpts["x3"], tmp_path / "runs" / "a" / "best.ckpt")
+    w = W.resolve(scale=3, default="newest", backend="mindspore")
+    assert (w.why, w.step) == (W.NEWEST_RUN, 5)
+    assert W.resolve(scale=3, default="bundled").path == bundled_checkpoint(3)
+
+
+def test_an_onnx_model_without_an_onnx_engine_is_refused(tmp_path, monkeypatch):
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    monkeypatch.setattr(W, "_installed", lambda module: module not in ("onnxruntime",
+                                                                       "openvino"))
+    with pytest.raises(WdsrError, match="this ONNX model needs ONNX Runtime or OpenVINO"):
+        W.resolve(model=model)
+
+
+def test_scale_messages_name_what_was_given(tmp_path, monkeypatch):
+    shipped = bundled_checkpoint(2).with_suffix(".onnx")
+    model = tmp_path / "m.onnx"
+    shutil.copy(shipped, model)
+    shutil.copy(f"{shipped}.json", f"{model}.json")
+    with pytest.raises(WdsrError) as e:
+        W.resolve(model=model, scale=4)
+    assert e.value.message == f"model '{model}' is a x2 model, but the scale asked for is x4"
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(WdsrError) as e:
+        W.resolve(scale=8, default="newest", runs_dir=tmp_path / "runs")
+    assert e.value.message == "no x8 checkpoint found and no bundled x8 weights"
+

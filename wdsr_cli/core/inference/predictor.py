@@ -358,17 +358,21 @@ class Predictor:
         return self._forward(x, counter, np.uint8, to_uint8)
 
     def _forward(self, x: np.ndarray, counter: _Counter, dtype: Any,
-                 convert: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+                 convert: Callable[[np.ndarray], np.ndarray] | None,
+                 ensemble: bool | None = None) -> np.ndarray:
         """The window grid: each window's result (self-ensembled window by window: the 8
         transforms of a window keep its halo on every side, so this is the whole-image
-        ensemble, with memory bounded by the window) is cut to its kept part and stored."""
+        ensemble, with memory bounded by the window) is cut to its kept part and stored.
+        ``ensemble``: False for one pass of :meth:`_ensemble_whole_image` (already a
+        transform of the whole image); None follows ``self_ensemble``."""
         s = self.scale
         h, w = x.shape[:2]
         out = np.empty((h * s, w * s, 3), dtype=dtype)
+        if ensemble is None:
+            ensemble = self.self_ensemble
         for t in self._plan(h, w):
             crop = x[t.cy0:t.cy1, t.cx0:t.cx1]
-            y = self._ensemble_window(crop, counter) if self.self_ensemble else \
-                self._call(crop, counter)
+            y = self._ensemble_window(crop, counter) if ensemble else self._call(crop, counter)
             rows, cols, yr, yc = _kept(t, s)
             out[rows, cols] = y[yr, yc] if convert is None else convert(y[yr, yc])
         return out
@@ -386,7 +390,7 @@ class Predictor:
         transform of the whole image is windowed (a transposed window would not fit it)."""
         acc = np.zeros((x.shape[0] * self.scale, x.shape[1] * self.scale, 3), np.float64)
         for t in dihedral_transforms():
-            acc += t.invert(self._forward(t.apply(x), counter, np.float32, None))
+            acc += t.invert(self._forward(t.apply(x), counter, np.float32, None, False))
         acc /= 8.0
         return acc.astype(np.float32)
 

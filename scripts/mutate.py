@@ -1,0 +1,452 @@
+"""Mutation testing of the modules where a silent bug loses data or gives wrong numbers
+(issue 34; results and the equivalent mutants in docs/mutation.md). ``make mutate`` runs it.
+
+mutmut 2.x changes one source file in place, runs a test command, and puts the file back; so
+both the test process and the ``wdsr`` processes the tests spawn (they import whatever
+``PYTHONPATH`` names) run the mutant. To keep the developer's tree untouched whatever happens,
+each module is mutated in its own copy of the tree, ``.mutmut-work/<module>/`` (made from the
+files git knows plus uncommitted changes), with its own ``.mutmut-cache`` there: modules run in
+parallel (``--jobs``) without one module's mutant leaking into another module's tests, and a
+second run only re-tests what changed (mutmut keys its cache on the tests' hash).
+
+Only the functions that matter are mutated where a module is large (``functions`` below: a
+hook of mutmut's skips the other lines). The test command of a module is the narrowest fast
+set of tests that covers it, so one mutant costs seconds.
+
+    python scripts/mutate.py                 # every module, table at the end
+    python scripts/mutate.py metrics fileio  # some of them
+    python scripts/mutate.py --jobs 2        # two modules at a time (two cores)
+    python scripts/mutate.py --show metrics  # survivors of a module as diffs, no run
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutmut-work"
+PYTEST = ["-x", "-q", "-p", "no:cacheprovider"]
+
+
+@dataclass
+class Module:
+    name: str
+    path: str                         # the file mutated, relative to the root
+    tests: str                        # pytest arguments, run in tests/
+    functions: tuple[str, ...] = ()   # only these (qualified names); () = the whole file
+
+
+MODULES = [
+    Module("fileio", "wdsr_cli/core/fileio.py", "test_fileio.py"),
+    Module("jsonout", "wdsr_cli/core/jsonout.py", "test_fileio.py"),
+    # the resolver's choices; the in-process tests (the ones that spawn `wdsr` or export an
+    # ONNX form take 13 of test_weights.py's 17 s)
+    Module("weights", "wdsr_cli/core/inference/weights.py",
+           "test_weights.py test_photo_weights.py -m 'not slow' -k 'not never_imports_mindspore "
+           "and not reports_the_backend and not made_once_checked and not perturbed_weight "
+           "and not mixed_folder and not evaluate_degrade and not bad_values_are_one_line'",
+           ("bundled_kind", "named_checkpoint", "_newest_run", "_choose_engine",
+            "_check_scale_matches", "_resolve_model", "resolve")),
+    Module("metrics", "wdsr_cli/core/metrics.py", "test_metrics.py"),
+    Module("windows", "wdsr_cli/core/inference/predictor.py",
+           "test_inference.py -k 'not mindspore and not from_checkpoint and not weight_norm'",
+           ("window_side", "Tile", "_axis_windows", "plan_windows", "_kept",
+            "Predictor.windows_for", "Predictor._plan")),
+    Module("checkpoints", "wdsr_cli/core/checkpoints.py",
+           "test_checkpoints.py test_modelzoo.py -k 'not test_modelzoo or loaded_network or "
+           "weight_norm_form'",
+           ("save_checkpoint", "read_checkpoint", "_check_finite", "model_config_of",
+            "network_parameters", "load_network", "init_parameters", "check_init", "as_array",
+            "assign_parameters", "bundled_checkpoint")),
+    Module("prepare", "wdsr_cli/core/data/prepare.py", "test_prepare.py -m 'not slow'",
+           ("_record_matches", "_reusable_records", "make_plan", "_check_manifest_options")),
+]
+BY_NAME = {m.name: m for m in MODULES}
+
+# Surviving mutants that cannot change behaviour, found by reading them: (module, original
+# line, mutated line) -> why. docs/mutation.md lists them with the same reasons.
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("fileio", "mask = os.umask(0o022)", "mask = os.umask(19)"):
+        "the umask is set only to read it and put back on the next line, under a lock; the "
+        "value set in between is never used",
+    ("fileio", "os.link(tmp, path, follow_symlinks=False)",
+     "os.link(tmp, path, follow_symlinks=True)"):
+        "on Linux, os.link links a symlink itself either way (link(2) does not follow it; "
+        "checked with a symlink), and tmp is a file wdsr wrote, never a symlink",
+    ("fileio", "os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))",
+     "os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 385))"):
+        "the claimed placeholder is replaced at once by os.replace(tmp, path), which brings "
+        "tmp's mode: the placeholder's own mode (0o600 or 0o601) is never seen in the result",
+    ("fileio", 'probe = temp_path(Path(folder) / "write-test", sweep=False)  # a check changes '
+     'nothing', 'probe = temp_path(Path(folder) / "XXwrite-testXX", sweep=False)  # a check '
+     'changes nothing'):
+        "the probe's name is any fresh temporary name; it is removed at once",
+    ("fileio", "while chunk := f.read(1 << 22):", "while chunk := f.read(2 << 22):"):
+        "the chunk size changes memory use only; the digest is the same",
+    ("fileio", "while chunk := f.read(1 << 22):", "while chunk := f.read(1 << 23):"):
+        "the chunk size changes memory use only; the digest is the same",
+    ("fileio", "os.ftruncate(fd, 0)", "os.ftruncate(fd, 1)"):
+        "the PID line written next from offset 0 is at least 2 bytes ('N\\n'), so it covers "
+        "the 1 byte left",
+    ("fileio", 'text = os.read(fd, 32).decode("ascii", "replace").strip()',
+     'text = os.read(fd, 33).decode("ascii", "replace").strip()'):
+        "the lock file holds what lock_folder wrote: a PID of at most 7 digits and a newline",
+    ("fileio", "data = f.read(limit + 1)", "data = f.read(limit + 2)"):
+        "one byte over the limit is enough to see that the file grew; reading two changes "
+        "nothing else",
+    ("weights", 'raise WdsrError(f"this version of wdsr has no bundled x{scale or 2}{kind} '
+     'weights",', 'raise WdsrError(f"this version of wdsr has no bundled x{scale or 3}{kind} '
+     'weights",'):
+        "with no scale the x2 weights are looked up, and both kinds of x2 weights are bundled "
+        "(test_weights.py checks it): the message is never reached with scale None",
+    ("checkpoints", "net.set_train(False)", "net.set_train(True)"):
+        "WDSR has no layer that acts differently in training (no dropout, no batch norm: "
+        "weight norm only), and inference never takes gradients",
+    ("checkpoints", 'return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)',
+     'return value.asnumpy() if hasattr(value, "XXasnumpyXX") else np.asarray(value)'):
+        "np.asarray of a MindSpore Tensor or Parameter is its asnumpy() (Tensor.__array__)",
+    ("checkpoints", 'if meta.get("format_version", 0) > FORMAT_VERSION:',
+     'if meta.get("format_version", 1) > FORMAT_VERSION:'):
+        "FORMAT_VERSION is 1: a file without a version (0 or 1) is never newer either way",
+    ("weights", 'if precision in ("auto", "bf16") and _require("openvino", form, "") is None \\',
+     'if precision in ("auto", "bf16") and _require("openvino", form, "XXXX") is None \\'):
+        "only whether _require returns None is used here; the words it would return are not",
+    ("weights", 'if missing is not None and _require(other, form, "") is None:',
+     'if missing is not None and _require(other, form, "XXXX") is None:'):
+        "only whether _require returns None is used here; the words it would return are not",
+    ("weights", 'engine, why, prec, prec_why = _choose_engine(requested, precision, "CPU", model,',
+     'engine, why, prec, prec_why = _choose_engine(requested, precision, "XXCPUXX", model,'):
+        "with onnx_only=True (the next line) _choose_engine never looks at the target: an "
+        "ONNX file runs on a CPU engine whatever the device",
+    ("weights", "form and form[0])", "form and form[1])"):
+        "form[1] is the form's contract, a non-empty dict: _choose_engine only asks whether "
+        "it was given a form (is None), never opens it",
+    ("weights", 'form = onnx_form(path) if backend != "mindspore" else None',
+     'form = onnx_form(path) if backend != "XXmindsporeXX" else None'):
+        "checkpoint_facts has already looked up the same checkpoint's form (scale and step "
+        "come from its contract): a second look finds the same, and MindSpore drops it",
+    ("jsonout", 'owned: os.PathLike | str | None = None, owner: str = "") -> None:',
+     'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
+        "every caller that passes owned also passes owner (prepare --out, evaluate --report): "
+        "the default never reaches a message",
+    ("jsonout", "text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=1, "
+     "sort_keys=True,", "text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=2, "
+     "sort_keys=True,"):
+        "indentation is whitespace: the summary a reader parses is the same",
+}
+
+
+# ------------------------------------------------------------------ the mutmut hook (child)
+
+def _line_ranges(path: Path, functions: tuple[str, ...]) -> list[tuple[int, int]]:
+    """1-based inclusive line ranges of the named functions/classes (``Class.method`` too)."""
+    tree = ast.parse(path.read_text())
+    found: dict[str, tuple[int, int]] = {}
+
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                found[name] = (first, child.end_lineno)
+                if isinstance(child, ast.ClassDef):
+                    walk(child, name + ".")
+
+    walk(tree, "")
+    missing = [f for f in functions if f not in found]
+    if missing:
+        raise SystemExit(f"{path}: no function {', '.join(missing)}")
+    return [found[f] for f in functions]
+
+
+def _message_lines(path: Path) -> set[int]:
+    """Lines of ``raise`` statements and ``__all__``: a string changed there changes what a
+    person reads (an error's words, tested by the CLI's one-line-error tests), not a number or
+    a file; such mutants are not run (docs/mutation.md "How it runs")."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) or (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)):
+            lines.update(range(node.lineno, node.end_lineno + 1))
+    return lines
+
+
+def _only_text_changed(original: str, mutated: str) -> bool:
+    return mutated != original and mutated.replace("XX", "") == original.replace("XX", "")
+
+
+def _install_hook(module: Module) -> None:
+    """A ``mutmut_config`` whose pre_mutation skips lines outside ``module.functions`` and the
+    words of error messages."""
+    import types
+
+    skip = _skipper(module, Path("."))
+    config = types.ModuleType("mutmut_config")
+
+    def pre_mutation(context):
+        mid = context.mutation_id
+        if skip(mid.line_number, mid.line, mid.index):
+            context.skip = True
+
+    config.pre_mutation = pre_mutation
+    sys.modules["mutmut_config"] = config
+
+
+def child(name: str) -> int:
+    """Run mutmut on one module; the current folder is the module's copy of the tree."""
+    module = BY_NAME[name]
+    os.environ[_HOOK_ENV] = name  # mutmut checks mutants in a spawned process: see the end
+    _install_hook(module)
+    from mutmut.__main__ import climain  # after the hook: mutmut imports mutmut_config once
+
+    runner = f"{sys.executable} scripts/mutate.py --pytest {name}"
+    common = ["--paths-to-mutate", module.path, "--runner", runner, "--tests-dir", "tests/",
+              "--swallow-output"]
+    rc = _mutmut(climain, ["run", *common])
+    # mutmut 2.5 leaves some mutants of lines that repeat earlier lines word for word untested
+    # after the tests change (their old status stays): run those one by one, by id.
+    for pk in _stale(Path(".mutmut-cache"), module):
+        rc |= _mutmut(climain, ["run", str(pk), *common])
+    return rc & 1  # 2, 4, 8 are survivors, timeouts, suspicious: not a failure of the run
+
+
+def _mutmut(climain, argv: list[str]) -> int:
+    try:
+        climain.main(argv, standalone_mode=False)
+    except SystemExit as exc:  # mutmut exits with a bit mask of what it found
+        return int(exc.code or 0)
+    return 0
+
+
+def _stale(db: Path, module: Module) -> list[int]:
+    """Ids of mutants not killed whose result predates the current tests (and not skipped)."""
+    if not db.exists():
+        return []
+    current = _current_hash(db)
+    skip = _skipper(module, Path("."))
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT m.id, l.line_number, l.line, m.\"index\", m.tested_against_hash FROM Mutant m "
+        "JOIN Line l ON m.line = l.id JOIN SourceFile s ON l.sourcefile = s.id "
+        "WHERE s.filename = ? AND m.status NOT IN ('ok_killed', 'skipped')",
+        (module.path,)).fetchall()
+    con.close()
+    return [pk for pk, n, line, index, tested in rows
+            if tested != current and not skip(n, line, index)]
+
+
+# ------------------------------------------------------------------ the parent
+
+def _sync(dest: Path) -> None:
+    """``dest`` = the tree as git sees it, uncommitted changes included (cache kept)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    wanted = {f for f in files if f and not f.startswith(".mutmut")}
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(wanted):
+        src, dst = ROOT / f, dest / f
+        if not src.is_file():
+            continue
+        if dst.is_file() and dst.stat().st_size == src.stat().st_size \
+                and dst.read_bytes() == src.read_bytes():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    for p in sorted(dest.rglob("*"), reverse=True):  # files git no longer knows
+        rel = p.relative_to(dest).as_posix()
+        if p.is_file() and rel not in wanted and not rel.startswith(".mutmut") \
+                and "__pycache__" not in rel:
+            p.unlink()
+
+
+def run_module(name: str) -> float:
+    dest = WORK / name
+    _sync(dest)
+    env = {**os.environ, "PYTHONPATH": str(dest), "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.monotonic()
+    log = dest / ".mutmut-log.txt"
+    with open(log, "w") as out:
+        rc = subprocess.run([sys.executable, str(dest / "scripts" / "mutate.py"), "--child",
+                             name], cwd=dest, env=env, stdout=out, stderr=subprocess.STDOUT)
+    took = time.monotonic() - start
+    if rc.returncode:
+        print(f"{name}: mutmut failed (exit {rc.returncode}); see {log}", file=sys.stderr)
+    (dest / ".mutmut-time").write_text(f"{took:.0f}\n")
+    return took
+
+
+def _diff(original: str, mutated: str) -> tuple[str, str]:
+    return original.strip(), mutated.strip()
+
+
+def survivors(name: str) -> tuple[dict[str, int], list[tuple[int, str, str]]]:
+    """Counts and the surviving mutants (line, original, mutated) of a module's last run."""
+    module = BY_NAME[name]
+    dest = WORK / name
+    db = dest / ".mutmut-cache"
+    counts = {"mutants": 0, "killed": 0, "survived": 0, "equivalent": 0, "timeout": 0,
+              "untested": 0, "words": 0}
+    found: list[tuple[int, str, str]] = []
+    if not db.exists():
+        return counts, found
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT l.line_number, l.line, m.\"index\", m.status, m.tested_against_hash "
+        "FROM Mutant m "
+        "JOIN Line l ON m.line = l.id JOIN SourceFile s ON l.sourcefile = s.id "
+        "WHERE s.filename = ?", (module.path,)).fetchall()
+    con.close()
+    current = _current_hash(db)
+    skip = _skipper(module, dest)
+    for line_number, line, index, status, tested in rows:
+        why = skip(line_number, line, index)
+        if why == "words":
+            counts["words"] += 1
+        if why:
+            continue
+        if status != "ok_killed" and tested != current:
+            status = "untested"
+        counts["mutants"] += 1
+        if status in ("ok_killed", "ok_suspicious"):
+            counts["killed"] += 1
+        elif status == "bad_timeout":  # the tests never finished: killed in effect
+            counts["killed"] += 1
+            counts["timeout"] += 1
+        elif status == "untested":
+            counts["untested"] += 1
+        else:
+            mutated = _mutated_line(dest, module.path, line_number, index)
+            key = (name, *_diff(line, mutated))
+            if key in EQUIVALENT:
+                counts["equivalent"] += 1
+            else:
+                counts["survived"] += 1
+                found.append((line_number + 1, line, mutated))
+    return counts, found
+
+
+def _current_hash(db: Path) -> str | None:
+    con = sqlite3.connect(db)
+    row = con.execute("SELECT value FROM MiscData WHERE key = 'hash_of_tests'").fetchone()
+    con.close()
+    return row[0] if row else None
+
+
+def _skipper(module: Module, dest: Path):
+    """The hook's decision for a mutant (0-based line number), as a function."""
+    path = dest / module.path
+    ranges = _line_ranges(path, module.functions) if module.functions else None
+    messages = _message_lines(path)
+
+    def skip(line_number: int, line: str, index: int) -> str | None:
+        """Why the mutant is not run ("outside", "words"), or None."""
+        n = line_number + 1
+        if ranges is not None and not any(a <= n <= b for a, b in ranges):
+            return "outside"
+        if n in messages and _only_text_changed(
+                line, _mutated_line(dest, module.path, line_number, index)):
+            return "words"
+        return None
+
+    return skip
+
+
+def _mutated_line(dest: Path, path: str, line_number: int, index: int) -> str:
+    from mutmut import Context, RelativeMutationID, mutate
+
+    source = (dest / path).read_text()
+    lines = source.splitlines()
+    ctx = Context(source=source, mutation_id=RelativeMutationID(lines[line_number], index,
+                                                                line_number),
+                  filename=path, dict_synonyms=[])
+    new, _n = mutate(ctx)
+    new_lines = new.splitlines()
+    return new_lines[line_number] if line_number < len(new_lines) else "<removed>"
+
+
+def table(names: list[str]) -> str:
+    head = ("| module | file | mutants | killed | survived | equivalent | not run: words of "
+            "an error | time |")
+    out = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name in names:
+        counts, _ = survivors(name)
+        took_file = WORK / name / ".mutmut-time"
+        took = f"{int(took_file.read_text()) / 60:.1f} min" if took_file.exists() else "-"
+        m = BY_NAME[name]
+        what = m.path.removeprefix("wdsr_cli/core/")
+        if m.functions:
+            what += " (" + ", ".join(m.functions) + ")"
+        untested = f" ({counts['untested']} untested)" if counts["untested"] else ""
+        out.append(f"| {name} | {what} | {counts['mutants']} | {counts['killed']} | "
+                   f"{counts['survived']}{untested} | {counts['equivalent']} | "
+                   f"{counts['words']} | {took} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("modules", nargs="*", help=f"of {', '.join(BY_NAME)} (default: all)")
+    ap.add_argument("--jobs", type=int, default=1, help="modules at a time (default 1)")
+    ap.add_argument("--show", action="store_true", help="only print the last run's survivors")
+    ap.add_argument("--json", action="store_true", help="counts as JSON instead of a table")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--pytest", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child)
+    if args.pytest:  # mutmut's test command (it runs commands without a shell)
+        # In this process, so that mutmut's timeout kills pytest itself (a mutant that hangs).
+        # mutmut 2 counts only exit code 1 as "killed": a mutant that breaks the collection
+        # (exit 2, e.g. a parametrize over a constant made None) is caught by the tests too.
+        import pytest
+
+        os.environ.pop(_HOOK_ENV, None)  # worker processes of the tests import this file too
+        os.chdir(ROOT / "tests")
+        sys.path.insert(0, str(ROOT / "tests"))
+        rc = pytest.main([*PYTEST, *shlex.split(BY_NAME[args.pytest].tests)])
+        return 1 if rc in (1, 2, 3) else int(rc)
+    names = args.modules or list(BY_NAME)
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        ap.error(f"unknown module {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+    if not args.show:
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            for name, took in zip(names, pool.map(run_module, names), strict=True):
+                print(f"{name}: {took / 60:.1f} min", flush=True)
+    bad = 0
+    for name in names:
+        counts, found = survivors(name)
+        bad += counts["survived"]
+        for line_number, line, mutated in found:
+            print(f"survived {BY_NAME[name].path}:{line_number}\n  - {line.strip()}\n"
+                  f"  + {mutated.strip()}")
+    if args.json:
+        print(json.dumps({n: survivors(n)[0] for n in names}, indent=1))
+    else:
+        print(table(names))
+    return 1 if bad else 0
+
+
+_HOOK_ENV = "WDSR_MUTATE_MODULE"
+# mutmut 2.5 runs the mutants in a process made by multiprocessing's spawn, which imports this
+# file again (as __mp_main__) before mutmut: the hook must be installed here, at import.
+if __name__ != "__main__" and os.environ.get(_HOOK_ENV) in BY_NAME \
+        and "mutmut_config" not in sys.modules \
+        and Path(BY_NAME[os.environ[_HOOK_ENV]].path).is_file():
+    _install_hook(BY_NAME[os.environ[_HOOK_ENV]])
+
+if __name__ == "__main__":
+    sys.exit(main())
