@@ -70,14 +70,13 @@ def _inference_start(scale: int | None, tile: int | None = None) -> None:
     output)."""
     from . import ui
     from .core import runtime
-    from .core.config import check_scale
+    from .core.config import check_scale, obsolete_tile_note
 
     runtime.ctrl_c_stays_with_python()
     if scale is not None:
         check_scale(scale)
     if tile is not None:
-        ui.warn("--tile has no effect any more: every image runs in the same fixed windows "
-                "(output independent of any setting, memory bounded); drop it")
+        ui.warn(obsolete_tile_note("--tile"))
 
 
 def _write_json(json_out: str | None, data: dict, command: str) -> None:
@@ -210,7 +209,7 @@ def evaluate(
     with ui.ImageProgress("evaluating", len(plan.dataset)) as bar:
         result = E.run_evaluate(plan, predictor, lambda done, total, row: bar.done(
             done - 1, total or done))
-    ui.show_evaluation(plan, predictor, result, ui.console_for(json_out))
+    ui.show_evaluation(plan, result, ui.console_for(json_out))
     _write_json(json_out, E.result_to_json(result), "evaluate")
     if report is not None:
         ui.info(f"report: {E.write_report(plan, predictor, result)}")

@@ -657,7 +657,7 @@ def verify_prepared(job, console: Console) -> dict:
     return report
 
 
-def show_evaluation(plan, predictor, result: dict, console: Console) -> None:
+def show_evaluation(plan, result: dict, console: Console) -> None:
     console.print(eval_table(result, str(plan.weights.path)))
     if plan.save_images is not None:
         info(f"saved {result['count']} images in {plan.save_images}")

@@ -256,6 +256,14 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     return cfg
 
 
+def obsolete_tile_note(where: str) -> str:
+    """The warning for ``--tile`` / ``eval.tile``: accepted so old scripts and configs still
+    run, but they change nothing (a setting that picked other windows could change the
+    output)."""
+    return (f"{where} has no effect any more: every image runs in the same fixed windows "
+            "(output independent of any setting, memory bounded); drop it")
+
+
 def overridden(overrides: list[str] | None, *keys: str) -> bool:
     """Whether one of ``overrides`` (``--set section.key=value`` items) sets one of ``keys``
     (dotted, e.g. ``"data.crop_size"``): a value the user chose on the command line, which

@@ -445,6 +445,7 @@ def _check_report(r: EvalRequest, cfg: Any) -> Path | None:
 
 def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
     """Check every flag, path and the weights before any model is loaded."""
+    from .config import obsolete_tile_note
     from .inference.engines import bundled_choice
     from .inference.weights import bundled_kind, named_checkpoint, resolve
 
@@ -476,9 +477,7 @@ def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
         from .report import ReportCollector
 
         collector = ReportCollector(weights.scale, protocol)
-    warnings = ["eval.tile has no effect any more: every image runs in the same fixed "
-                "windows (output independent of any setting, memory bounded); drop it"
-                ] if cfg.eval.tile else []
+    warnings = [obsolete_tile_note("eval.tile")] if cfg.eval.tile else []
     return EvalPlan(r, weights, dataset, protocol, self_ensemble,
                     r.bicubic or report is not None, kind_why, save, report, collector,
                     warnings)

@@ -639,7 +639,7 @@ class UpscalePlan:
     failures: list[dict[str, str]]
     choices: list[tuple[str | None, str]]
     weights: dict[str | None, Any]
-    checkpoint: Any  # the weights resolved for the request (named in --json)
+    requested: Any  # the weights resolved for the request itself (named in --json)
     bundled: bool  # choosing among the bundled weights per input (--weights)
     notes: list[str]  # what the user should know before the work (e.g. --outscale's resize)
     video: Any = None  # video.VideoInfo when the one input is a video (its only job)
@@ -716,7 +716,7 @@ class UpscaleSummary:
 
     def to_json(self) -> dict[str, Any]:
         p, mp = self.plan, self.megapixels
-        w = p.checkpoint
+        w = p.requested
         return {
             "scale": p.scale, "checkpoint": str(w.path) if w.kind == "checkpoint" else None,
             "model": None if p.request.model is None else str(p.request.model),
