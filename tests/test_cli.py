@@ -115,3 +115,11 @@ def test_data_points_evaluate_at_a_div2k_tree(tmp_path):
     line = one_line_error(run_wdsr("evaluate", "--checkpoint", "bundled", "--data",
                                     str(tmp_path / "missing")))
     assert f"no DIV2K data at '{tmp_path / 'missing'}'" in line and "--data" in line
+
+
+def test_obsolete_tile_is_accepted_with_a_warning(tmp_path):
+    """--tile still parses (old scripts run) and says it changes nothing."""
+    res = run_wdsr("upscale", str(tmp_path / "missing.png"), "--tile", "64")
+    assert res.returncode == 2
+    assert "--tile has no effect any more" in res.stderr
+    assert "does not exist" in res.stderr and "Traceback" not in res.stderr
