@@ -61,6 +61,17 @@ def test_resize_to_is_the_matlab_bicubic_and_skips_the_identity():
     assert np.array_equal(O.resize_to(img, (45, 32)), imresize(img, output_shape=(32, 45)))
 
 
+@pytest.mark.parametrize("size", [(45, 32), (15, 11), (31, 64)])
+@pytest.mark.parametrize("band_rows", [1, 5, 7, 1000])
+def test_resize_to_in_bands_is_the_whole_resize(size, band_rows):
+    """The bands (any height, the last one short) put together are the whole-image resize
+    exactly, for an 8-bit and a float result."""
+    for img in (_picture(), _picture().astype(np.float32) / 3):
+        got = O.resize_to(img, size, band_rows=band_rows)
+        want = imresize(img, output_shape=(size[1], size[0]))
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
 # ------------------------------------------------------------------------ through the CLI
 
 

@@ -416,3 +416,27 @@ def test_bad_images(img):
     with pytest.raises(WdsrError, match="cannot resize an empty image|expects an HxW or HxWxC "
                        "image|does not support images of dtype"):
         imresize(img, 0.5)
+
+
+# ------------------------------------------------------------------------ banded resizing
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("out_shape", [(47, 31), (31, 47), (13, 9), (9, 13), (40, 40)])
+def test_rows_are_those_rows_of_the_whole_result(dtype, out_shape):
+    """Enlarging and shrinking, rows or columns first (MATLAB's order follows the smaller
+    factor): every band equals the same rows of the whole resize, bit for bit, including the
+    bands at the mirrored edges."""
+    rng = np.random.default_rng(3)
+    img = (rng.random((23, 21, 3)) * 255).astype(dtype)
+    whole = imresize(img, output_shape=out_shape)
+    for first, end in [(0, 1), (0, 5), (3, 8), (out_shape[0] - 2, out_shape[0])]:
+        band = imresize(img, output_shape=out_shape, rows=(first, end))
+        assert band.dtype == whole.dtype and band.shape == (end - first,) + whole.shape[1:]
+        assert np.array_equal(band, whole[first:end])
+
+
+@pytest.mark.parametrize("rows", [(0, 0), (-1, 3), (5, 3), (0, 48)])
+def test_rows_outside_the_output_are_refused(rows):
+    with pytest.raises(WdsrError, match="not inside the 47 output rows"):
+        imresize(np.zeros((23, 21), dtype=np.uint8), output_shape=(47, 31), rows=rows)

@@ -224,6 +224,7 @@ def imresize(
     scale: float | None = None,
     output_shape: tuple[int, int] | None = None,
     kernel: str = "bicubic",
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Resize ``img`` like MATLAB's ``imresize(img, scale_or_size, 'bicubic')``.
 
@@ -233,6 +234,10 @@ def imresize(
         output_shape: ``(rows, cols)`` of the result. Give exactly one of the two.
         kernel: one of :data:`KERNELS` (MATLAB's ``'bicubic'``, ``'bilinear'``, ``'box'``,
             ``'lanczos3'``), antialiased the same way when shrinking.
+        rows: ``(first, end)``: only these output rows, computed from only the input rows
+            they read, with the same numbers as those rows of the whole result (every output
+            value is the same sum in the same order). A big image resized band by band holds
+            one band in float64 instead of the whole image (``--outscale``).
 
     Returns:
         The resized image with the same number of dimensions and the same dtype. Integer images
@@ -248,16 +253,25 @@ def imresize(
         raise WdsrError(f"unknown resize kernel {kernel!r}", "choose one of: " + ", ".join(KERNELS))
     out_shape, scales = _output_size(img.shape[:2], scale, output_shape)
 
+    first, end = (0, out_shape[0]) if rows is None else rows
+    if not 0 <= first < end <= out_shape[0]:
+        raise WdsrError(f"rows {rows!r} are not inside the {out_shape[0]} output rows",
+                        "give (first, end) with 0 <= first < end <= the output height")
+    tables = [contributions(img.shape[a], out_shape[a], scales[a], kernel) for a in (0, 1)]
+    # The row table of the wanted rows, shifted onto the input rows they read.
+    row_idx, row_w = tables[0][0][first:end], tables[0][1][first:end]
+    lo, hi = int(row_idx.min()), int(row_idx.max()) + 1
+    tables[0] = (row_idx - lo, row_w)
+
     is_int = np.issubdtype(dtype, np.integer)
-    work = img.astype(np.float64)
+    work = img[lo:hi].astype(np.float64)
     if work.ndim == 2:
         work = work[:, :, None]
 
     # MATLAB order: the smaller factor first; stable, so rows first on a tie.
     order = sorted((0, 1), key=lambda a: scales[a])
     for axis in order:
-        indices, weights = contributions(work.shape[axis], out_shape[axis], scales[axis], kernel)
-        work = _resize_axis(work, axis, indices, weights)
+        work = _resize_axis(work, axis, *tables[axis])
         if is_int:
             work = _quantize(work, dtype)
 

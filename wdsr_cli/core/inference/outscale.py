@@ -28,6 +28,7 @@ __all__ = ["BUNDLED_SCALES", "check_outscale", "describe", "label", "network_sca
 
 BUNDLED_SCALES = (2, 3, 4)
 MAX_OUTSCALE = 64.0  # beyond this an output side is pointlessly huge; refused, not guessed
+BAND_ROWS = 256  # output rows resized at a time (see resize_to)
 _HINT = "for example --outscale 1.5 (720p -> 1080p) or --outscale 0.5"
 
 
@@ -84,16 +85,23 @@ def label(outscale: float | None, scale: int) -> str:
     return str(scale) if outscale is None else f"{outscale:g}"
 
 
-def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_to(image: np.ndarray, size: tuple[int, int], band_rows: int = BAND_ROWS
+              ) -> np.ndarray:
     """``image`` (HxW or HxWxC, uint8/uint16/float) resized to ``size`` = (width, height) with
     the MATLAB bicubic (antialiased when shrinking); returned as is when already that size.
-    Integer images are rounded and saturated (as MATLAB does); float ones are not clipped."""
+    Integer images are rounded and saturated (as MATLAB does); float ones are not clipped.
+    Made ``band_rows`` output rows at a time: the same values as one whole-image resize, but
+    only one band is ever held in float64 (a 22 MP result: 0.7 GiB peak instead of 3.4)."""
     from ..data.resize import imresize
 
     width, height = size
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    return imresize(image, output_shape=(height, width))
+    out = np.empty((height, width) + image.shape[2:], dtype=image.dtype)
+    for first in range(0, height, band_rows):
+        end = min(first + band_rows, height)
+        out[first:end] = imresize(image, output_shape=(height, width), rows=(first, end))
+    return out
 
 
 def plan(outscale: object | None, scale: int | None, bundled_weights: bool
