@@ -59,6 +59,16 @@ MODULES = [
            "and not mixed_folder and not evaluate_degrade and not bad_values_are_one_line'",
            ("bundled_kind", "named_checkpoint", "_newest_run", "_choose_engine",
             "_check_scale_matches", "_resolve_model", "resolve")),
+    # the ONNX-form cache: a retrained checkpoint never runs the old form (in-process tests)
+    Module("forms", "wdsr_cli/core/inference/weights.py",
+           "test_weights.py -k 'cache_folder or every_recorded_fact or discarded_form or damaged "
+           "or passed_over_silently or recorded_scale or load_predictor_runs or reduced_precision "
+           "or killed_maker or wrong_onnx_form or retrained or knows_its_scale'",
+           ("cache_dir", "_form_contract", "_discard", "onnx_form", "checkpoint_facts",
+            "make_onnx_form", "load_predictor")),
+    Module("contract", "wdsr_cli/core/inference/contract.py", "test_contract.py"),
+    Module("backends", "wdsr_cli/core/inference/backends/__init__.py", "test_contract.py",
+           ("model_format", "load_exported")),
     Module("metrics", "wdsr_cli/core/metrics.py", "test_metrics.py"),
     Module("windows", "wdsr_cli/core/inference/predictor.py",
            "test_inference.py -k 'not mindspore and not from_checkpoint and not weight_norm'",
@@ -137,6 +147,27 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'form = onnx_form(path) if backend != "XXmindsporeXX" else None'):
         "checkpoint_facts has already looked up the same checkpoint's form (scale and step "
         "come from its contract): a second look finds the same, and MindSpore drops it",
+    ("forms", '"removed and is made again", WdsrNote, stacklevel=2)',
+     '"removed and is made again", WdsrNote, stacklevel=3)'):
+        "the CLI shows a WdsrNote as its message alone, under the filter 'always' (ui.py): "
+        "the frame Python attributes it to is never seen",
+    ("forms", '"not used", WdsrNote, stacklevel=2)', '"not used", WdsrNote, stacklevel=3)'):
+        "the CLI shows a WdsrNote as its message alone, under the filter 'always' (ui.py): "
+        "the frame Python attributes it to is never seen",
+    ("forms", 'scale = meta.get("scale")', 'scale = meta.get("XXscaleXX")'):
+        "every checkpoint wdsr writes (train, the model-zoo import, so the bundled ones too) "
+        "records meta scale equal to its model config's: the fallback gives the same number",
+    ("forms", 'scale = meta.get("scale")', 'scale = None'):
+        "every checkpoint wdsr writes (train, the model-zoo import, so the bundled ones too) "
+        "records meta scale equal to its model config's: the fallback gives the same number",
+    ("forms", 'if "--output" not in (exc.hint or ""):  # not about writing into the cache',
+     'if "--output" not in (exc.hint or "XXXX"):  # not about writing into the cache'):
+        "'--output' is in neither '' nor 'XXXX': a hint of None is not about the output "
+        "either way",
+    ("forms", 'cache_dir(), predictor.meta.get("sha256") or sha256_file(form),',
+     'cache_dir(), predictor.meta.get("XXsha256XX") or sha256_file(form),'):
+        "load_exported has just checked that the contract's sha256 is the file's: computing "
+        "it again gives the same value",
     ("jsonout", 'owned: os.PathLike | str | None = None, owner: str = "") -> None:',
      'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
         "every caller that passes owned also passes owner (prepare --out, evaluate --report): "
