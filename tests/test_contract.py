@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import save_tiny_checkpoint
 
@@ -208,3 +209,58 @@ def test_the_contract_must_describe_this_very_file(tmp_path):
         B.load_exported(model, contract={**_good(), "sha256": "1" * 64})
     with pytest.raises(WdsrError, match="describes a air model"):
         B.load_exported(model, contract={**_good(), "format": "air"})
+
+
+# ------------------------------------------------------------------------- the engines
+
+
+def test_onnx_runtime_runs_the_form_on_the_cpu_and_says_so(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    backend = B.OnnxBackend(_model(tmp_path))
+    assert backend.session.get_providers() == ["CPUExecutionProvider"]
+    assert backend.name == f"ONNX Runtime {ort.__version__} (CPU)"
+    assert (backend.precision, backend.window) == ("fp32", 768)
+    x = np.arange(2 * 3 * 5 * 7, dtype=np.float64).reshape(2, 3, 5, 7) % 255  # float64: cast
+    assert backend(x).shape == (2, 3, 10, 14) and backend(x).dtype == np.float32
+    # one input and one output, or it is no wdsr model
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "a", "b")]
+    nodes = [helper.make_node("Identity", ["x"], [o.name]) for o in io[1:]]
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:])), str(path))
+    with pytest.raises(WdsrError, match="has 1 inputs and 2 outputs"):
+        B.OnnxBackend(path)
+
+
+def test_a_mindir_runs_like_its_checkpoint(mindir):
+    from wdsr_cli.core.inference import Predictor
+
+    backend = B.MindIRBackend(mindir)
+    assert (backend.name, backend.precision) == ("MINDIR (MindSpore)", "fp32")
+    x = np.random.default_rng(1).uniform(0, 255, (1, 3, 9, 11))  # float64: cast
+    want = Predictor.from_checkpoint(mindir.with_name("tiny.ckpt")).backend(x.astype(np.float32))
+    assert np.abs(backend(x) - want).max() <= 1e-4 and backend(x).shape == (1, 3, 18, 22)
+
+
+def test_onnx_runtime_prefers_cuda_then_the_cpu_else_what_it_has(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    model = _model(tmp_path)
+    asked: list[list[str]] = []
+    real = ort.InferenceSession
+
+    def session(path, sess_options=None, providers=None):
+        asked.append(providers)
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    for available, want in (
+            (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+             ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+            (["CPUExecutionProvider", "AzureExecutionProvider"], ["CPUExecutionProvider"]),
+            (["AzureExecutionProvider"], ["AzureExecutionProvider"])):
+        monkeypatch.setattr(ort, "get_available_providers", lambda available=available: available)
+        B.OnnxBackend(model)
+        assert asked[-1] == want
