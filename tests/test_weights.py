@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
+from conftest import TINY_MODEL, one_line_error, run_wdsr, save_tiny_checkpoint
 
 from wdsr_cli.core.checkpoints import bundled_checkpoint
 from wdsr_cli.core.errors import WdsrError
@@ -535,3 +535,323 @@ def test_scale_messages_name_what_was_given(tmp_path, monkeypatch):
         W.resolve(scale=8, default="newest", runs_dir=tmp_path / "runs")
     assert e.value.message == "no x8 checkpoint found and no bundled x8 weights"
 
+
+
+# ------------------------------------- the ONNX form cache, field by field (mutation, issue 34)
+
+def _form_copy(dst: Path, kind: str = "clean") -> tuple[Path, dict]:
+    """The shipped x2 form (a checked, any-size ONNX form of the bundled checkpoint) copied to
+    ``dst`` with its contract; (path, contract)."""
+    shipped = bundled_checkpoint(2, kind).with_suffix(".onnx")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shipped, dst)
+    shutil.copy(f"{shipped}.json", f"{dst}.json")
+    return dst, read_contract(dst)
+
+
+def _edit_contract(path: Path, **changes) -> None:
+    contract = json.loads(Path(f"{path}.json").read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            contract[key] = {**contract.get(key, {}), **value}
+        else:
+            contract[key] = value
+    Path(f"{path}.json").write_text(json.dumps(contract))
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WDSR_CACHE_DIR", "~/mine")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert W.cache_dir() == tmp_path / "home" / "mine"
+    monkeypatch.setenv("WDSR_CACHE_DIR", "")  # empty: not set
+    assert W.cache_dir() == tmp_path / "xdg" / "wdsr"
+    monkeypatch.delenv("WDSR_CACHE_DIR")
+    assert W.cache_dir() == tmp_path / "xdg" / "wdsr"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert W.cache_dir() == tmp_path / "home" / ".cache" / "wdsr"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert W.cache_dir() == tmp_path / "home" / ".cache" / "wdsr"
+
+
+def test_a_form_is_taken_only_when_every_recorded_fact_holds(tmp_path, monkeypatch):
+    """Each fact of the contract that ties a form to its checkpoint is checked by itself."""
+    path, good = _form_copy(tmp_path / "m.onnx")
+    sha = good["checkpoint"]["sha256"]
+    assert W._form_contract(tmp_path / "none.onnx", sha) == (None, None)
+    assert W._form_contract(path, sha) == (good, None)
+    cases = {
+        "it is not an any-size ONNX model": [{"format": "mindir"}, {"input_size": [8, 8]}],
+        "it was made from another checkpoint": [{"checkpoint": {"sha256": "0" * 64}},
+                                                {"checkpoint": {"step": 1, "sha256": None}}],
+        "it has no passed parity check": [{"parity": {"checked": False}},
+                                          {"parity": {"passed": False}}, {"parity": None}],
+        "the file is not the one its contract describes (changed or truncated)": [
+            {"bytes": good["bytes"] + 1}, {"sha256": "0" * 64}],
+    }
+    for why, edits in cases.items():
+        for edit in edits:
+            _form_copy(path)
+            _edit_contract(path, **edit)
+            assert W._form_contract(path, sha) == (None, why), edit
+    _form_copy(path)
+    assert W._form_contract(path, "f" * 64) == (None, "it was made from another checkpoint")
+    Path(f"{path}.json").write_text("{")
+    assert W._form_contract(path, sha) == (
+        None, f"its contract is unreadable: contract file '{path}.json' is unreadable")
+    Path(f"{path}.json").unlink()  # a form being written: its contract comes last
+    assert W._form_contract(path, sha) == (None, None)
+    _form_copy(path)
+    for error, words in ((OSError(5, "Input/output error"), "Input/output error"),
+                         (OSError("gone"), "gone")):
+        def unreadable(p, error=error):
+            raise error
+        monkeypatch.setattr(W, "sha256_file", unreadable)
+        assert W._form_contract(path, sha) == (None, f"it cannot be read: {words}")
+
+
+def test_a_discarded_form_leaves_nothing_and_a_stuck_one_is_one_error(tmp_path):
+    path, _ = _form_copy(tmp_path / "c.onnx")
+    W._discard(path)
+    assert not path.exists() and not Path(f"{path}.json").exists()
+    path.write_bytes(b"a form whose contract never came")
+    W._discard(path)  # a missing contract is no error
+    assert not path.exists()
+    W._discard(path)  # nor is nothing at all
+    stuck = tmp_path / "d.onnx"
+    stuck.mkdir()
+    Path(f"{stuck}.json").write_text("{}")
+    with pytest.raises(WdsrError) as e:
+        W._discard(stuck)
+    assert e.value.message == (f"the cached ONNX form '{stuck}' failed its check and cannot be "
+                               "removed: Is a directory")
+    assert e.value.hint == W.CACHE_HINT
+
+
+def _notes(call):
+    import warnings
+
+    from wdsr_cli.core.errors import WdsrNote
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [str(w.message) for w in seen if issubclass(w.category, WdsrNote)]
+
+
+def test_a_damaged_cached_form_is_removed_and_a_good_one_taken(cache, tmp_path):
+    ckpt = tmp_path / "w.ckpt"
+    shutil.copy(bundled_checkpoint(2), ckpt)
+    sha = sha256_file(ckpt)
+    cached = cache / f"{sha}.onnx"
+    _form_copy(cached)
+    assert _notes(lambda: W.onnx_form(ckpt)) == ((cached, read_contract(cached)), [])
+    (cache / f".{sha}.onnx.wdsr-tmp-999999999").write_bytes(b"x")  # a dead maker's leftover
+    cached.write_bytes(cached.read_bytes()[:1000])
+    found, notes = _notes(lambda: W.onnx_form(ckpt))
+    assert found is None and not cached.exists() and not Path(f"{cached}.json").exists()
+    assert notes == [f"the cached ONNX form '{cached}' failed its check (the file is not the "
+                     "one its contract describes (changed or truncated)): it was removed and is "
+                     "made again"]
+    # the sha256 given is the one looked up: the checkpoint itself is not read again
+    _form_copy(cached)
+    assert W.onnx_form(tmp_path / "gone.ckpt", sha)[0] == cached
+
+
+def test_a_damaged_form_beside_the_checkpoint_is_noted_once_and_left(cache, tmp_path,
+                                                                     monkeypatch):
+    real = W.sha256_file
+    for n, damage in enumerate(("truncated", "contract", "unreadable")):
+        ckpt = tmp_path / f"r{n}" / "best.ckpt"
+        beside, _ = _form_copy(ckpt.with_suffix(".onnx"))
+        shutil.copy(bundled_checkpoint(2), ckpt)
+        if damage == "truncated":
+            beside.write_bytes(beside.read_bytes()[:-1])
+        elif damage == "contract":
+            Path(f"{beside}.json").write_text("[")
+        else:
+            def unreadable(p):
+                if Path(p).suffix == ".onnx":
+                    raise OSError(5, "Input/output error")
+                return real(p)
+            monkeypatch.setattr(W, "sha256_file", unreadable)
+        found, notes = _notes(lambda ckpt=ckpt: W.onnx_form(ckpt))
+        assert found is None and beside.exists() and Path(f"{beside}.json").exists()
+        assert len(notes) == 1 and notes[0].startswith(
+            f"'{beside}' is not a usable ONNX form of '{ckpt}' (")
+        assert notes[0].endswith("): not used")
+        assert _notes(lambda ckpt=ckpt: W.onnx_form(ckpt)) == (None, [])  # once per process
+    monkeypatch.setattr(W, "sha256_file", real)
+    # a damaged form beside is passed over for a good one in the cache
+    ckpt = tmp_path / "r0" / "best.ckpt"
+    cached, contract = _form_copy(cache / f"{sha256_file(ckpt)}.onnx")
+    assert W.onnx_form(ckpt) == (cached, contract)
+
+
+def test_another_checkpoints_form_beside_it_is_passed_over_silently(cache, tmp_path):
+    """A retrained best.ckpt next to the old best.onnx: no note (an export of another
+    checkpoint is not damage), nothing removed, and the old form is never taken."""
+    run = tmp_path / "run"
+    beside, _ = _form_copy(run / "best.onnx")
+    save_tiny_checkpoint(run / "best.ckpt", 2, step=99)
+    assert _notes(lambda: W.onnx_form(run / "best.ckpt")) == (None, [])
+    assert beside.exists()
+    assert W.checkpoint_facts(run / "best.ckpt") == (2, 99)
+
+
+def test_a_checkpoint_without_a_recorded_scale_takes_its_models(ms_cpu, tmp_path, cache,
+                                                                monkeypatch):
+    from wdsr_cli.core.checkpoints import save_checkpoint
+    from wdsr_cli.core.config import Config, ModelConfig
+    from wdsr_cli.core.model import build_model
+
+    cfg = Config(model=ModelConfig(**{**TINY_MODEL, "scale": 3}))
+    for scale in (None, "3"):
+        meta = {"model": cfg.to_dict()["model"], "step": 7}
+        if scale is not None:
+            meta["scale"] = scale
+        path = save_checkpoint(build_model(cfg.model), tmp_path / f"{scale}.ckpt", meta=meta)
+        started = _started(monkeypatch)
+        assert W.checkpoint_facts(path) == (3, 7)
+        assert started == [("auto", 0)]  # the defaults: any device, the first
+    # a form's contract answers without reading the checkpoint
+    shipped = bundled_checkpoint(3)
+    ckpt = tmp_path / "x3.ckpt"
+    shutil.copy(shipped, ckpt)
+    shutil.copy(shipped.with_suffix(".onnx"), ckpt.with_suffix(".onnx"))
+    shutil.copy(f"{shipped.with_suffix('.onnx')}.json", f"{ckpt.with_suffix('.onnx')}.json")
+    assert W.checkpoint_facts(ckpt) == (3, 3500)
+    # (what the contract records wins: shown by a contract edited to say otherwise)
+    _edit_contract(ckpt.with_suffix(".onnx"), scale=5, checkpoint={"step": 12345})
+    assert W.checkpoint_facts(ckpt) == (5, 12345)
+
+
+def _started(monkeypatch) -> list[tuple[str, int]]:
+    calls: list[tuple[str, int]] = []
+    real = W.start_mindspore
+    monkeypatch.setattr(W, "start_mindspore", lambda t="auto", i=0: (calls.append((t, i)),
+                                                                     real(t, i))[1])
+    return calls
+
+
+def test_load_predictor_runs_what_was_resolved(ckpts, cache, tmp_path, monkeypatch):
+    from wdsr_cli.core.inference.export import export_model
+
+    started = _started(monkeypatch)
+    w = W.resolve(ckpts["x2"], backend="mindspore", device_target="CPU")
+    started.clear()  # (resolve read the checkpoint with MindSpore)
+    p = W.load_predictor(w, self_ensemble=True)
+    assert (p.backend.name, p.source, p.self_ensemble) == ("MindSpore", str(ckpts["x2"]), True)
+    assert started == [("CPU", 0)] and p.precision_check is None
+    # a checkpoint whose form exists runs the form, starts no MindSpore and makes nothing
+    ckpt = tmp_path / "run" / "best.ckpt"
+    _form_copy(ckpt.with_suffix(".onnx"))
+    shutil.copy(bundled_checkpoint(2), ckpt)
+    started.clear()
+    w = W.resolve(ckpt, backend="onnxruntime")
+    p = W.load_predictor(w)
+    assert w.onnx_form == ckpt.with_suffix(".onnx") and p.backend.name.startswith("ONNX Runtime")
+    assert (p.source, p.meta, p.self_ensemble) == (str(ckpt), read_contract(w.onnx_form), False)
+    assert started == [] and not cache.exists() and p.precision_check is None
+    # exported models: ONNX as it is; MINDIR on MindSpore
+    model = ckpt.with_suffix(".onnx")
+    p = W.load_predictor(W.resolve(model=model, backend="openvino"), self_ensemble=True)
+    assert (p.source, p.self_ensemble) == (str(model), True)
+    assert p.backend.name.startswith("OpenVINO") and started == []
+    mindir = tmp_path / "t.mindir"
+    export_model(ckpts["x2"], "mindir", mindir, check=False)
+    w = W.resolve(model=mindir)
+    started.clear()
+    p = W.load_predictor(w)
+    assert (p.backend.name, p.source, p.scale) == ("MINDIR (MindSpore)", str(mindir), 2)
+    assert started == [("CPU", 0)]
+
+
+def test_a_reduced_precision_runs_only_after_its_check(tmp_path, cache, monkeypatch):
+    from wdsr_cli.core.inference import precision as P
+    from wdsr_cli.core.inference.device import cpu_facts
+
+    model, contract = _form_copy(tmp_path / "m.onnx")
+    asked: list[tuple] = []
+    stages: list[str] = []
+
+    def checked(cache_folder, sha256, engine, precision, cpu, scale, make):
+        fp32, reduced = make()
+        asked.append((cache_folder, sha256, engine, precision, cpu, scale,
+                      fp32.backend.precision, reduced.backend.precision, reduced.scale,
+                      reduced.receptive_radius, reduced.self_ensemble))
+        return {"verdict": "passed"}
+
+    monkeypatch.setattr(P, "ensure_checked", checked)
+    w = W.Weights("onnx", model, 2, None, "--model", "openvino", "--backend openvino",
+                  precision="bf16", precision_why="--precision bf16")
+    p = W.load_predictor(w, on_stage=stages.append, self_ensemble=True)
+    assert p.precision_check == {"verdict": "passed"} and p.backend.precision == "bf16"
+    assert stages == ["checking bf16 against fp32 (once)"] and p.self_ensemble
+    assert asked == [(W.cache_dir(), contract["sha256"], p.backend.name, "bf16",
+                      cpu_facts().label, 2, "fp32", "bf16", 2, contract["receptive_radius"],
+                      False)]
+    assert W.load_predictor(w).precision_check == {"verdict": "passed"}  # no on_stage: fine
+    old = _form_copy(tmp_path / "old.onnx")[0]  # a contract without the model's sha256
+    _edit_contract(old, sha256=None)
+    W.load_predictor(W.Weights("onnx", old, 2, None, "--model", "openvino", "",
+                               precision="bf16", precision_why="--precision bf16"))
+    assert asked[-1][1] == contract["sha256"]
+
+    failed = {"uint8_max_diff": 3, "psnr_change_db": -0.01234}
+
+    def refused(*args):
+        raise P.PrecisionError("bf16 is outside its tolerance", None, failed)
+
+    monkeypatch.setattr(P, "ensure_checked", refused)
+    with pytest.raises(P.PrecisionError):  # asked for by name: refused
+        W.load_predictor(w)
+    auto = W.Weights("onnx", model, 2, None, "--model", "openvino", "auto: fastest here",
+                     precision="bf16", precision_why="auto: native bf16")
+    p = W.load_predictor(auto, self_ensemble=True)
+    assert (p.backend.precision, p.precision_check, p.self_ensemble) == ("fp32", failed, True)
+    assert p.precision_why == "auto: bf16 failed its check (3 levels, -0.0123 dB), so fp32"
+
+
+def test_the_form_is_made_over_a_killed_makers_file_and_errors_name_the_cache(
+        ckpts, cache, tmp_path, monkeypatch):
+    from wdsr_cli.core import fileio
+    from wdsr_cli.core.inference import export
+
+    sha = sha256_file(ckpts["x2"])
+    cache.mkdir(parents=True)
+    (cache / f"{sha}.onnx").write_bytes(b"a killed maker's file: no contract yet")
+    stages: list[str] = []
+    started = _started(monkeypatch)
+    assert W.make_onnx_form(ckpts["x2"], on_stage=stages.append) == cache / f"{sha}.onnx"
+    assert started == [("CPU", 0)]  # the defaults
+    assert W.onnx_form(ckpts["x2"]) == (cache / f"{sha}.onnx", read_contract(cache / f"{sha}.onnx"))
+    assert stages  # the export says what it does
+    for error, hint in ((WdsrError("cannot write 'x'", "choose another --output"), W.CACHE_HINT),
+                        (WdsrError("the checkpoint is damaged", None), None)):
+        def failing(*args, error=error, **kwargs):
+            raise error
+        monkeypatch.setattr(export, "export_model", failing)
+        with pytest.raises(WdsrError) as e:
+            W.make_onnx_form(ckpts["x2"])
+        assert e.value.hint == hint
+        assert e.value.message == (error.message if hint is None else
+                                   "cannot make the ONNX form in the cache: cannot write 'x'")
+    monkeypatch.setattr(fileio, "check_writable_folder", lambda folder, hint: None)
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setenv("WDSR_CACHE_DIR", str(tmp_path / "other"))
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(WdsrError) as e:
+        W.make_onnx_form(ckpts["x2"])
+    assert e.value.message == (f"cannot create the cache folder '{tmp_path / 'other' / 'onnx'}': "
+                               "No space left on device")
+    assert e.value.hint == W.CACHE_HINT
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("WDSR_CACHE_DIR", str(tmp_path / "file"))
+    with pytest.raises(WdsrError) as e:
+        W.make_onnx_form(ckpts["x2"])
+    assert e.value.hint == W.CACHE_HINT
