@@ -86,6 +86,10 @@ MODULES = [
            ("save_checkpoint", "read_checkpoint", "_check_finite", "model_config_of",
             "network_parameters", "load_network", "init_parameters", "check_init", "as_array",
             "assign_parameters", "bundled_checkpoint")),
+    # run folders, the run lock and what --resume reads (in-process tests of test_runs.py)
+    Module("resume", "wdsr_cli/core/runs.py", "test_runs.py"),
+    Module("resume-check", "wdsr_cli/core/train.py", "test_runs.py -k resume_compatible",
+           ("check_resume_compatible",)),
     Module("prepare", "wdsr_cli/core/data/prepare.py", "test_prepare.py -m 'not slow'",
            ("_record_matches", "_reusable_records", "make_plan", "_check_manifest_options")),
 ]
