@@ -447,6 +447,34 @@ def table(names: list[str]) -> str:
     return "\n".join(out)
 
 
+def _die_with_parent() -> None:
+    """In the test process, before it starts: SIGKILL when its parent dies (Linux prctl)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: a hung mutant's tests may outlive it
+        pass
+
+
+def _run_tests(name: str) -> int:
+    """mutmut's test command for module ``name``: its tests, exit 1 if they caught the mutant.
+
+    mutmut 2 counts only exit code 1 as "killed", anything else as "survived". So a mutant that
+    breaks the collection (exit 2, e.g. a parametrize over a constant made None) and one that
+    crashes the interpreter (death by a signal: OpenVINO segfaults when a mutant leaves it
+    oneDNN's ISA cap) are mapped to 1: the tests caught them too. pytest runs in a child
+    process for the crash's sake; it dies with this one, which mutmut's timeout kills (a
+    mutant that hangs)."""
+    env = {k: v for k, v in os.environ.items() if k != _HOOK_ENV}  # worker processes of the
+    # tests import this file too
+    cmd = [sys.executable, "-m", "pytest", *PYTEST, *shlex.split(BY_NAME[name].tests)]
+    rc = subprocess.run(cmd, cwd=ROOT / "tests", env=env, preexec_fn=_die_with_parent,
+                        check=False).returncode
+    return 1 if rc in (1, 2, 3) or rc < 0 else rc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("modules", nargs="*", help=f"of {', '.join(BY_NAME)} (default: all)")
@@ -459,16 +487,7 @@ def main() -> int:
     if args.child:
         return child(args.child)
     if args.pytest:  # mutmut's test command (it runs commands without a shell)
-        # In this process, so that mutmut's timeout kills pytest itself (a mutant that hangs).
-        # mutmut 2 counts only exit code 1 as "killed": a mutant that breaks the collection
-        # (exit 2, e.g. a parametrize over a constant made None) is caught by the tests too.
-        import pytest
-
-        os.environ.pop(_HOOK_ENV, None)  # worker processes of the tests import this file too
-        os.chdir(ROOT / "tests")
-        sys.path.insert(0, str(ROOT / "tests"))
-        rc = pytest.main([*PYTEST, *shlex.split(BY_NAME[args.pytest].tests)])
-        return 1 if rc in (1, 2, 3) else int(rc)
+        return _run_tests(args.pytest)
     names = args.modules or list(BY_NAME)
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
