@@ -5,6 +5,8 @@ refused), engine and precision shown, fixed windows, and a one-line error withou
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -245,3 +247,142 @@ def test_bf16_on_a_cpu_without_it_is_refused(monkeypatch):
         W.resolve(backend="openvino", precision="bf16")
     w = W.resolve(backend="openvino", precision="auto")
     assert w.precision == "fp32" and w.precision_why == "auto: no native bf16 on this CPU"
+
+
+# ------------------------------------------------------------------ the backend in process
+
+
+def test_the_isa_cap_is_hidden_only_for_a_moment(monkeypatch):
+    from wdsr_cli.core.inference.backends import ov as O
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with O._without_isa_cap():
+        assert "ONEDNN_MAX_CPU_ISA" not in os.environ
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    with pytest.raises(KeyError), O._without_isa_cap():
+        raise KeyError("put back after an error too")
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    with O._without_isa_cap():
+        assert "ONEDNN_MAX_CPU_ISA" not in os.environ
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ  # none before: none set after
+
+
+def test_native_bf16_is_openvinos_word_asked_without_the_cap(monkeypatch):
+    from wdsr_cli.core.inference.backends import ov as O
+
+    asked, caps = [], [["FP32", "INT8", "BF16"], ["FP32", "FP16", "INT8"]]
+
+    class Core:  # OpenVINO's answer on a bf16 CPU, then on one without
+        def get_property(self, device, name):
+            asked.append((device, name, os.environ.get("ONEDNN_MAX_CPU_ISA")))
+            return caps.pop(0)
+
+    monkeypatch.setattr(ov, "Core", Core)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert O.native_bf16() is True
+    assert O.native_bf16() is False
+    assert asked == [("CPU", "OPTIMIZATION_CAPABILITIES", None)] * 2
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+
+
+def test_blob_folder_names_content_precision_and_a_clean_version():
+    from wdsr_cli.core.inference.backends.ov import blob_folder
+
+    assert blob_folder("c", "ab12", "bf16", "2026.4.1-22982-e213a147257-releases/2026/4") \
+        == Path("c/openvino/ab12-bf16-ov2026.4.1")  # the build's tail dropped
+    assert blob_folder(Path("c"), "ab12", "fp32", "2024.1.0+cpu dev") \
+        == Path("c/openvino/ab12-fp32-ov2024.1.0_cpu_dev")
+    assert blob_folder(Path("c"), "ab12", "fp32", "2024/../x").name == "ab12-fp32-ov2024_.._x"
+
+
+def test_the_backend_names_itself_and_compiles_at_the_precision_asked(tmp_path):
+    from wdsr_cli.core.inference.backends import OpenVinoBackend
+
+    b = OpenVinoBackend(str(SHIPPED), "fp32")
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)*", b.version)
+    assert ov.__version__ == b.version or ov.__version__.startswith(b.version + "-")
+    assert b.name == f"OpenVINO {b.version} (CPU, fp32)" and b.precision == "fp32"
+    assert b.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    assert b.cache_folder is None and not b.loaded_from_cache  # no cache asked for
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 5, 7))  # float64: cast
+    y = b(x)
+    assert y.shape == (2, 3, 10, 14) and y.dtype == np.float32
+    want = Predictor.from_model(SHIPPED, engine="onnxruntime").backend(x.astype(np.float32))
+    assert float(np.abs(y - want).max()) < 0.01
+    half = OpenVinoBackend(SHIPPED, "bf16")
+    assert half.name == f"OpenVINO {b.version} (CPU, bf16)" and half.precision == "bf16"
+    if _native_bf16():
+        assert half.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+
+
+def test_a_known_sha256_names_the_blob_folder_and_an_unwritable_cache_is_no_error(tmp_path):
+    from wdsr_cli.core.inference.backends import OpenVinoBackend
+
+    b = OpenVinoBackend(SHIPPED, "fp32", str(tmp_path / "cache"), sha256="f" * 64)
+    assert b.cache_folder.name.startswith("f" * 64 + "-fp32-ov") and b.cache_folder.is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    b = OpenVinoBackend(SHIPPED, "fp32", blocker)  # the cache cannot be made: compiled anew
+    assert b.cache_folder is None and not b.loaded_from_cache
+    assert b(np.zeros((1, 3, 4, 5), np.float32)).shape == (1, 3, 8, 10)
+
+
+def test_openvino_refuses_what_is_no_wdsr_model(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from wdsr_cli.core.inference.backends import OpenVinoBackend
+
+    with pytest.raises(WdsrError, match="does not exist"):
+        OpenVinoBackend(tmp_path / "none.onnx")
+    with pytest.raises(WdsrError, match="unknown precision 'fp16'"):
+        OpenVinoBackend(SHIPPED, "fp16")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(WdsrError, match="not an ONNX model that OpenVINO can load"):
+        OpenVinoBackend(bad)
+    # an image in, two out: it compiles and runs, and is still no wdsr model
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 3, None, None])
+          for n in ("x", "a", "b")]
+    nodes = [helper.make_node("Identity", ["x"], [o.name]) for o in io[1:]]
+    two = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:])), str(two))
+    with pytest.raises(WdsrError) as e:
+        OpenVinoBackend(two)
+    assert e.value.message == f"'{two}' has 1 inputs and 2 outputs; a wdsr model has one of each"
+
+
+def test_import_openvino_without_it_names_the_extra(monkeypatch):
+    from wdsr_cli.core.inference.backends import ov as O
+
+    assert O.import_openvino() is ov
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(WdsrError) as e:
+        O.import_openvino()
+    assert e.value.message == "OpenVINO is not installed"
+    assert e.value.hint == "install the OpenVINO extra: pip install 'wdsr-cli[openvino]'"
+
+
+def test_an_openvino_without_the_cache_property_claims_no_cache_hit(monkeypatch, tmp_path):
+    from wdsr_cli.core.inference.backends import OpenVinoBackend
+
+    class Older:  # a compiled model of an OpenVINO that has no LOADED_FROM_CACHE
+        def __init__(self, compiled):
+            self._compiled = compiled
+
+        def __getattr__(self, name):
+            return getattr(self._compiled, name)
+
+        def get_property(self, name):
+            raise RuntimeError(f"unsupported property {name}")
+
+    class Core(ov.Core):
+        def compile_model(self, *args):
+            return Older(super().compile_model(*args))
+
+    OpenVinoBackend(SHIPPED, "fp32", tmp_path)
+    monkeypatch.setattr(ov, "Core", Core)
+    b = OpenVinoBackend(SHIPPED, "fp32", tmp_path)  # a cached blob, but no word of it
+    assert b.loaded_from_cache is False and b._property("ANY", 7) == 7
+    assert b(np.zeros((1, 3, 4, 4), np.float32)).shape == (1, 3, 8, 8)
