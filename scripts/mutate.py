@@ -50,6 +50,9 @@ class Module:
 
 _ENGINE_TESTS = ("test_contract.py test_openvino.py -k 'test_contract or shipped_form_like or "
                  "fixed_per_engine or compiled_model_cache or without_openvino'")
+# the Predictor with position-exact numpy networks and fakes (no MindSpore)
+_PREDICTOR_TESTS = ("test_inference.py -k 'not mindspore and not from_checkpoint and not "
+                    "weight_norm'")
 MODULES = [
     Module("fileio", "wdsr_cli/core/fileio.py", "test_fileio.py"),
     Module("jsonout", "wdsr_cli/core/jsonout.py", "test_fileio.py"),
@@ -79,10 +82,17 @@ MODULES = [
            "cache_property'"),
     Module("mindir", "wdsr_cli/core/inference/backends/mindir.py", "test_contract.py"),
     Module("metrics", "wdsr_cli/core/metrics.py", "test_metrics.py"),
-    Module("windows", "wdsr_cli/core/inference/predictor.py",
-           "test_inference.py -k 'not mindspore and not from_checkpoint and not weight_norm'",
+    Module("windows", "wdsr_cli/core/inference/predictor.py", _PREDICTOR_TESTS,
            ("window_side", "Tile", "_axis_windows", "plan_windows", "_kept",
             "Predictor.windows_for", "Predictor._plan")),
+    # the rest of the Predictor's numbers: the forward pass over the windows and the stitching,
+    # predict/predict_uint8 and their rounding, the x8 self-ensemble, fixed-size models
+    Module("predictor", "wdsr_cli/core/inference/predictor.py", _PREDICTOR_TESTS,
+           ("FixedSizeWindows", "Dihedral", "dihedral_transforms", "to_uint8",
+            "Predictor.__init__", "Predictor.from_network", "Predictor.from_model",
+            "Predictor.predict", "Predictor.predict_uint8", "Predictor._forward",
+            "Predictor._ensemble_window", "Predictor._ensemble_whole_image", "Predictor._call",
+            "_Counter", "_is_int", "_check_rgb")),
     Module("checkpoints", "wdsr_cli/core/checkpoints.py",
            "test_checkpoints.py test_modelzoo.py -k 'not test_modelzoo or loaded_network or "
            "weight_norm_form'",
@@ -207,6 +217,21 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      'owned: os.PathLike | str | None = None, owner: str = "XXXX") -> None:'):
         "every caller that passes owned also passes owner (prepare --out, evaluate --report): "
         "the default never reaches a message",
+    ("predictor", "window = window_side(receptive_radius if _is_int(receptive_radius) else 0,",
+     "window = window_side(receptive_radius if _is_int(receptive_radius) else 1,"):
+        "the 0 only stands in for a receptive radius that is not an integer, and such a "
+        "radius is refused a few lines below, before the window is used",
+    ("predictor", "self.meta: dict[str, Any] | None = None",
+     "self.meta: dict[str, Any] & None = None"):
+        "an annotation, never evaluated (from __future__ import annotations)",
+    ("predictor", "self.precision_check: dict[str, Any] | None = None  # set by "
+     "weights.load_predictor", "self.precision_check: dict[str, Any] & None = None  # set by "
+     "weights.load_predictor"):
+        "an annotation, never evaluated (from __future__ import annotations)",
+    ("predictor", "self.precision_why: str | None = None  # set by weights.load_predictor when "
+     "it differs", "self.precision_why: str & None = None  # set by weights.load_predictor "
+     "when it differs"):
+        "an annotation, never evaluated (from __future__ import annotations)",
     ("jsonout", "text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=1, "
      "sort_keys=True,", "text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=2, "
      "sort_keys=True,"):

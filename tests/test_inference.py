@@ -257,6 +257,9 @@ def test_dihedral_transforms_are_the_eight_symmetries_and_invert():
     assert len(outs) == 8
     for t in ts:
         np.testing.assert_array_equal(t.invert(t.apply(img)), img)
+    assert len(set(ts)) == 8 and ts[0] == dataclasses.replace(ts[0])  # values, as Tile
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ts[0].transpose = True
 
 
 def test_self_ensemble_is_the_mean_of_the_eight_passes_numpy():
@@ -487,3 +490,184 @@ def test_a_zero_halo_and_each_bad_window_side():
         plan_windows(9, 8, 4, -1)
     with pytest.raises(dataclasses.FrozenInstanceError):  # a plan is never changed in place
         tiles[0].y0 = 1
+
+
+# ------------------------------------------ fixed-size models, called directly (issue 34)
+
+class _OneShape:
+    """A model exported with a fixed input size: refuses any other shape, records each call."""
+
+    def __init__(self, net: NumpyNet, size: tuple[int, int], **attrs) -> None:
+        self.net, self.size, self.calls = net, size, []
+        self.__dict__.update(attrs)
+
+    def __call__(self, x):
+        assert x.shape[2:] == self.size, f"a {x.shape} input for a fixed {self.size} model"
+        self.calls.append(x.shape)
+        return self.net(x)
+
+
+@pytest.mark.parametrize("size,shape", [((10, 12), (23, 29)), ((10, 12), (10, 29)),
+                                        ((10, 12), (23, 12)), ((10, 12), (10, 12)),
+                                        ((6, 12), (6, 29)), ((12, 6), (29, 6)),
+                                        ((7, 12), (9, 29)), ((12, 7), (29, 9))])
+def test_a_fixed_size_model_runs_any_input_at_least_its_size_exactly(size, shape):
+    """FixedSizeWindows called on its own (as the precision check and the export's parity
+    check do): every call has the fixed shape, and the result is the whole-image one bit for
+    bit, down to an input as large as the fixed size along a side and a fixed side of just
+    over twice the radius (7 > 2 x 3)."""
+    from wdsr_cli.core.inference.predictor import FixedSizeWindows
+
+    net = NumpyNet(2)
+    model = _OneShape(net, size)
+    fixed = FixedSizeWindows(model, size, 2, net.receptive_radius)
+    x = np.ascontiguousarray(_image(*shape).transpose(2, 0, 1)[None])
+    out = fixed(x)
+    assert out.dtype == np.float32 and out.shape == (1, 3, shape[0] * 2, shape[1] * 2)
+    np.testing.assert_array_equal(out, net(x))
+    assert len(model.calls) == len(plan_windows(*shape, size, net.receptive_radius, True))
+
+
+@pytest.mark.parametrize("size,shape,message", [
+    ((10, 12), (9, 29), "cannot run a smaller 9x29"), ((10, 12), (23, 11), "smaller 23x11"),
+    ((10, 12), (9, 11), "smaller 9x11"),
+    ((6, 12), (7, 29), "fixed input size 6x12 .* too small to tile"),
+    ((12, 6), (29, 7), "fixed input size 12x6 .* too small to tile")])
+def test_a_fixed_size_model_refuses_what_it_cannot_compute_exactly(size, shape, message):
+    from wdsr_cli.core.inference.predictor import FixedSizeWindows
+
+    model = _OneShape(NumpyNet(2), size)
+    with pytest.raises(WdsrError, match=message):
+        FixedSizeWindows(model, size, 2, 3)(np.zeros((1, 3, *shape), np.float32))
+    assert not model.calls
+
+
+def test_a_fixed_size_model_keeps_the_backend_precision_and_names_its_size():
+    from wdsr_cli.core.inference.predictor import FixedSizeWindows
+
+    net = NumpyNet(2)
+    plain = FixedSizeWindows(_OneShape(net, (10, 12), name="ONNX Runtime"), (10, 12), 2, 3)
+    assert plain.name == "ONNX Runtime, fixed 10x12 input" and plain.precision == "fp32"
+    bf16 = FixedSizeWindows(_OneShape(net, (10, 12), precision="bf16"), (10, 12), 2, 3)
+    assert bf16.precision == "bf16" and bf16.name == "_OneShape, fixed 10x12 input"
+    p = Predictor(bf16, 2, 3)
+    assert p.precision == "bf16" and p.window == (10, 12) and p.source == bf16.name
+
+
+def test_a_fixed_size_model_without_self_ensemble_calls_each_window_once():
+    """Through a Predictor (the fixed size is its window, so each call passes straight
+    through): one call per planned window, the whole-image result bit for bit, rounded per
+    window by predict_uint8; no pass of the whole-image ensemble."""
+    from wdsr_cli.core.inference.predictor import FixedSizeWindows
+
+    net = NumpyNet(2)
+    r = net.receptive_radius
+    model = _OneShape(net, (10, 12))
+    p = Predictor(FixedSizeWindows(model, (10, 12), 2, r), 2, r)
+    img = _image(23, 13)
+    want = net(np.ascontiguousarray(img.transpose(2, 0, 1)[None]))[0].transpose(1, 2, 0)
+    np.testing.assert_array_equal(p.predict(img), want)
+    assert len(model.calls) == p.windows_for(23, 13) == len(plan_windows(23, 13, (10, 12), r,
+                                                                         True)) > 1
+    lr = img.round().astype(np.uint8)
+    want = net(np.ascontiguousarray(lr.transpose(2, 0, 1)[None], np.float32))
+    model.calls.clear()
+    np.testing.assert_array_equal(p.predict_uint8(lr), to_uint8(want[0].transpose(1, 2, 0)))
+    assert len(model.calls) == p.windows_for(23, 13)
+
+
+# --------------------------------------------- construction: what a Predictor runs and reports
+
+class _Identity:
+    """x1 with no context (receptive radius 0): returns its input."""
+
+    def __call__(self, x):
+        return np.array(x, np.float32)
+
+
+def test_a_scale_of_one_and_a_radius_of_zero_are_valid_and_each_bad_argument_is_named():
+    img = _image(9, 7)
+    p = Predictor(_Identity(), 1, 0, window=4)
+    assert p.windows_for(9, 7) == 3 * 2
+    np.testing.assert_array_equal(p.predict(img), img)
+    for args, kwargs, message in (((0, 3), {}, "scale must be an integer >= 1, got 0"),
+                                  ((2.0, 3), {}, "scale must be an integer >= 1, got 2.0"),
+                                  ((True, 3), {}, "scale must be an integer >= 1, got True"),
+                                  ((2, -1), {}, "receptive_radius must be an integer >= 0"),
+                                  ((2, 3.0), {}, "receptive_radius must be an integer >= 0"),
+                                  ((2, 3), {"window": (8, 0)}, "window must be an integer >= 1, "
+                                                               "got 0")):
+        with pytest.raises(WdsrError, match=message):
+            Predictor(_Identity(), *args, **kwargs)
+    assert Predictor(_Identity(), np.int64(2), np.int32(3)).window == (WINDOW, WINDOW)
+
+
+def test_a_new_predictor_reports_its_backend_and_no_checks_yet():
+    class Reduced(_Identity):
+        name, precision = "OpenVINO", "bf16"
+
+    p = Predictor(Reduced(), 1, 0)
+    assert (p.source, p.precision, p.scale, p.receptive_radius) == ("OpenVINO", "bf16", 1, 0)
+    assert p.meta is None and p.precision_check is None and p.precision_why is None
+    plain = Predictor(_Identity(), 1, 0)
+    assert (plain.source, plain.precision) == ("_Identity", "fp32")
+
+
+def test_from_network_takes_scale_and_receptive_radius_from_the_config(monkeypatch):
+    """The halo is the network's receptive radius (model_info; WDSR-A with 2 blocks: 6)."""
+    from wdsr_cli.core.config import ModelConfig
+    from wdsr_cli.core.inference import predictor as module
+
+    class Backend:
+        def __init__(self, net):
+            self.net, self.name = net, "MindSpore"
+
+        def __call__(self, x):
+            return self.net(x)
+
+    class Net(NumpyNet):
+        cfg = ModelConfig(variant="a", scale=3, n_resblocks=2)
+
+    monkeypatch.setattr(module, "MindSporeBackend", Backend)
+    net = Net(3)
+    p = Predictor.from_network(net)
+    assert (p.scale, p.receptive_radius, p.self_ensemble) == (3, 6, False)
+    assert p.backend.net is net and p.window == (WINDOW, WINDOW)
+    assert Predictor.from_network(net, self_ensemble=True).self_ensemble
+
+
+@pytest.mark.parametrize("input_size", [None, [10, 12]])
+def test_from_model_runs_the_contract_scale_radius_and_fixed_size(monkeypatch, tmp_path,
+                                                                  input_size):
+    """An exported model: scale, receptive radius and a fixed input size come from its
+    contract; a fixed-size model is wrapped in its windows (its size is the Predictor's
+    window), and the result is the whole-image one bit for bit."""
+    from wdsr_cli.core.inference import predictor as module
+    from wdsr_cli.core.inference.predictor import FixedSizeWindows
+
+    net = NumpyNet(2)
+    model = _OneShape(net, tuple(input_size or (23, 13)), name="ONNX Runtime")
+    contract = {"scale": 2, "receptive_radius": net.receptive_radius, "format": "onnx"}
+    if input_size:
+        contract["input_size"] = input_size
+    asked = []
+
+    def load_exported(path, given, engine, precision):
+        asked.append((path, given, engine, precision))
+        return model, contract
+
+    monkeypatch.setattr(module, "load_exported", load_exported)
+    path = tmp_path / "model.onnx"
+    p = Predictor.from_model(path)
+    assert asked == [(path, None, None, "fp32")]
+    assert p.meta is contract and p.source == str(path) and not p.self_ensemble
+    assert (p.scale, p.receptive_radius) == (2, net.receptive_radius)
+    assert isinstance(p.backend, FixedSizeWindows) == bool(input_size)
+    if input_size:
+        assert p.window == (10, 12) and p.backend.scale == 2
+        assert p.backend.receptive_radius == net.receptive_radius
+    img = _image(23, 13)
+    want = net(np.ascontiguousarray(img.transpose(2, 0, 1)[None]))[0].transpose(1, 2, 0)
+    np.testing.assert_array_equal(p.predict(img), want)
+    p = Predictor.from_model(path, True, contract, "openvino", "bf16")
+    assert p.self_ensemble and asked[-1] == (path, contract, "openvino", "bf16")
