@@ -306,8 +306,10 @@ def test_an_error_inside_a_tile_propagates():
 
 def test_a_backend_with_the_wrong_scale_is_a_clear_error():
     p = Predictor(NumpyNet(2), 3, 3)
-    with pytest.raises(WdsrError, match="does not upscale by x3"):
-        p.predict(_image(5, 5))
+    with pytest.raises(WdsrError, match="does not upscale by x3") as caught:
+        p.predict(_image(5, 7))
+    assert caught.value.message == ("the model returned shape (1, 3, 10, 14) for an input of "
+                                    "(1, 3, 5, 7); expected (1, 3, 15, 21)")
 
 
 class _NaNAt:
@@ -348,7 +350,11 @@ def test_a_reduced_precision_that_overflows_fails_its_check_instead_of_stopping(
 
 @pytest.mark.parametrize("bad,message", [(np.zeros((4, 4)), "expected an HxWx3 RGB image"),
                                          (np.zeros((4, 4, 4)), "expected an HxWx3 RGB image"),
-                                         (np.zeros((0, 3, 3)), "cannot upscale an empty image")])
+                                         (np.zeros((0, 3, 3)), "cannot upscale an empty image"),
+                                         (np.zeros((3, 0, 3)), r"upscale an empty image \(3x0"),
+                                         (np.zeros((4, 4, 3), complex), "unsupported image dtype"),
+                                         (np.zeros((4, 4, 3), bool), "unsupported image dtype"),
+                                         (np.zeros((4, 4, 3), object), "unsupported image dtype")])
 def test_bad_input_arrays(bad, message):
     with pytest.raises(WdsrError, match=message):
         Predictor(NumpyNet(2), 2, 3).predict(bad)
@@ -510,12 +516,15 @@ class _OneShape:
 @pytest.mark.parametrize("size,shape", [((10, 12), (23, 29)), ((10, 12), (10, 29)),
                                         ((10, 12), (23, 12)), ((10, 12), (10, 12)),
                                         ((6, 12), (6, 29)), ((12, 6), (29, 6)),
-                                        ((7, 12), (9, 29)), ((12, 7), (29, 9))])
+                                        ((7, 12), (9, 29)), ((12, 7), (29, 9)),
+                                        ((10, 12), (11, 13))])
 def test_a_fixed_size_model_runs_any_input_at_least_its_size_exactly(size, shape):
-    """FixedSizeWindows called on its own (as the precision check and the export's parity
-    check do): every call has the fixed shape, and the result is the whole-image one bit for
-    bit, down to an input as large as the fixed size along a side and a fixed side of just
-    over twice the radius (7 > 2 x 3)."""
+    """FixedSizeWindows is a backend of its own: called directly on a larger input (a
+    Predictor over it uses the fixed size as its window, so its calls pass straight through),
+    every call to the model has the fixed shape and the result is the whole-image one bit for
+    bit, down to an input as large as the fixed size along a side, a fixed side of just over
+    twice the radius (7 > 2 x 3), and an input one pixel larger (the fewest windows would be
+    smaller than the fixed size: they must not be)."""
     from wdsr_cli.core.inference.predictor import FixedSizeWindows
 
     net = NumpyNet(2)
