@@ -38,6 +38,20 @@ def test_file_mode_is_0666_without_the_umask_and_leaves_the_umask():
     assert os.umask(mask) == mask
 
 
+@pytest.mark.parametrize("mask", [0o077, 0o002, 0o027, 0o000])
+def test_written_files_get_0666_without_the_umask_under_any_umask(tmp_path, mask):
+    """The umask is read once per process, so each umask runs in a fresh one: a file written
+    atomically (and a folder lock) gets 0666 & ~umask, never a fixed 0644 (under 077 that
+    would make a user's files world-readable; under 002 it would drop group write)."""
+    code = ("import os, sys; os.umask(int(sys.argv[1], 8)); "
+            "from wdsr_cli.core import fileio; "
+            "fileio.atomic_write(sys.argv[2], b'x', fsync=False)")
+    target = tmp_path / "out.bin"
+    subprocess.run([sys.executable, "-c", code, oct(mask)[2:], str(target)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(Path(fileio.__file__).parents[2])})
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_temp_path_is_hidden_next_to_the_target_with_pid_token_and_suffix(tmp_path):
     a = fileio.temp_path(tmp_path / "x.png", ".tmp", sweep=False)
     b = fileio.temp_path(tmp_path / "x.png", ".ckpt", sweep=False)
