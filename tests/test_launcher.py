@@ -275,16 +275,30 @@ def test_rank_reporting_a_user_error(fake) -> None:
 def test_ctrl_c_asks_rank_0_to_save_then_stops_all(fake) -> None:
     fake.behave(r0="train+grandchild", r1="train+grandchild")
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
+    got: list[dict] = []
+    notes: list[str] = []
+    launcher = L.Launcher(fake.plan(2), got.append, on_note=notes.append, grace=2.0,
+                          poll_interval=0.05)
+    seen: list = []
 
     def press_ctrl_c() -> None:
         for rank in (0, 1):
             events = fake.run_dir / "events" / f"rank_{rank}.jsonl"
             while not (events.exists() and "step" in events.read_text()):
                 time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # what the terminal does to the launcher
+        # The handler the launcher installed, run as a Ctrl-C would run it. Not a real SIGINT
+        # to this process: in some full `make test` runs one ended the pytest-xdist worker
+        # itself ("node down", fake ranks left running); the cause is not pinned down.
+        handler = signal.getsignal(signal.SIGINT)
+        seen.append(handler)
+        if handler in (before, signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler):
+            launcher.interrupt()  # no handler of the launcher's: end the run; asserted below
+        else:
+            handler(signal.SIGINT, None)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    result, got, _, notes, _ = _launch(fake.plan(2))
+    result = launcher.run()
+    assert callable(seen[0]) and seen[0] not in (before, signal.default_int_handler)
     assert (result.status, result.exit_code) == ("interrupted", 130)
     assert result.done[0]["interrupted"] is True
     assert any(e["type"] == "checkpoint" and e["rank"] == 0 for e in got)

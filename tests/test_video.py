@@ -118,7 +118,9 @@ def test_frames_timing_and_audio_are_kept(tiny, tmp_path, suffix, audio):
     assert (dst[0].width, dst[0].height) == (2 * W, 2 * H)
     with av.open(str(clip)) as a, av.open(str(out)) as b:
         assert b.streams.video[0].average_rate == a.streams.video[0].average_rate == FPS
-        assert b.duration == a.duration
+        # The muxer rounds the container's duration to its own time scale (a 333,333 us clip
+        # came out as 333,008 us in some runs); a lost frame duration would be 41,667 us.
+        assert abs(b.duration - a.duration) <= 1000
         assert [s.type for s in b.streams] == [s.type for s in a.streams]
     if audio:
         assert packets(out, "audio") == packets(clip, "audio")  # stream copy, bit for bit
