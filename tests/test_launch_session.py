@@ -328,3 +328,24 @@ def test_eta_follows_the_recent_pace_not_the_average_since_the_start(lead):
                      "time": t, "total_steps": 1000})
     last = buf.getvalue().splitlines()[-1]
     assert "step 80/1000" in last and "eta 00:15:20" in last, last  # 920 steps at 1 s
+
+
+# ------------------------------------------------------------- the weight average of a short run
+
+def test_a_short_run_whose_average_would_stay_its_start_is_warned(tmp_path):
+    from wdsr_cli.core.ema import short_run_warning, start_share
+
+    assert start_share(0.999, 750) == pytest.approx(0.472, abs=1e-3)
+    job = plan_train(_request(tmp_path, device_target="CPU", steps=750,
+                              overrides=["train.ema_decay=0.999"]))
+    [warning] = [w for w in job.warnings if "ema_decay" in w]
+    assert "47% the starting weights" in warning and "train.ema_decay=0.9933" in warning
+    # the suggested decay keeps under 1% of the start: no warning for it, nor for long runs
+    assert start_share(0.9933, 750) < 0.01
+    assert short_run_warning(0.9933, 750) is None
+    assert short_run_warning(0.999, 2995) is None  # 4.996% kept: under the 5% limit
+    assert short_run_warning(0.999, 2994) is not None  # 5.001%
+    assert short_run_warning(0.0, 10) is None  # average off
+    assert "ema_decay=0)" in short_run_warning(0.9, 5)  # too short to suggest a decay
+    quiet = plan_train(_request(tmp_path, device_target="CPU", steps=750))
+    assert not any("ema_decay" in w for w in quiet.warnings)

@@ -6,6 +6,30 @@ from typing import Any
 
 import numpy as np
 
+# The share of the starting weights an average may keep at a run's last step before the plan
+# warns: 0.999 over a 750-step fine-tune keeps 47% (0.999^750), which is then what validation
+# scores and best.ckpt holds (the photo x2 weights of issue 29 were shipped that way).
+START_SHARE_WARN = 0.05
+
+
+def start_share(decay: float, steps: int) -> float:
+    """How much of the weights a run starts from is still in its average after ``steps``
+    updates: ``decay ** steps``."""
+    return float(decay) ** max(steps, 0)
+
+
+def short_run_warning(decay: float, steps: int) -> str | None:
+    """The plan's warning when the average of a run this short would still be mostly its
+    start; None when it is not (or the average is off)."""
+    if decay <= 0 or start_share(decay, steps) <= START_SHARE_WARN:
+        return None
+    suggest = 1 - 5 / steps if steps >= 10 else 0.0  # keeps e^-5 (< 1%) of the start
+    fix = (f"for {steps:,} steps use about --set train.ema_decay={suggest:.4g}" if suggest > 0
+           else "turn it off (--set train.ema_decay=0)")
+    return (f"train.ema_decay {decay:g} averages over about {1 / (1 - decay):,.0f} steps: at "
+            f"step {steps:,} the average that validation scores and best.ckpt holds is still "
+            f"{start_share(decay, steps):.0%} the starting weights; {fix}")
+
 
 class WeightAverage:
     """The exponential moving average of a network's trainable weights, kept on the host:

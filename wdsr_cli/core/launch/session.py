@@ -389,6 +389,7 @@ def plan_train(request: TrainRequest) -> TrainJob:
     from .. import runs as R
     from .. import runtime
     from .. import train as T
+    from ..ema import short_run_warning
     from ..inference.weights import named_checkpoint
 
     r = request
@@ -431,6 +432,8 @@ def plan_train(request: TrainRequest) -> TrainJob:
         warnings.append(f"{exc.message} (a real run would stop here)")
     _check_devices(mode, r, env)
     warnings = plan.warnings + warnings
+    average = short_run_warning(cfg.train.ema_decay, cfg.train.steps)
+    warnings += [average] if average else []
     warnings += _check_world_change(resume, plan.world_size, cfg.data.batch_size)
     if resume is not None:
         R.check_run_free(resume.run_dir)  # another training in it: refused before anything
