@@ -475,19 +475,26 @@ def test_resume_before_the_first_checkpoint_keeps_init_weights(tiny, tmp_path):
 @pytest.mark.parametrize("umask, mode", [(0o077, 0o600), (0o002, 0o664)])
 def test_written_files_follow_the_umask(umask, mode, tmp_path):
     """Every file wdsr writes gets 0666 & ~umask, as open() would: checked in a fresh process
-    (the mode is read once per process) for a JSON summary and an image."""
+    (the mode is read once per process) for a JSON summary, an image and a checkpoint (which
+    MindSpore writes itself)."""
     code = (
         "import os, sys\n"
         f"os.umask({umask})\n"
         "import numpy as np\n"
         "from wdsr_cli.core import fileio\n"
+        "from wdsr_cli.core.checkpoints import save_checkpoint\n"
         "from wdsr_cli.core.data.images import Image, write_image\n"
         "fileio.atomic_write(sys.argv[1], '{}')\n"
-        "write_image(sys.argv[2], Image(pixels=np.zeros((4, 4, 3), np.uint8)))\n")
+        "write_image(sys.argv[2], Image(pixels=np.zeros((4, 4, 3), np.uint8)))\n"
+        "import mindspore as ms\n"
+        "save_checkpoint([{'name': 'w', 'data': ms.Tensor(np.zeros(2, np.float32))}], "
+        "sys.argv[3], {'step': 1})\n")
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json"),
-                          str(tmp_path / "b.png")], capture_output=True, text=True)
+                          str(tmp_path / "b.png"), str(tmp_path / "c.ckpt")],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    for name in ("a.json", "b.png"):
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.png", "c.ckpt"]  # no temporaries
+    for name in ("a.json", "b.png", "c.ckpt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
 
 
