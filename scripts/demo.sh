@@ -28,7 +28,7 @@ step "3/4 evaluate: the demo run and the bundled x2 model against bicubic (held-
 step "4/4 upscale a photo (PNG, then as a JPEG) and a short clip with the bundled weights"
 photo=$(ls data/sample/DIV2K_valid_HR/*.png | head -n 1)
 "$WDSR" upscale "$photo" --scale 2 -o upscaled_x2.png --overwrite
-# the same photo as a phone would save it (JPEG quality 75): auto runs the photo weights on it
+# the same photo as the web often serves it (JPEG quality 75): auto runs the photo-low weights
 PY="$(dirname "$(command -v "$WDSR")")/python"
 "$PY" -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], quality=75)' \
     "$photo" photo_q75.jpg

@@ -46,7 +46,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=int, required=True)
     ap.add_argument("--checkpoint", default="bundled")
-    ap.add_argument("--weights", help="clean or photo (bundled weights only)")
+    ap.add_argument("--weights", help="clean, photo or photo-low (bundled weights only)")
     ap.add_argument("--specs", default="|".join(SPECS),
                     help="'|'-separated --degrade specs (default: the model card's rows)")
     ap.add_argument("--hr", default="data/photos/DIV2K_valid_HR")

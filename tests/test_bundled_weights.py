@@ -62,3 +62,28 @@ def test_photo_weights_beat_the_clean_ones_on_a_jpeg(ms_cpu, scale):
     gain = {kind: psnr(Predictor.from_checkpoint(bundled_checkpoint(scale, kind))
                        .predict_uint8(lr), hr, scale, "y") for kind in ("clean", "photo")}
     assert gain["photo"] > gain["clean"] + 0.25, gain
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_photo_low_weights_beat_the_photo_ones_on_a_heavy_jpeg_and_lose_on_a_light_one(
+        ms_cpu, scale):
+    """The same held-out crop, its LR saved as JPEG q40 and q95 (4:2:0): the photo-low weights
+    must gain more than the photo ones on the first and less on the second, the two sides of
+    auto's PHOTO_LOW_MAX_QUALITY. Measured (photo-low minus photo): q40 +0.25 / +0.19 / +0.22 dB,
+    q95 -0.47 / -0.26 / -0.09 dB (x2/x3/x4). Swapped files fail both ways."""
+    from wdsr_cli.core.data.degrade import jpeg_roundtrip
+    from wdsr_cli.core.data.images import read_rgb_uint8
+    from wdsr_cli.core.data.resize import bicubic_downscale
+    from wdsr_cli.core.inference import Predictor
+    from wdsr_cli.core.metrics import psnr
+
+    hr = read_rgb_uint8(files("wdsr_cli") / "assets" / "sample" / "dogs.png")[:240, :240]
+    nets = {kind: Predictor.from_checkpoint(bundled_checkpoint(scale, kind))
+            for kind in ("photo", "photo-low")}
+    gain = {}
+    for quality in (40, 95):
+        lr = jpeg_roundtrip(bicubic_downscale(hr, scale), quality).astype(np.float32)
+        gain[quality] = {kind: psnr(net.predict_uint8(lr), hr, scale, "y")
+                         for kind, net in nets.items()}
+    assert gain[40]["photo-low"] > gain[40]["photo"] + 0.1, gain
+    assert gain[95]["photo-low"] < gain[95]["photo"] - 0.05, gain

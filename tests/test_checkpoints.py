@@ -153,6 +153,7 @@ def test_assign_parameters_strict_and_not(ms_cpu, tiny):
 def test_bundled_checkpoint_names():
     assert C.bundled_checkpoint(2).name == "wdsr_x2.ckpt"
     assert C.bundled_checkpoint(3, "photo").name == "wdsr_photo_x3.ckpt"
+    assert C.bundled_checkpoint(4, "photo-low").name == "wdsr_photo_low_x4.ckpt"
     assert C.bundled_checkpoint(8) is None and C.bundled_checkpoint(2, "sharp") is None
     assert C.as_array([1, 2]).tolist() == [1, 2]
 

@@ -39,28 +39,46 @@ def test_a_jpeg_says_its_quality_and_a_png_is_lossless(quality, tmp_path):
 
 def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2) == ("clean", "auto: lossless input")
-    assert W.bundled_kind("auto", 75, 2) == ("photo", "auto: JPEG q~75")
+    assert W.bundled_kind("auto", 80, 2) == ("photo", "auto: JPEG q~80")
+    assert W.bundled_kind("auto", 75, 2) == ("photo-low", "auto: JPEG q~75, strongly compressed")
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY, 2)[0] == "photo"
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 1, 2)[0] == "clean"
-    # measured crossover: photo wins at q90, clean at q95
+    assert W.bundled_kind("auto", W.PHOTO_LOW_MAX_QUALITY, 2)[0] == "photo-low"
+    assert W.bundled_kind("auto", W.PHOTO_LOW_MAX_QUALITY + 1, 2)[0] == "photo"
+    assert W.bundled_kind("auto", 1, 2)[0] == "photo-low"
+    # measured crossovers: photo wins at q90, clean at q95; photo-low at q75, photo at q80
     # (wdsr_cli/assets/weights/MODEL_CARD.md "Photo against clean weights")
     assert W.bundled_kind("auto", 90, 2)[0] == "photo"
     assert W.bundled_kind("auto", 95, 2)[0] == "clean"
     assert W.bundled_kind("clean", 50, 2) == ("clean", "--weights clean")
     assert W.bundled_kind("photo", None, 2) == ("photo", "--weights photo")
+    assert W.bundled_kind("photo", 50, 2) == ("photo", "--weights photo")
+    assert W.bundled_kind("photo-low", None, 2) == ("photo-low", "--weights photo-low")
     assert W.bundled_kind("auto", 75, 8)[0] == "clean"  # no x8 photo weights bundled
     with pytest.raises(WdsrError, match="unknown --weights"):
         W.bundled_kind("sharp", None, 2)
 
 
+@pytest.mark.parametrize("kind, stem", [("photo", "photo_"), ("photo-low", "photo_low_")])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_photo_weights_are_bundled_and_resolved(scale):
-    path = bundled_checkpoint(scale, "photo")
-    assert path is not None and path.name == f"wdsr_photo_x{scale}.ckpt"
-    w = W.resolve(scale=scale, bundled="photo")
-    assert (w.path, w.bundled, w.why) == (path, "photo", "bundled photo weights")
+def test_photo_weights_are_bundled_and_resolved(scale, kind, stem):
+    path = bundled_checkpoint(scale, kind)
+    assert path is not None and path.name == f"wdsr_{stem}x{scale}.ckpt"
+    w = W.resolve(scale=scale, bundled=kind)
+    assert (w.path, w.bundled, w.why) == (path, kind, f"bundled {kind} weights")
     assert W.resolve(scale=scale).bundled == "clean"
-    assert W.resolve("bundled", scale=scale, bundled="photo").path == path
+    assert W.resolve("bundled", scale=scale, bundled=kind).path == path
+
+
+def test_without_photo_low_weights_auto_gives_a_heavy_jpeg_the_photo_ones(monkeypatch):
+    from wdsr_cli.core import checkpoints
+
+    real = checkpoints.bundled_checkpoint
+    monkeypatch.setattr(checkpoints, "bundled_checkpoint",
+                        lambda scale, kind="clean": None if kind == "photo-low" else
+                        real(scale, kind))
+    assert W.bundled_kind("auto", 50, 2) == ("photo", "auto: JPEG q~50")
+    assert W.bundled_kind("auto", 50, None)[0] == "photo-low"  # no scale: nothing to look up
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +87,7 @@ def mixed(tmp_path_factory):
     PILImage.fromarray(_crop("dogs.png")).save(d / "a.png")
     PILImage.fromarray(_crop("mountains.png")).save(d / "b.jpg", quality=70)
     PILImage.fromarray(_crop("brushes.png")).save(d / "c.jpg", quality=99)
+    PILImage.fromarray(_crop("dogs.png")).save(d / "d.jpg", quality=85)
     return d
 
 
@@ -84,19 +103,23 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
     assert (rows["a.png"]["weights"], rows["a.png"]["weights_why"]) == \
         ("clean", "auto: lossless input")
     assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
-        ("photo", "auto: JPEG q~70")
+        ("photo-low", "auto: JPEG q~70, strongly compressed")
     assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
-    assert "photo (JPEG q~70)" in res.stderr  # the table says it too
-    assert json.loads(res.stdout)["weights"] == ["clean", "photo"]
+    assert (rows["d.jpg"]["weights"], rows["d.jpg"]["weights_why"]) == \
+        ("photo", "auto: JPEG q~85")
+    assert "photo-low (JPEG q~70" in res.stderr  # the table says it too
+    assert sorted(json.loads(res.stdout)["weights"]) == ["clean", "photo", "photo-low"]
     # each model loaded once and named once
-    assert res.stderr.count("wdsr_photo_x2.ckpt") == 1 and res.stderr.count("wdsr_x2.ckpt") == 1
+    for name in ("wdsr_photo_x2.ckpt", "wdsr_photo_low_x2.ckpt", "wdsr_x2.ckpt"):
+        assert res.stderr.count(name) == 1, name
     # the outputs are those of the named weights
-    for choice in ("photo", "clean"):
+    for choice in ("photo-low", "photo", "clean"):
         one = run_wdsr("upscale", str(mixed / "b.jpg"), "-o", str(tmp_path / f"{choice}.png"),
                        "--weights", choice)
         assert one.returncode == 0, one.stderr
     auto_b = read_rgb_uint8(tmp_path / "auto" / "b_x2.png")
-    assert np.array_equal(auto_b, read_rgb_uint8(tmp_path / "photo.png"))
+    assert np.array_equal(auto_b, read_rgb_uint8(tmp_path / "photo-low.png"))
+    assert not np.array_equal(auto_b, read_rgb_uint8(tmp_path / "photo.png"))
     assert not np.array_equal(auto_b, read_rgb_uint8(tmp_path / "clean.png"))
 
 
@@ -117,14 +140,18 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     runs = str(tmp_path / "no-runs")
     out = {}
     for key, args in (("jpeg", ["--degrade", "jpeg:60"]), ("noise", ["--degrade", "noise:3"]),
+                      ("light", ["--degrade", "noise:2,jpeg:85"]),
                       ("forced", ["--degrade", "jpeg:60", "--weights", "clean"])):
         res = run_wdsr("evaluate", "--scale", "2", "--hr", str(hr), "--json", "-",
                        "--runs-dir", runs, *args)
         assert res.returncode == 0, res.stderr
         out[key] = json.loads(res.stdout)
-    assert out["jpeg"]["weights"] == "photo"
-    assert out["jpeg"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
-    assert out["jpeg"]["weights_why"] == "auto: JPEG q~60"
+    assert out["jpeg"]["weights"] == "photo-low"
+    assert out["jpeg"]["checkpoint"].endswith("wdsr_photo_low_x2.ckpt")
+    assert out["jpeg"]["weights_why"] == "auto: JPEG q~60, strongly compressed"
+    assert out["light"]["weights"] == "photo"
+    assert out["light"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
+    assert out["light"]["weights_why"] == "auto: JPEG q~85"
     assert out["noise"]["weights"] == "clean"
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
         "--weights clean"

@@ -321,7 +321,7 @@ def test_parity_rejects_one_perturbed_weight_and_accepts_the_shipped_forms(ms_cp
     assert bad["checked"] and not bad["passed"], bad
 
 
-@pytest.mark.parametrize("kind", ["clean", "photo"])
+@pytest.mark.parametrize("kind", ["clean", "photo", "photo-low"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_the_shipped_onnx_forms_belong_to_the_bundled_checkpoints(scale, kind):
     ckpt = bundled_checkpoint(scale, kind)
@@ -390,7 +390,8 @@ def test_the_reasons_of_the_automatic_choice_are_exact():
         "clean", f"auto: JPEG q~{W.PHOTO_MAX_QUALITY + 3}, nearly lossless")
     assert W.bundled_kind("auto", 75, 8) == (
         "clean", "auto: JPEG, but no x8 photo weights are bundled")
-    assert W.bundled_kind("auto", 75, None) == ("photo", "auto: JPEG q~75")
+    assert W.bundled_kind("auto", 76, None) == ("photo", "auto: JPEG q~76")
+    assert W.bundled_kind("auto", 75, None) == ("photo-low", "auto: JPEG q~75, strongly compressed")
 
 
 def test_named_bundled_weights_default_to_clean_x2():

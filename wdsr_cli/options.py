@@ -134,7 +134,8 @@ EvalCheckpoint = typer.Option(
     "runs/*/best.ckpt of this scale, else the bundled weights).")
 EvalWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights when --degrade "
-    "has a JPEG step, clean ones otherwise), clean or photo.")
+    "has a JPEG step, photo-low when it is q75 or lower, clean ones otherwise), clean, photo "
+    "or photo-low.")
 EvalPrecision = precision("fp32", "Default fp32: the numbers papers compare.")
 EvalData = data("DIV2K tree whose validation images to score (= --set data.root=DIR); "
                 "for any other folder of images use --hr.")
@@ -197,8 +198,8 @@ UpCheckpoint = typer.Option(
     "with wdsr).")
 UpWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG inputs, "
-    "clean ones for lossless), clean (trained on bicubic LR) or photo (trained on JPEG, noise "
-    "and blur).")
+    "photo-low for JPEGs of quality 75 or lower, clean ones for lossless), clean (trained on "
+    "bicubic LR), photo (trained on JPEG, noise and blur) or photo-low (heavy JPEG).")
 UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(
     False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower).")

@@ -222,8 +222,9 @@ def assign_parameters(net: Any, params: dict[str, Any], source: Any, strict: boo
 
 def bundled_checkpoint(scale: int, kind: str = "clean") -> Path | None:
     """The weights shipped with the package for this scale and kind, if any:
-    ``wdsr_x{scale}.ckpt`` (clean: trained on bicubic LR) or ``wdsr_photo_x{scale}.ckpt``
-    (photo: trained on JPEG, noisy, blurred LR)."""
-    path = BUNDLED_DIR / (f"wdsr_x{scale}.ckpt" if kind == "clean" else
-                          f"wdsr_{kind}_x{scale}.ckpt")
+    ``wdsr_x{scale}.ckpt`` (clean: trained on bicubic LR), ``wdsr_photo_x{scale}.ckpt``
+    (photo: trained on JPEG, noisy, blurred LR) or ``wdsr_photo_low_x{scale}.ckpt``
+    (photo-low: for heavily compressed JPEGs)."""
+    stem = "" if kind == "clean" else kind.replace("-", "_") + "_"
+    path = BUNDLED_DIR / f"wdsr_{stem}x{scale}.ckpt"
     return path if path.is_file() else None

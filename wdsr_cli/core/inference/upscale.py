@@ -428,7 +428,9 @@ def _failure(job: Job, exc: BaseException) -> str:
 
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
-    photo weights for a JPEG input, the clean ones for the rest, unless ``requested`` says."""
+    photo weights (photo-low for a heavily compressed one) for a JPEG input, the clean ones for
+    the rest, unless ``requested`` says. A video gets the photo weights: its frames are
+    compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
     from .video import is_video_file
@@ -664,7 +666,7 @@ def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
                        device_target=runtime_cfg.device_target,
                        device_id=runtime_cfg.device_id, precision=r.precision, bundled=kind)
 
-    first = resolved("photo" if r.weights == "photo" else "clean")
+    first = resolved("clean" if r.weights == "auto" else r.weights)
     planned = plan_jobs(found, r.output, first.scale, r.overwrite, factor)
     jsonout.apart(r.json_out, [job.target for job in planned.jobs])
     notes = [line for line in (note, factor and O.describe(factor, first.scale)) if line]

@@ -10,11 +10,14 @@ What the user can say, and what it means:
 * nothing: the bundled weights (upscale), or the newest ``runs/*/best.ckpt`` of the scale, else
   the bundled weights (evaluate, export).
 
-Two kinds of weights are bundled per scale (``--weights auto|clean|photo``): *clean*, trained on
-the MATLAB-bicubic LR of benchmarks, and *photo*, trained on LR that went through blur, noise
-and JPEG (``configs/bundled-photo-x*.yaml``). ``auto`` (:func:`bundled_kind`) gives a JPEG
-input the photo weights and anything else the clean ones; the file's own quantization tables
-say whether it is a JPEG and how hard it was compressed.
+Three kinds of weights are bundled per scale (``--weights auto|clean|photo|photo-low``):
+*clean*, trained on the MATLAB-bicubic LR of benchmarks; *photo*, trained on LR that went
+through blur, noise and JPEG (``configs/bundled-photo-x*.yaml``); *photo-low*, the photo weights
+trained on further on JPEGs alone, better on heavily compressed ones and worse on light ones.
+``auto`` (:func:`bundled_kind`) gives a JPEG input the photo-low weights up to quality
+:data:`PHOTO_LOW_MAX_QUALITY`, the photo weights up to :data:`PHOTO_MAX_QUALITY`, and anything
+else the clean ones; the file's own quantization tables say whether it is a JPEG and how hard
+it was compressed.
 
 Engines (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` and
 ``openvino`` run the checkpoint's *ONNX form*; ``auto`` takes, on a CPU, the engine the
@@ -68,12 +71,15 @@ ONNX_ENGINES = ("onnxruntime", "openvino")  # engines that run ONNX forms
 CHECKPOINT_HINT = "pass a .ckpt written by wdsr train (runs/<name>/best.ckpt)"
 NEWEST_RUN = "newest best.ckpt in ./runs for this scale"
 BUNDLED = "bundled weights"
-WEIGHT_CHOICES = ("auto", "clean", "photo")
+WEIGHT_CHOICES = ("auto", "clean", "photo", "photo-low")
 # JPEG inputs compressed at or below this quality get the photo weights under --weights auto;
 # above it a JPEG is nearly lossless and the clean weights gain more (measured: clean wins at
 # q95 at every scale, q93 is a tie, photo wins at q90 and below; the model card,
 # wdsr_cli/assets/weights/MODEL_CARD.md "Photo against clean weights").
 PHOTO_MAX_QUALITY = 92
+# ... and at or below this one the photo-low weights (measured: they lose to the photo weights
+# at q80 and above and win at q75 and below, at x2 and x4; the model card, "Photo weights").
+PHOTO_LOW_MAX_QUALITY = 75
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class Weights:
     device_id: int = 0
     precision: str = "fp32"
     precision_why: str = "fp32: the default"
-    bundled: str | None = None  # "clean" or "photo" for the bundled weights, else None
+    bundled: str | None = None  # "clean", "photo" or "photo-low" for the bundled weights
 
     @property
     def label(self) -> str:
@@ -123,7 +129,7 @@ def check_weights_choice(requested: str) -> None:
     """``--weights`` must be one of :data:`WEIGHT_CHOICES` (WdsrError otherwise)."""
     if requested not in WEIGHT_CHOICES:
         raise WdsrError(f"unknown --weights '{requested}'",
-                        "choose auto (photo weights for JPEG inputs), clean or photo")
+                        "choose auto (photo weights for JPEG inputs), clean, photo or photo-low")
 
 
 def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None
@@ -143,6 +149,9 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
         return "clean", f"auto: JPEG q~{jpeg_quality}, nearly lossless"
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
         return "clean", f"auto: JPEG, but no x{scale} photo weights are bundled"
+    if jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
+            scale is None or bundled_checkpoint(scale, "photo-low") is not None):
+        return "photo-low", f"auto: JPEG q~{jpeg_quality}, strongly compressed"
     return "photo", f"auto: JPEG q~{jpeg_quality}"
 
 
