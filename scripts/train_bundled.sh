@@ -88,10 +88,13 @@ done
 # 4:2:0 JPEG at q40-92. They win at q75 and below and lose above q80, so auto gives them JPEGs
 # of quality 75 or lower; they ship from the end of the schedule (the weight average at the last
 # step), since their validation (q75) sits at the top of their band.
-#   x2: 1,800 steps (~32 min), blur/noise on 10%/20% of patches.
+#   x2: 1,800 steps (~33 min), blur/noise on 10%/20% of patches; then 1,000 steps (~18 min) on
+#       the x3/x4 chain from its last average.
 #   x3, x4: 1,200 steps each (~22 min), blur/noise on 5%/10%, MATLAB bicubic on 5 of 7 kernels.
 "$WDSR" train --config configs/bundled-photo-x2-stage2.yaml \
     --init runs/bundled-photo-x2/best.ckpt --stall-timeout 0
+"$WDSR" train --config configs/bundled-photo-x2-stage3.yaml \
+    --init runs/bundled-photo-x2-stage2/last.ckpt --stall-timeout 0
 "$WDSR" train --config configs/bundled-photo-x3-stage2.yaml \
     --init runs/bundled-photo-x3/best.ckpt --stall-timeout 0
 "$WDSR" train --config configs/bundled-photo-x4-stage3.yaml \
@@ -103,7 +106,7 @@ for run in bundled-photo-x2 bundled-photo-x3 bundled-photo-x4-stage2; do
   s=${run#bundled-photo-x}; s=${s%%-*}
   install -m 644 runs/$run/best.ckpt wdsr_cli/assets/weights/wdsr_photo_x$s.ckpt
 done
-for run in bundled-photo-x2-stage2 bundled-photo-x3-stage2 bundled-photo-x4-stage3; do
+for run in bundled-photo-x2-stage3 bundled-photo-x3-stage2 bundled-photo-x4-stage3; do
   s=${run#bundled-photo-x}; s=${s%%-*}
   "$PY" scripts/final_weights.py runs/$run wdsr_cli/assets/weights/wdsr_photo_low_x$s.ckpt
 done
