@@ -56,5 +56,5 @@ printf '  %s\n' "runs/demo/        demo run: best.ckpt, last.ckpt, log.txt, metr
     "eval_bundled.json  PSNR/SSIM of the bundled x2 model vs bicubic" \
     "report_bundled/    the same as a page: open report_bundled/index.html in a browser" \
     "upscaled_x2.png    $photo upscaled x2 by the bundled model" \
-    "photo_q75_x2.png   the same photo saved as JPEG q75, upscaled x2 by the photo weights" \
+    "photo_q75_x2.png   the same photo saved as JPEG q75, upscaled x2 by the photo-low weights" \
     "pan_x2.mp4         a 2 s clip panning across it (pan.mp4), upscaled x2 frame by frame"
