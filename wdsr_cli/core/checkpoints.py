@@ -224,7 +224,7 @@ def bundled_checkpoint(scale: int, kind: str = "clean") -> Path | None:
     """The weights shipped with the package for this scale and kind, if any:
     ``wdsr_x{scale}.ckpt`` (clean: trained on bicubic LR), ``wdsr_photo_x{scale}.ckpt``
     (photo: trained on JPEG, noisy, blurred LR) or ``wdsr_photo_low_x{scale}.ckpt``
-    (photo-low: for heavily compressed JPEGs)."""
+    (photo-low: for strongly compressed JPEGs)."""
     stem = "" if kind == "clean" else kind.replace("-", "_") + "_"
     path = BUNDLED_DIR / f"wdsr_{stem}x{scale}.ckpt"
     return path if path.is_file() else None

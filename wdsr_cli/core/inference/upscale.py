@@ -428,7 +428,7 @@ def _failure(job: Job, exc: BaseException) -> str:
 
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
-    photo weights (photo-low for a heavily compressed one) for a JPEG input, the clean ones for
+    photo weights (photo-low for a strongly compressed one) for a JPEG input, the clean ones for
     the rest, unless ``requested`` says. A video gets the photo weights: its frames are
     compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint

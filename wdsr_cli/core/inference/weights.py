@@ -13,7 +13,7 @@ What the user can say, and what it means:
 Three kinds of weights are bundled per scale (``--weights auto|clean|photo|photo-low``):
 *clean*, trained on the MATLAB-bicubic LR of benchmarks; *photo*, trained on LR that went
 through blur, noise and JPEG (``configs/bundled-photo-x*.yaml``); *photo-low*, the photo weights
-trained on further on JPEGs alone, better on heavily compressed ones and worse on light ones.
+trained on further on JPEGs alone, better on strongly compressed ones and worse on light ones.
 ``auto`` (:func:`bundled_kind`) gives a JPEG input the photo-low weights up to quality
 :data:`PHOTO_LOW_MAX_QUALITY`, the photo weights up to :data:`PHOTO_MAX_QUALITY`, and anything
 else the clean ones; the file's own quantization tables say whether it is a JPEG and how hard
@@ -78,7 +78,8 @@ WEIGHT_CHOICES = ("auto", "clean", "photo", "photo-low")
 # wdsr_cli/assets/weights/MODEL_CARD.md "Photo against clean weights").
 PHOTO_MAX_QUALITY = 92
 # ... and at or below this one the photo-low weights (measured: they lose to the photo weights
-# at q80 and above and win at q75 and below, at x2 and x4; the model card, "Photo weights").
+# at q80 and above and win at q75 and below, at every scale; the model card, "Photo against
+# clean weights").
 PHOTO_LOW_MAX_QUALITY = 75
 
 
@@ -448,8 +449,8 @@ def resolve(checkpoint: str | os.PathLike | None = None, model: str | os.PathLik
     run's best.ckpt of the scale, else bundled: evaluate, export). Reads only what it must:
     a checkpoint with an ONNX form is not opened (its form's contract knows scale and step).
     ``precision``: ``fp32`` (the library's and evaluate's default), ``bf16`` or ``auto``
-    (upscale's default). ``bundled``: which bundled weights "bundled" means (``clean`` or
-    ``photo``, see :func:`bundled_kind`). WdsrError for anything that cannot run.
+    (upscale's default). ``bundled``: which bundled weights "bundled" means (``clean``,
+    ``photo`` or ``photo-low``, see :func:`bundled_kind`). WdsrError for anything that cannot run.
     """
     from ..checkpoints import bundled_checkpoint
 
