@@ -21,14 +21,15 @@ def start_share(decay: float, steps: int) -> float:
 def short_run_warning(decay: float, steps: int) -> str | None:
     """The plan's warning when the average of a run this short would still be mostly its
     start; None when it is not (or the average is off)."""
-    if decay <= 0 or start_share(decay, steps) <= START_SHARE_WARN:
+    share = start_share(decay, steps)
+    if decay <= 0 or share <= START_SHARE_WARN:
         return None
-    suggest = 1 - 5 / steps if steps >= 10 else 0.0  # keeps e^-5 (< 1%) of the start
-    fix = (f"for {steps:,} steps use about --set train.ema_decay={suggest:.4g}" if suggest > 0
-           else "turn it off (--set train.ema_decay=0)")
+    # 1 - 5/steps keeps e^-5 (< 1%) of the start
+    fix = (f"for {steps:,} steps use about --set train.ema_decay={1 - 5 / steps:.4g}"
+           if steps >= 10 else "turn it off (--set train.ema_decay=0)")
     return (f"train.ema_decay {decay:g} averages over about {1 / (1 - decay):,.0f} steps: at "
             f"step {steps:,} the average that validation scores and best.ckpt holds is still "
-            f"{start_share(decay, steps):.0%} the starting weights; {fix}")
+            f"{share:.0%} the starting weights; {fix}")
 
 
 class WeightAverage:
