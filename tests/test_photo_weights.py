@@ -109,14 +109,21 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
         ("photo", "auto: JPEG q~85")
     assert "photo-low (JPEG q~70" in res.stderr  # the table says it too
     assert sorted(json.loads(res.stdout)["weights"]) == ["clean", "photo", "photo-low"]
+    # each row names the file that ran; the summary names none (several ran)
+    assert rows["a.png"]["checkpoint"].endswith("wdsr_x2.ckpt")
+    assert rows["b.jpg"]["checkpoint"].endswith("wdsr_photo_low_x2.ckpt")
+    assert rows["d.jpg"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
+    assert json.loads(res.stdout)["checkpoint"] is None
     # each model loaded once and named once
     for name in ("wdsr_photo_x2.ckpt", "wdsr_photo_low_x2.ckpt", "wdsr_x2.ckpt"):
         assert res.stderr.count(name) == 1, name
     # the outputs are those of the named weights
-    for choice in ("photo-low", "photo", "clean"):
+    for choice, stem in (("photo-low", "photo_low_"), ("photo", "photo_"), ("clean", "")):
         one = run_wdsr("upscale", str(mixed / "b.jpg"), "-o", str(tmp_path / f"{choice}.png"),
-                       "--weights", choice)
+                       "--weights", choice, "--json", "-")
         assert one.returncode == 0, one.stderr
+        # one image: the summary's checkpoint is the one that ran, not the clean default
+        assert json.loads(one.stdout)["checkpoint"].endswith(f"wdsr_{stem}x2.ckpt"), choice
     auto_b = read_rgb_uint8(tmp_path / "auto" / "b_x2.png")
     assert np.array_equal(auto_b, read_rgb_uint8(tmp_path / "photo-low.png"))
     assert not np.array_equal(auto_b, read_rgb_uint8(tmp_path / "photo.png"))

@@ -718,9 +718,11 @@ class UpscaleSummary:
 
     def to_json(self) -> dict[str, Any]:
         p, mp = self.plan, self.megapixels
-        w = p.requested
-        return {
-            "scale": p.scale, "checkpoint": str(w.path) if w.kind == "checkpoint" else None,
+        ran = sorted({r["checkpoint"] for r in self.images if r.get("checkpoint")})
+        if not self.images:  # nothing ran: the checkpoint the request resolved to
+            ran = [str(p.requested.path)] if p.requested.kind == "checkpoint" else []
+        return {  # "checkpoint": the one that ran (None when a mixed folder ran several)
+            "scale": p.scale, "checkpoint": ran[0] if len(ran) == 1 else None,
             "model": None if p.request.model is None else str(p.request.model),
             "backend": self.engine.get("backend"),
             "weights": sorted({r["weights"] for r in self.images if "weights" in r}) or None,
@@ -766,16 +768,23 @@ def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
     result = upscale_batch(first, plan.todo, on_start=start, on_tile=on_tile, on_done=done,
                            per_job=[predictors[kind] for kind, _ in plan.choices])
     images = result["images"]
-    if plan.bundled:  # say which weights ran and why
-        why_of = {str(job.source): c for job, c in zip(plan.todo, plan.choices, strict=True)}
-        for row in images:
-            row["weights"], row["weights_why"] = why_of[row["input"]]
+    why_of = {str(job.source): c for job, c in zip(plan.todo, plan.choices, strict=True)}
+    for row in images:  # say which weights ran and why
+        kind, why = why_of[row["input"]]
+        row["checkpoint"] = _checkpoint_of(plan.weights[kind])
+        if plan.bundled:
+            row["weights"], row["weights_why"] = kind, why
     order = {str(j.source): k for k, j in enumerate(plan.jobs)}
     failures = sorted(plan.failures + result["failures"], key=lambda f: order[f["input"]])
     if len(plan.jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
     return UpscaleSummary(plan, images, failures, result["interrupted"], result["seconds"],
                           facts, window)
+
+
+def _checkpoint_of(weights: Any) -> str | None:
+    """The checkpoint file that ran (None for an exported --model)."""
+    return str(weights.path) if weights.kind == "checkpoint" else None
 
 
 def _run_video(plan: UpscalePlan, predictor: Any,
@@ -785,6 +794,7 @@ def _run_video(plan: UpscalePlan, predictor: Any,
     on_frame = on_done and (lambda done, total: on_done(done - 1, total))
     row = upscale_video(predictor, plan.todo[0], codec=r.codec, crf=r.crf, on_frame=on_frame)
     row["mode"] = f"video, {row['frames']} frames, {row['codec']}"
+    row["checkpoint"] = _checkpoint_of(plan.weights[plan.choices[0][0]])
     if plan.bundled:
         row["weights"], row["weights_why"] = plan.choices[0]
     return row
