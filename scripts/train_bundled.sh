@@ -92,7 +92,8 @@ done
 #       the x3/x4 chain from its last average.
 #   x3, x4: 1,200 steps each (~22 min), blur/noise on 5%/10%, MATLAB bicubic on 5 of 7 kernels.
 #   (configs/bundled-photo-x2-stage4.yaml, the band narrowed to q35-80, lost 0.08 dB at q75 for
-#    0.04 at q50 and is not shipped, so it is not run here.)
+#    0.04 at q50; configs/bundled-photo-x4-stage4.yaml, a second x4 run like x2's, moved q75 by
+#    +0.001 dB. Neither is shipped, so they are not run here.)
 "$WDSR" train --config configs/bundled-photo-x2-stage2.yaml \
     --init runs/bundled-photo-x2/best.ckpt --stall-timeout 0
 "$WDSR" train --config configs/bundled-photo-x2-stage3.yaml \
