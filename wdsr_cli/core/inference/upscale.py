@@ -718,11 +718,12 @@ class UpscaleSummary:
 
     def to_json(self) -> dict[str, Any]:
         p, mp = self.plan, self.megapixels
-        ran = sorted({r["checkpoint"] for r in self.images if r.get("checkpoint")})
-        if not self.images:  # nothing ran: the checkpoint the request resolved to
-            ran = [str(p.requested.path)] if p.requested.kind == "checkpoint" else []
-        return {  # "checkpoint": the one that ran (None when a mixed folder ran several)
-            "scale": p.scale, "checkpoint": ran[0] if len(ran) == 1 else None,
+        # "checkpoint": the one that ran (None when a mixed folder ran several); when nothing
+        # ran, the one the request resolved to
+        ran = {r["checkpoint"] for r in self.images} if self.images else \
+            {p.requested.checkpoint_file}
+        return {
+            "scale": p.scale, "checkpoint": ran.pop() if len(ran) == 1 else None,
             "model": None if p.request.model is None else str(p.request.model),
             "backend": self.engine.get("backend"),
             "weights": sorted({r["weights"] for r in self.images if "weights" in r}) or None,
@@ -771,7 +772,7 @@ def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
     why_of = {str(job.source): c for job, c in zip(plan.todo, plan.choices, strict=True)}
     for row in images:  # say which weights ran and why
         kind, why = why_of[row["input"]]
-        row["checkpoint"] = _checkpoint_of(plan.weights[kind])
+        row["checkpoint"] = plan.weights[kind].checkpoint_file
         if plan.bundled:
             row["weights"], row["weights_why"] = kind, why
     order = {str(j.source): k for k, j in enumerate(plan.jobs)}
@@ -782,11 +783,6 @@ def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
                           facts, window)
 
 
-def _checkpoint_of(weights: Any) -> str | None:
-    """The checkpoint file that ran (None for an exported --model)."""
-    return str(weights.path) if weights.kind == "checkpoint" else None
-
-
 def _run_video(plan: UpscalePlan, predictor: Any,
                on_done: Callable[[int, int | None], None] | None) -> dict[str, Any]:
     """The plan's one video, frame by frame; its row for the table and --json."""
@@ -794,7 +790,7 @@ def _run_video(plan: UpscalePlan, predictor: Any,
     on_frame = on_done and (lambda done, total: on_done(done - 1, total))
     row = upscale_video(predictor, plan.todo[0], codec=r.codec, crf=r.crf, on_frame=on_frame)
     row["mode"] = f"video, {row['frames']} frames, {row['codec']}"
-    row["checkpoint"] = _checkpoint_of(plan.weights[plan.choices[0][0]])
+    row["checkpoint"] = plan.weights[plan.choices[0][0]].checkpoint_file
     if plan.bundled:
         row["weights"], row["weights_why"] = plan.choices[0]
     return row

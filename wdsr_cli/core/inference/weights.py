@@ -110,6 +110,11 @@ class Weights:
         return f"{'checkpoint' if self.kind == 'checkpoint' else 'model'}: {self.path}"
 
     @property
+    def checkpoint_file(self) -> str | None:
+        """The checkpoint that runs, as a string; None for an exported ``--model``."""
+        return str(self.path) if self.kind == "checkpoint" else None
+
+    @property
     def runs_onnx(self) -> bool:
         return self.backend in ONNX_ENGINES
 
