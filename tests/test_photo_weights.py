@@ -88,6 +88,9 @@ def mixed(tmp_path_factory):
     PILImage.fromarray(_crop("mountains.png")).save(d / "b.jpg", quality=70)
     PILImage.fromarray(_crop("brushes.png")).save(d / "c.jpg", quality=99)
     PILImage.fromarray(_crop("dogs.png")).save(d / "d.jpg", quality=85)
+    rng = np.random.default_rng(0)
+    noisy = _crop("coffee.png", 120) + rng.standard_normal((120, 120, 3)) * 4
+    PILImage.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(d / "e.png")
     return d
 
 
@@ -100,8 +103,10 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
     res = run_wdsr("upscale", str(mixed), "-o", str(tmp_path / "auto"), "--json", "-",
                    env={"COLUMNS": "250"})
     rows = _rows(res)
-    assert (rows["a.png"]["weights"], rows["a.png"]["weights_why"]) == \
-        ("clean", "auto: lossless input")
+    assert rows["a.png"]["weights"] == "clean"
+    assert rows["a.png"]["weights_why"].startswith("auto: lossless input, colour noise ~0.")
+    assert rows["e.png"]["weights"] == "photo"  # lossless, but with colour noise of sigma 4
+    assert rows["e.png"]["weights_why"].startswith("auto: noisy lossless input, colour noise ~")
     assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
         ("photo-low", "auto: JPEG q~70, strongly compressed")
     assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
@@ -143,10 +148,11 @@ def test_weights_flag_bad_values_are_one_line(mixed, tmp_path):
 def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     hr = tmp_path / "hr"
     hr.mkdir()
-    PILImage.fromarray(_crop("dogs.png", 96)).save(hr / "a.png")
+    PILImage.fromarray(_crop("dogs.png", 240)).save(hr / "a.png")
     runs = str(tmp_path / "no-runs")
     out = {}
-    for key, args in (("jpeg", ["--degrade", "jpeg:60"]), ("noise", ["--degrade", "noise:3"]),
+    for key, args in (("jpeg", ["--degrade", "jpeg:60"]), ("noise", ["--degrade", "noise:4"]),
+                      ("graynoise", ["--degrade", "graynoise:4"]), ("none", []),
                       ("light", ["--degrade", "noise:2,jpeg:85"]),
                       ("forced", ["--degrade", "jpeg:60", "--weights", "clean"])):
         res = run_wdsr("evaluate", "--scale", "2", "--hr", str(hr), "--json", "-",
@@ -159,7 +165,12 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     assert out["light"]["weights"] == "photo"
     assert out["light"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
     assert out["light"]["weights_why"] == "auto: JPEG q~85"
-    assert out["noise"]["weights"] == "clean"
+    # a lossless LR: its colour noise decides, read as upscale reads a PNG
+    assert out["noise"]["weights"] == "photo"
+    assert out["noise"]["weights_why"].startswith("auto: noisy lossless input, colour noise ~")
+    assert out["graynoise"]["weights"] == "clean"  # the same in every channel: not seen
+    assert out["none"]["weights"] == "clean"
+    assert out["none"]["weights_why"].startswith("auto: lossless input, colour noise ~0.")
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
         "--weights clean"
     assert out["jpeg"]["mean"]["psnr"] != out["forced"]["mean"]["psnr"]

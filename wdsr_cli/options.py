@@ -198,7 +198,8 @@ UpCheckpoint = typer.Option(
     "with wdsr).")
 UpWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG inputs, "
-    "photo-low for JPEGs of quality 75 or lower, clean ones for lossless), clean (trained on "
+    "photo-low for JPEGs of quality 75 or lower, photo for lossless with colour noise, clean "
+    "for other lossless), clean (trained on "
     "bicubic LR), photo (trained on JPEG, noise and blur) or photo-low (heavy JPEG).")
 UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(

@@ -443,6 +443,27 @@ def _check_report(r: EvalRequest, cfg: Any) -> Path | None:
     return report
 
 
+def _dataset(r: EvalRequest, cfg: Any, scale: int) -> EvalDataset:
+    dataset = dataset_from_folders(r.hr, r.lr, scale) if r.hr is not None else \
+        dataset_from_div2k(cfg.data.root, scale)
+    dataset = dataset.limited(r.limit)
+    return dataset.degraded(r.degrade) if r.degrade is not None else dataset
+
+
+NOISE_SAMPLE = 3  # LR images whose colour noise --weights auto reads (their median)
+
+
+def _lr_noise(dataset: EvalDataset) -> float:
+    """The colour noise of the first LR images, as ``wdsr upscale`` reads it from a lossless
+    file (:func:`inference.noise.colour_noise_sigma`): ``--weights auto`` makes one choice for
+    the whole run, where upscale makes one per file."""
+    from .inference.noise import colour_noise_sigma
+
+    items = dataset.items[:NOISE_SAMPLE]
+    return float(np.median([colour_noise_sigma(load_pair(item, dataset.scale, dataset.degrade)[1])
+                            for item in items])) if items else 0.0
+
+
 def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
     """Check every flag, path and the weights before any model is loaded."""
     from .config import obsolete_tile_note
@@ -451,25 +472,24 @@ def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
 
     protocol, self_ensemble, chain = _check_request(r, cfg)
     named_checkpoint(r.checkpoint, r.scale)  # a wrong path is reported before anything else
+    for folder, what in ((r.hr, "--hr"), (r.lr, "--lr")):
+        if folder is not None and not folder.is_dir():
+            raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
     kind, kind_why = None, ""
     if bundled_choice(r.weights, r.checkpoint, r.model):
         from .data.degrade import jpeg_quality_in
 
         quality = jpeg_quality_in(chain) if chain is not None else None
-        kind, kind_why = bundled_kind(r.weights, quality, r.scale or 2)
-    for folder, what in ((r.hr, "--hr"), (r.lr, "--lr")):
-        if folder is not None and not folder.is_dir():
-            raise WdsrError(f"{what} folder '{folder}' does not exist", "check the path")
+        noise = None
+        if r.weights == "auto" and quality is None:
+            noise = _lr_noise(_dataset(r, cfg, r.scale or 2))
+        kind, kind_why = bundled_kind(r.weights, quality, r.scale or 2, noise)
     report = _check_report(r, cfg)
     weights = resolve(r.checkpoint, r.model, r.scale, r.backend, default="newest",
                       runs_dir=r.runs_dir, device_target=cfg.runtime.device_target,
                       device_id=cfg.runtime.device_id, precision=r.precision,
                       bundled=kind or "clean")
-    dataset = dataset_from_folders(r.hr, r.lr, weights.scale) if r.hr is not None else \
-        dataset_from_div2k(cfg.data.root, weights.scale)
-    dataset = dataset.limited(r.limit)
-    if r.degrade is not None:
-        dataset = dataset.degraded(r.degrade)
+    dataset = _dataset(r, cfg, weights.scale)
     save = None if r.save_images is None else check_save_dir(r.save_images, dataset,
                                                              r.overwrite)
     collector = None

@@ -17,7 +17,8 @@ trained on further on JPEGs alone, better on strongly compressed ones and worse 
 ``auto`` (:func:`bundled_kind`) gives a JPEG input the photo-low weights up to quality
 :data:`PHOTO_LOW_MAX_QUALITY`, the photo weights up to :data:`PHOTO_MAX_QUALITY`, and anything
 else the clean ones; the file's own quantization tables say whether it is a JPEG and how hard
-it was compressed.
+it was compressed. A lossless input whose colour noise (:mod:`.noise`) reaches
+:data:`.noise.NOISY_MIN_SIGMA` gets the photo weights too.
 
 Engines (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` and
 ``openvino`` run the checkpoint's *ONNX form*; ``auto`` takes, on a CPU, the engine the
@@ -138,19 +139,27 @@ def check_weights_choice(requested: str) -> None:
                         "choose auto (photo weights for JPEG inputs), clean, photo or photo-low")
 
 
-def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None
-                 ) -> tuple[str, str]:
+def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None,
+                 noise: float | None = None) -> tuple[str, str]:
     """(kind, why) of the bundled weights for one input: ``requested`` is ``--weights``;
-    ``jpeg_quality`` the input's (:func:`data.degrade.jpeg_quality_of`), None if lossless.
-    ``auto`` falls back to the clean weights where no photo weights are bundled for
-    ``scale``."""
+    ``jpeg_quality`` the input's (:func:`data.degrade.jpeg_quality_of`), None if lossless;
+    ``noise`` a lossless input's colour-noise estimate (:func:`.noise.colour_noise_sigma`),
+    None if not read. ``auto`` falls back to the clean weights where no photo weights are
+    bundled for ``scale``."""
     from ..checkpoints import bundled_checkpoint
+    from .noise import NOISY_MIN_SIGMA
 
     check_weights_choice(requested)
     if requested != "auto":
         return requested, f"--weights {requested}"
     if jpeg_quality is None:
-        return "clean", "auto: lossless input"
+        if noise is None:
+            return "clean", "auto: lossless input"
+        if noise < NOISY_MIN_SIGMA:
+            return "clean", f"auto: lossless input, colour noise ~{noise:.1f}"
+        if scale is not None and bundled_checkpoint(scale, "photo") is None:
+            return "clean", f"auto: noisy, but no x{scale} photo weights are bundled"
+        return "photo", f"auto: noisy lossless input, colour noise ~{noise:.1f}"
     if jpeg_quality > PHOTO_MAX_QUALITY:
         return "clean", f"auto: JPEG q~{jpeg_quality}, nearly lossless"
     if scale is not None and bundled_checkpoint(scale, "photo") is None:

@@ -1,0 +1,112 @@
+"""The colour-noise estimate that sends a noisy lossless input to the photo weights under
+--weights auto (wdsr_cli/core/inference/noise.py)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from wdsr_cli.core.data.images import read_rgb_uint8
+from wdsr_cli.core.inference import noise as N
+from wdsr_cli.core.inference import weights as W
+
+SAMPLE = files("wdsr_cli") / "assets" / "sample"
+PHOTOS = sorted(p.name for p in SAMPLE.iterdir() if p.name.endswith(".png"))
+
+
+def _noisy(img: np.ndarray, sigma: float, seed: int = 0, gray: bool = False) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shape = img.shape[:2] + ((1,) if gray else (img.shape[2],))
+    return np.clip(np.round(img + rng.standard_normal(shape) * sigma), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_every_sample_photo_reads_clean_and_with_colour_noise_reads_noisy(name):
+    img = read_rgb_uint8(SAMPLE / name)
+    assert N.colour_noise_sigma(img) < 1.2  # the astronaut (a film scan) has grain of about 1
+    assert N.colour_noise_sigma(_noisy(img, 1)) < N.NOISY_MIN_SIGMA  # clean weights win here
+    assert N.colour_noise_sigma(_noisy(img, 3)) >= N.NOISY_MIN_SIGMA  # photo weights win here
+    assert 3.4 <= N.colour_noise_sigma(_noisy(img, 4)) <= 4.6
+
+
+def test_the_estimate_tracks_the_noise_level():
+    flat = np.broadcast_to(np.linspace(60, 190, 300)[None, :, None], (300, 300, 3))
+    readings = [N.colour_noise_sigma(_noisy(flat, s)) for s in (0, 2, 4, 8)]
+    assert readings[0] < 0.4
+    for sigma, got in zip((2, 4, 8), readings[1:]):
+        assert abs(got - sigma) < 0.08 * sigma, (sigma, got)
+
+
+def test_small_images_are_not_read_low():
+    """Few patches bias the smallest eigenvalue low (Marchenko-Pastur); the correction keeps
+    a 60 x 60 image's reading where a large one's is."""
+    for side in (60, 120, 400):
+        assert 3.7 < N.colour_noise_sigma(_noisy(np.full((side, side, 3), 128.0), 4)) < 4.3
+
+
+def test_texture_in_brightness_is_not_colour_noise():
+    """Fine texture everywhere (what fools a brightness-based estimate) is the same in every
+    channel: it does not move the colour-noise reading. The price, by design: gray noise is
+    not seen either."""
+    rng = np.random.default_rng(1)
+    texture = rng.uniform(-40, 40, (240, 240, 1))
+    img = np.clip(np.array([150, 110, 80]) + texture, 0, 255).astype(np.uint8)
+    assert N.colour_noise_sigma(img) < 0.4
+    photo = read_rgb_uint8(SAMPLE / "stream.png")
+    assert N.colour_noise_sigma(_noisy(photo, 5, gray=True)) < 0.7
+
+
+def test_clipped_pixels_do_not_hide_the_noise():
+    """Half the image blown out to white: its flat, noise-free patches must not be taken for
+    the weakest texture (they would read the noise as 0)."""
+    img = np.full((240, 240, 3), 128.0)
+    noisy = _noisy(img, 4)
+    noisy[:, :120] = 255
+    assert 3.4 < N.colour_noise_sigma(noisy) < 4.6
+
+
+def test_sixteen_bit_gray_and_tiny_inputs():
+    img = read_rgb_uint8(SAMPLE / "dogs.png").astype(np.float64)
+    noisy8 = _noisy(img, 4)
+    as16 = (noisy8.astype(np.uint32) * 257).astype(np.uint16)
+    assert N.colour_noise_sigma(as16, 65535.0) == pytest.approx(N.colour_noise_sigma(noisy8))
+    assert N.colour_noise_sigma(noisy8[..., :1]) == 0.0  # gray: no colour to read
+    assert N.colour_noise_sigma(noisy8[:20, :20]) == 0.0  # too few patches: read as clean
+
+
+def test_a_large_image_is_read_on_a_grid_of_tiles_inside_it():
+    assert N._tiles(500, 700) == [(slice(0, 500), slice(0, 700))]
+    tiles = N._tiles(3000, 2000)
+    assert len(tiles) == N.GRID * N.GRID
+    for rows, cols in tiles:
+        assert 0 <= rows.start and rows.stop <= 3000 and rows.stop - rows.start == N.TILE
+        assert 0 <= cols.start and cols.stop <= 2000 and cols.stop - cols.start == N.TILE
+    assert len({t[0].start for t in tiles}) == N.GRID and len({t[1].start for t in tiles}) == N.GRID
+    big = _noisy(np.full((1200, 1100, 3), 100.0), 4)
+    assert 3.5 < N.colour_noise_sigma(big) < 4.5
+
+
+def test_a_file_is_read_and_an_unreadable_one_is_none(tmp_path):
+    img = _noisy(read_rgb_uint8(SAMPLE / "cat.png").astype(np.float64), 4)
+    PILImage.fromarray(img).save(tmp_path / "n.png")
+    assert N.colour_noise_of(tmp_path / "n.png") == pytest.approx(N.colour_noise_sigma(img))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    assert N.colour_noise_of(tmp_path / "bad.png") is None
+
+
+def test_the_policy_for_lossless_inputs():
+    t = N.NOISY_MIN_SIGMA
+    assert W.bundled_kind("auto", None, 2, None) == ("clean", "auto: lossless input")
+    assert W.bundled_kind("auto", None, 2, 0.31) == (
+        "clean", "auto: lossless input, colour noise ~0.3")
+    assert W.bundled_kind("auto", None, 2, t - 0.01)[0] == "clean"
+    assert W.bundled_kind("auto", None, 2, t) == (
+        "photo", f"auto: noisy lossless input, colour noise ~{t:.1f}")
+    assert W.bundled_kind("auto", None, 4, 3.5)[0] == "photo"
+    assert W.bundled_kind("auto", None, 8, 3.5) == (
+        "clean", "auto: noisy, but no x8 photo weights are bundled")
+    assert W.bundled_kind("clean", None, 2, 3.5) == ("clean", "--weights clean")
+    assert W.bundled_kind("auto", 80, 2, 3.5)[0] == "photo"  # a JPEG: its quality decides
