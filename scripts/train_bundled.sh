@@ -85,15 +85,16 @@ done
 "$WDSR" train --config configs/bundled-photo-x4-stage2.yaml \
     --init runs/bundled-photo-x4/best.ckpt --stall-timeout 0
 # photo-low (issue 29, second round): JPEG-only stages from the photo weights, every patch a
-# 4:2:0 JPEG at q40-92. They win at q75 and below and lose above q80, so auto gives them JPEGs
-# of quality 75 or lower; they ship from the end of the schedule (the weight average at the last
-# step), since their validation (q75) sits at the top of their band.
+# 4:2:0 JPEG at q40-92, then a last run with the band moved up to q55-90. They win at q80 and
+# below and lose from q85, so auto gives them JPEGs of quality 80 or lower. The first runs ship
+# nothing (their validation, q75, sat at the top of their band, so they were judged by the
+# weight average at their last step); the last runs' best.ckpt is shipped.
 #   x2: 1,800 steps (~33 min), blur/noise on 10%/20% of patches; then 1,000 steps (~18 min) on
 #       the x3/x4 chain from its last average.
 #   x3, x4: 1,200 steps each (~22 min), blur/noise on 5%/10%, MATLAB bicubic on 5 of 7 kernels.
-#   x2 and x4, then: 1,000 steps (~17-19 min) from the end of those runs with the JPEG band
-#       moved up to q55-90; their best.ckpt raised every row of the model card's x2 and x4
-#       columns (q75 x2 +0.899 -> +0.940, x4 +1.173 -> +1.201 dB; q50 x2 +0.753 -> +0.754).
+#   then each: 1,000 steps (~17-21 min) from the end of those runs with the JPEG band moved up
+#       to q55-90; their best.ckpt raised every row of the model card's photo-low columns
+#       (q75 x2 +0.899 -> +0.940, x3 +1.020 -> +1.058, x4 +1.173 -> +1.201 dB).
 #   (configs/bundled-photo-x2-stage4.yaml, the band narrowed to q35-80, lost 0.08 dB at q75 for
 #    0.04 at q50; configs/bundled-photo-x4-stage4.yaml, a second x4 run like x2's, moved q75 by
 #    +0.001 dB. Neither is shipped, so they are not run here.)
@@ -107,23 +108,20 @@ done
     --init runs/bundled-photo-x4-stage2/best.ckpt --stall-timeout 0
 "$WDSR" train --config configs/bundled-photo-x2-stage5.yaml \
     --init runs/bundled-photo-x2-stage3/last.ckpt --stall-timeout 0
+"$WDSR" train --config configs/bundled-photo-x3-stage3.yaml \
+    --init runs/bundled-photo-x3-stage2/last.ckpt --stall-timeout 0
 "$WDSR" train --config configs/bundled-photo-x4-stage5.yaml \
     --init runs/bundled-photo-x4-stage3/last.ckpt --stall-timeout 0
 
 # The shipped photo weights: photo = the best.ckpt of x2/x3 stage 1 and x4 stage 2; photo-low =
-# the last average of the x3 JPEG-only stage, written weights-only, and the best.ckpt of the
-# x2/x4 band-moved stages (their validation, q75, sits inside their band q55-90).
+# the best.ckpt of the band-moved runs (their validation, q75, sits inside their band q55-90).
 for run in bundled-photo-x2 bundled-photo-x3 bundled-photo-x4-stage2; do
   s=${run#bundled-photo-x}; s=${s%%-*}
   install -m 644 runs/$run/best.ckpt wdsr_cli/assets/weights/wdsr_photo_x$s.ckpt
 done
-for s in 2 4; do
-  install -m 644 runs/bundled-photo-x$s-stage5/best.ckpt \
-      wdsr_cli/assets/weights/wdsr_photo_low_x$s.ckpt
-done
-for run in bundled-photo-x3-stage2; do
+for run in bundled-photo-x2-stage5 bundled-photo-x3-stage3 bundled-photo-x4-stage5; do
   s=${run#bundled-photo-x}; s=${s%%-*}
-  "$PY" scripts/final_weights.py runs/$run wdsr_cli/assets/weights/wdsr_photo_low_x$s.ckpt
+  install -m 644 runs/$run/best.ckpt wdsr_cli/assets/weights/wdsr_photo_low_x$s.ckpt
 done
 
 # the ONNX forms that wdsr upscale runs by default on a CPU (must match the new .ckpt files)

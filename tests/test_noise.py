@@ -109,4 +109,4 @@ def test_the_policy_for_lossless_inputs():
     assert W.bundled_kind("auto", None, 8, 3.5) == (
         "clean", "auto: noisy, but no x8 photo weights are bundled")
     assert W.bundled_kind("clean", None, 2, 3.5) == ("clean", "--weights clean")
-    assert W.bundled_kind("auto", 80, 2, 3.5)[0] == "photo"  # a JPEG: its quality decides
+    assert W.bundled_kind("auto", 85, 2, 3.5)[0] == "photo"  # a JPEG: its quality decides

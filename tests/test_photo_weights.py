@@ -39,14 +39,15 @@ def test_a_jpeg_says_its_quality_and_a_png_is_lossless(quality, tmp_path):
 
 def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2) == ("clean", "auto: lossless input")
-    assert W.bundled_kind("auto", 80, 2) == ("photo", "auto: JPEG q~80")
+    assert W.bundled_kind("auto", 85, 2) == ("photo", "auto: JPEG q~85")
+    assert W.bundled_kind("auto", 80, 2) == ("photo-low", "auto: JPEG q~80, strongly compressed")
     assert W.bundled_kind("auto", 75, 2) == ("photo-low", "auto: JPEG q~75, strongly compressed")
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY, 2)[0] == "photo"
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 1, 2)[0] == "clean"
     assert W.bundled_kind("auto", W.PHOTO_LOW_MAX_QUALITY, 2)[0] == "photo-low"
     assert W.bundled_kind("auto", W.PHOTO_LOW_MAX_QUALITY + 1, 2)[0] == "photo"
     assert W.bundled_kind("auto", 1, 2)[0] == "photo-low"
-    # measured crossovers: photo wins at q90, clean at q95; photo-low at q75, photo at q80
+    # measured crossovers: photo wins at q90, clean at q95; photo-low at q80, photo at q85
     # (wdsr_cli/assets/weights/MODEL_CARD.md "Photo against clean weights")
     assert W.bundled_kind("auto", 90, 2)[0] == "photo"
     assert W.bundled_kind("auto", 95, 2)[0] == "clean"

@@ -390,8 +390,8 @@ def test_the_reasons_of_the_automatic_choice_are_exact():
         "clean", f"auto: JPEG q~{W.PHOTO_MAX_QUALITY + 3}, nearly lossless")
     assert W.bundled_kind("auto", 75, 8) == (
         "clean", "auto: JPEG, but no x8 photo weights are bundled")
-    assert W.bundled_kind("auto", 76, None) == ("photo", "auto: JPEG q~76")
-    assert W.bundled_kind("auto", 75, None) == ("photo-low", "auto: JPEG q~75, strongly compressed")
+    assert W.bundled_kind("auto", 81, None) == ("photo", "auto: JPEG q~81")
+    assert W.bundled_kind("auto", 80, None) == ("photo-low", "auto: JPEG q~80, strongly compressed")
 
 
 def test_named_bundled_weights_default_to_clean_x2():

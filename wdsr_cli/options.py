@@ -134,7 +134,7 @@ EvalCheckpoint = typer.Option(
     "runs/*/best.ckpt of this scale, else the bundled weights).")
 EvalWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights when --degrade "
-    "has a JPEG step, photo-low when it is q75 or lower, clean ones otherwise), clean, photo "
+    "has a JPEG step, photo-low when it is q80 or lower, clean ones otherwise), clean, photo "
     "or photo-low.")
 EvalPrecision = precision("fp32", "Default fp32: the numbers papers compare.")
 EvalData = data("DIV2K tree whose validation images to score (= --set data.root=DIR); "
@@ -198,7 +198,7 @@ UpCheckpoint = typer.Option(
     "with wdsr).")
 UpWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG inputs, "
-    "photo-low for JPEGs of quality 75 or lower, photo for lossless with colour noise, clean "
+    "photo-low for JPEGs of quality 80 or lower, photo for lossless with colour noise, clean "
     "for other lossless), clean (trained on "
     "bicubic LR), photo (trained on JPEG, noise and blur) or photo-low (heavy JPEG).")
 UpPrecision = precision("auto", "Default auto.")
