@@ -119,18 +119,16 @@ def colour_noise_sigma(image: np.ndarray, peak: float = 255.0) -> float:
     if image.ndim != 3 or image.shape[2] < 3:
         return 0.0
     rgb = image[..., :3]
-    estimates = []
-    for other in (0, 2):  # R - G and B - G
-        energies, pixels = [], []
-        for rows, cols in _tiles(*rgb.shape[:2]):
-            tile = rgb[rows, cols].astype(np.float64) * (255.0 / peak)
-            saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
-            chroma = (tile[..., other] - tile[..., 1]) / np.sqrt(2.0)
-            e, p = _patches(chroma, saturated)
-            energies.append(e)
-            pixels.append(p)
-        estimates.append(_channel_sigma(np.concatenate(energies), np.concatenate(pixels)))
-    return float(np.mean(estimates))
+    found: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {0: [], 2: []}
+    for rows, cols in _tiles(*rgb.shape[:2]):
+        tile = rgb[rows, cols].astype(np.float64) * (255.0 / peak)
+        saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
+        for other in found:  # R - G and B - G
+            found[other].append(_patches((tile[..., other] - tile[..., 1]) / np.sqrt(2.0),
+                                         saturated))
+    return float(np.mean([_channel_sigma(np.concatenate([e for e, _ in parts]),
+                                         np.concatenate([p for _, p in parts]))
+                          for parts in found.values()]))
 
 
 def colour_noise_of(path) -> float | None:
