@@ -97,7 +97,8 @@ done
 #       (q75 x2 +0.899 -> +0.940, x3 +1.020 -> +1.058, x4 +1.173 -> +1.201 dB).
 #   (configs/bundled-photo-x2-stage4.yaml, the band narrowed to q35-80, lost 0.08 dB at q75 for
 #    0.04 at q50; configs/bundled-photo-x4-stage4.yaml, a second x4 run like x2's, moved q75 by
-#    +0.001 dB. Neither is shipped, so they are not run here.)
+#    +0.001 dB; configs/bundled-photo-x4-stage6.yaml, the band moved further up to q60-92,
+#    traded q50 -0.015 dB for q75 +0.009. None is shipped, so they are not run here.)
 "$WDSR" train --config configs/bundled-photo-x2-stage2.yaml \
     --init runs/bundled-photo-x2/best.ckpt --stall-timeout 0
 "$WDSR" train --config configs/bundled-photo-x2-stage3.yaml \
