@@ -36,7 +36,7 @@ def test_the_estimate_tracks_the_noise_level():
     flat = np.broadcast_to(np.linspace(60, 190, 300)[None, :, None], (300, 300, 3))
     readings = [N.colour_noise_sigma(_noisy(flat, s)) for s in (0, 2, 4, 8)]
     assert readings[0] < 0.4
-    for sigma, got in zip((2, 4, 8), readings[1:]):
+    for sigma, got in zip((2, 4, 8), readings[1:], strict=True):
         assert abs(got - sigma) < 0.08 * sigma, (sigma, got)
 
 

@@ -134,8 +134,8 @@ EvalCheckpoint = typer.Option(
     "runs/*/best.ckpt of this scale, else the bundled weights).")
 EvalWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights when --degrade "
-    "has a JPEG step, photo-low when it is q80 or lower, clean ones otherwise), clean, photo "
-    "or photo-low.")
+    "has a JPEG step, photo-low when it is q80 or lower; without one, photo when the LR has "
+    "colour noise, clean otherwise), clean, photo or photo-low.")
 EvalPrecision = precision("fp32", "Default fp32: the numbers papers compare.")
 EvalData = data("DIV2K tree whose validation images to score (= --set data.root=DIR); "
                 "for any other folder of images use --hr.")

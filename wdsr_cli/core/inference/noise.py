@@ -53,21 +53,27 @@ def _window_sums(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
 
 
-def _patches(channel: np.ndarray, saturated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(gradient energy, flattened pixels) of the PATCH x PATCH patches every STRIDE pixels,
-    without those touching a clipped pixel (clipping hides the noise)."""
-    h, w = channel.shape
-    n_h, n_w = h - PATCH + 1, w - PATCH + 1
-    if n_h < 1 or n_w < 1:
+def _patch_corners(saturated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the top-left corners of the PATCH x PATCH patches every STRIDE pixels
+    that touch no clipped pixel (clipping hides the noise)."""
+    h, w = saturated.shape
+    if h < PATCH or w < PATCH:
+        return np.empty(0, int), np.empty(0, int)
+    clipped = _window_sums(saturated.astype(np.float64), PATCH, PATCH) > 0
+    rows, cols = np.arange(0, h - PATCH + 1, STRIDE), np.arange(0, w - PATCH + 1, STRIDE)
+    keep = ~clipped[np.ix_(rows, cols)]
+    r, c = np.meshgrid(rows, cols, indexing="ij")
+    return r[keep], c[keep]
+
+
+def _patches(channel: np.ndarray, r: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(gradient energy, flattened pixels) of the patches at corners (r, c)."""
+    if len(r) == 0:
         return np.empty(0), np.empty((0, PATCH * PATCH))
     gh = np.diff(channel, axis=1) ** 2
     gv = np.diff(channel, axis=0) ** 2
     energy = (_window_sums(gh, PATCH, PATCH - 1) + _window_sums(gv, PATCH - 1, PATCH))
-    clipped = _window_sums(saturated.astype(np.float64), PATCH, PATCH) > 0
-    rows, cols = np.arange(0, n_h, STRIDE), np.arange(0, n_w, STRIDE)
-    keep = ~clipped[np.ix_(rows, cols)]
-    r, c = np.meshgrid(rows, cols, indexing="ij")
-    r, c = r[keep], c[keep]
     off = np.arange(PATCH)
     pixels = channel[r[:, None, None] + off[None, :, None], c[:, None, None] + off[None, None, :]]
     return energy[r, c], pixels.reshape(len(r), PATCH * PATCH)
@@ -122,10 +128,9 @@ def colour_noise_sigma(image: np.ndarray, peak: float = 255.0) -> float:
     found: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {0: [], 2: []}
     for rows, cols in _tiles(*rgb.shape[:2]):
         tile = rgb[rows, cols].astype(np.float64) * (255.0 / peak)
-        saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
+        r, c = _patch_corners(((tile <= 0.0) | (tile >= 255.0)).any(axis=2))
         for other in found:  # R - G and B - G
-            found[other].append(_patches((tile[..., other] - tile[..., 1]) / np.sqrt(2.0),
-                                         saturated))
+            found[other].append(_patches((tile[..., other] - tile[..., 1]) / np.sqrt(2.0), r, c))
     return float(np.mean([_channel_sigma(np.concatenate([e for e, _ in parts]),
                                          np.concatenate([p for _, p in parts]))
                           for parts in found.values()]))

@@ -152,22 +152,22 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     check_weights_choice(requested)
     if requested != "auto":
         return requested, f"--weights {requested}"
-    if jpeg_quality is None:
+    if jpeg_quality is None:  # lossless: only its colour noise asks for the photo weights
         if noise is None:
             return "clean", "auto: lossless input"
         if noise < NOISY_MIN_SIGMA:
             return "clean", f"auto: lossless input, colour noise ~{noise:.1f}"
-        if scale is not None and bundled_checkpoint(scale, "photo") is None:
-            return "clean", f"auto: noisy, but no x{scale} photo weights are bundled"
-        return "photo", f"auto: noisy lossless input, colour noise ~{noise:.1f}"
-    if jpeg_quality > PHOTO_MAX_QUALITY:
+        what, why = "noisy", f"auto: noisy lossless input, colour noise ~{noise:.1f}"
+    elif jpeg_quality > PHOTO_MAX_QUALITY:
         return "clean", f"auto: JPEG q~{jpeg_quality}, nearly lossless"
+    else:
+        what, why = "JPEG", f"auto: JPEG q~{jpeg_quality}"
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
-        return "clean", f"auto: JPEG, but no x{scale} photo weights are bundled"
-    if jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
+        return "clean", f"auto: {what}, but no x{scale} photo weights are bundled"
+    if jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
             scale is None or bundled_checkpoint(scale, "photo-low") is not None):
-        return "photo-low", f"auto: JPEG q~{jpeg_quality}, strongly compressed"
-    return "photo", f"auto: JPEG q~{jpeg_quality}"
+        return "photo-low", f"{why}, strongly compressed"
+    return "photo", why
 
 
 def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
