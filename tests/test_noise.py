@@ -1,5 +1,5 @@
-"""The colour-noise estimate that sends a noisy lossless input to the photo weights under
---weights auto (wdsr_cli/core/inference/noise.py)."""
+"""The noise reading (colour and brightness) that sends a noisy lossless or nearly lossless
+input to the photo weights under --weights auto (wdsr_cli/core/inference/noise.py)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,30 @@ def test_every_sample_photo_reads_clean_and_with_colour_noise_reads_noisy(name):
     assert 3.4 <= N.colour_noise_sigma(_noisy(img, 4)) <= 4.6
 
 
+@pytest.mark.parametrize("name", PHOTOS)
+def test_every_sample_photo_reads_clean_and_with_gray_noise_reads_noisy(name):
+    img = read_rgb_uint8(SAMPLE / name)
+    clean = N.noise_reading(img)
+    assert clean.brightness < 1.6 and not clean.noisy  # the stream's rocks read highest
+    noisy = N.noise_reading(_noisy(img, 3, gray=True))
+    assert noisy.noisy and noisy.colour < N.NOISY_MIN_SIGMA  # seen by brightness alone
+    assert 3.6 <= N.noise_reading(_noisy(img, 4, gray=True)).brightness <= 5.0  # + texture
+
+
 def test_the_estimate_tracks_the_noise_level():
     flat = np.broadcast_to(np.linspace(60, 190, 300)[None, :, None], (300, 300, 3))
     readings = [N.colour_noise_sigma(_noisy(flat, s)) for s in (0, 2, 4, 8)]
     assert readings[0] < 0.4
     for sigma, got in zip((2, 4, 8), readings[1:], strict=True):
         assert abs(got - sigma) < 0.08 * sigma, (sigma, got)
+    gray = [N.noise_reading(_noisy(flat, s, gray=True)) for s in (0, 2, 4, 8)]
+    assert gray[0].brightness < 0.4
+    for sigma, got in zip((2, 4, 8), gray[1:], strict=True):
+        assert abs(got.brightness - sigma) < 0.08 * sigma, (sigma, got)
+        assert got.colour < 0.1  # the same in every channel: no colour noise
+    # colour noise shows in the brightness too, at the weighted sum of the channels' noise
+    assert N.noise_reading(_noisy(flat, 6)).brightness == pytest.approx(
+        6 * np.sqrt((N.LUMA ** 2).sum()), rel=0.08)
 
 
 def test_small_images_are_not_read_low():
@@ -57,6 +75,23 @@ def test_texture_in_brightness_is_not_colour_noise():
     assert N.colour_noise_sigma(img) < 0.4
     photo = read_rgb_uint8(SAMPLE / "stream.png")
     assert N.colour_noise_sigma(_noisy(photo, 5, gray=True)) < 0.7
+    assert 4.5 < N.noise_reading(_noisy(photo, 5, gray=True)).brightness < 5.8
+
+
+def test_dense_texture_in_brightness_is_not_taken_for_noise():
+    """The stream's rocks at half size read like gray noise of sigma 3.5 in brightness, but
+    read on the image halved again they rise, where noise would stay: texture, clean weights
+    (on such photos the photo weights lose 0.3-0.8 dB)."""
+    img = read_rgb_uint8(SAMPLE / "stream.png").astype(np.float64)
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    dense = np.round(img[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3)))
+    r = N.noise_reading(dense.astype(np.uint8))
+    assert r.brightness >= N.NOISY_MIN_BRIGHTNESS and r.halved > 3 * r.brightness
+    assert r.texture and not r.noisy
+    assert str(r).endswith("brightness (texture)")
+    noisy = N.noise_reading(_noisy(np.full((240, 240, 3), 128.0), 3, gray=True))
+    assert not noisy.texture and noisy.noisy and noisy.halved == pytest.approx(3, rel=0.1)
+    assert N.NoiseReading(0.0, 3.0, 0.0).texture  # too small to read halved: not confirmed
 
 
 def test_clipped_pixels_do_not_hide_the_noise():
@@ -66,6 +101,9 @@ def test_clipped_pixels_do_not_hide_the_noise():
     noisy = _noisy(img, 4)
     noisy[:, :120] = 255
     assert 3.4 < N.colour_noise_sigma(noisy) < 4.6
+    gray = _noisy(img, 4, gray=True)
+    gray[:, :120] = 255
+    assert 3.4 < N.noise_reading(gray).brightness < 4.6
 
 
 def test_sixteen_bit_gray_and_tiny_inputs():
@@ -73,8 +111,11 @@ def test_sixteen_bit_gray_and_tiny_inputs():
     noisy8 = _noisy(img, 4)
     as16 = (noisy8.astype(np.uint32) * 257).astype(np.uint16)
     assert N.colour_noise_sigma(as16, 65535.0) == pytest.approx(N.colour_noise_sigma(noisy8))
-    assert N.colour_noise_sigma(noisy8[..., :1]) == 0.0  # gray: no colour to read
-    assert N.colour_noise_sigma(noisy8[:20, :20]) == 0.0  # too few patches: read as clean
+    assert N.noise_reading(as16, 65535.0) == N.noise_reading(noisy8)
+    one = N.noise_reading(noisy8[..., :1])  # gray: no colour to read, its brightness is read
+    assert one.colour == 0.0 and 3.4 < one.brightness < 4.6
+    assert N.noise_reading(noisy8[..., 0]) == one  # the same without a channel axis
+    assert N.noise_reading(noisy8[:20, :20]) == N.NoiseReading(0.0, 0.0, 0.0)  # too few patches
 
 
 def test_a_large_image_is_read_on_a_grid_of_tiles_inside_it():
@@ -92,21 +133,36 @@ def test_a_large_image_is_read_on_a_grid_of_tiles_inside_it():
 def test_a_file_is_read_and_an_unreadable_one_is_none(tmp_path):
     img = _noisy(read_rgb_uint8(SAMPLE / "cat.png").astype(np.float64), 4)
     PILImage.fromarray(img).save(tmp_path / "n.png")
-    assert N.colour_noise_of(tmp_path / "n.png") == pytest.approx(N.colour_noise_sigma(img))
+    assert N.noise_of(tmp_path / "n.png") == N.noise_reading(img)
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    assert N.colour_noise_of(tmp_path / "bad.png") is None
+    assert N.noise_of(tmp_path / "bad.png") is None
 
 
-def test_the_policy_for_lossless_inputs():
-    t = N.NOISY_MIN_SIGMA
+def test_the_policy_for_lossless_and_nearly_lossless_inputs():
+    t, b = N.NOISY_MIN_SIGMA, N.NOISY_MIN_BRIGHTNESS
+    quiet = N.NoiseReading(0.31, 0.52, 0.6)
     assert W.bundled_kind("auto", None, 2, None) == ("clean", "auto: lossless input")
-    assert W.bundled_kind("auto", None, 2, 0.31) == (
-        "clean", "auto: lossless input, colour noise ~0.3")
-    assert W.bundled_kind("auto", None, 2, t - 0.01)[0] == "clean"
-    assert W.bundled_kind("auto", None, 2, t) == (
-        "photo", f"auto: noisy lossless input, colour noise ~{t:.1f}")
-    assert W.bundled_kind("auto", None, 4, 3.5)[0] == "photo"
-    assert W.bundled_kind("auto", None, 8, 3.5) == (
-        "clean", "auto: noisy, but no x8 photo weights are bundled")
-    assert W.bundled_kind("clean", None, 2, 3.5) == ("clean", "--weights clean")
-    assert W.bundled_kind("auto", 85, 2, 3.5)[0] == "photo"  # a JPEG: its quality decides
+    assert W.bundled_kind("auto", None, 2, quiet) == (
+        "clean", "auto: lossless input, noise ~0.3 colour, ~0.5 brightness")
+    assert W.bundled_kind("auto", None, 2, N.NoiseReading(t - 0.01, b - 0.01, b))[0] == "clean"
+    assert W.bundled_kind("auto", None, 2, N.NoiseReading(t, 0.0, 0.0)) == (
+        "photo", f"auto: noisy lossless input, noise ~{t:.1f} colour, ~0.0 brightness")
+    assert W.bundled_kind("auto", None, 2, N.NoiseReading(0.0, b, b))[0] == "photo"  # gray noise
+    textured = N.NoiseReading(0.2, 3.0, 9.0)  # fine texture, not noise
+    assert W.bundled_kind("auto", None, 2, textured) == (
+        "clean", "auto: lossless input, noise ~0.2 colour, ~3.0 brightness (texture)")
+    assert W.bundled_kind("auto", None, 4, N.NoiseReading(3.5, 2.3, 2.4))[0] == "photo"
+    assert W.bundled_kind("auto", None, 8, N.NoiseReading(3.5, 2.3, 2.4)) == (
+        "clean", "auto: noisy lossless input, but no x8 photo weights are bundled")
+    assert W.bundled_kind("clean", None, 2, N.NoiseReading(3.5, 2.3, 2.4)) == (
+        "clean", "--weights clean")
+    # a nearly lossless JPEG: clean unless noisy (and then the photo weights, never photo-low)
+    q = N.READ_MIN_QUALITY
+    assert W.bundled_kind("auto", q, 2, quiet) == (
+        "clean", f"auto: JPEG q~{q}, nearly lossless, noise ~0.3 colour, ~0.5 brightness")
+    assert W.bundled_kind("auto", q, 2, N.NoiseReading(0.1, 2.6, 2.8)) == (
+        "photo", f"auto: noisy JPEG q~{q}, noise ~0.1 colour, ~2.6 brightness")
+    assert W.bundled_kind("auto", q, 2, None) == ("clean", f"auto: JPEG q~{q}, nearly lossless")
+    # a JPEG the photo weights serve anyway: its quality decides, noise or not
+    assert W.bundled_kind("auto", 85, 2, N.NoiseReading(3.5, 2.3, 2.4))[0] == "photo"
+    assert W.bundled_kind("auto", 60, 2, N.NoiseReading(0.0, 0.0, 0.0))[0] == "photo-low"

@@ -92,6 +92,10 @@ def mixed(tmp_path_factory):
     rng = np.random.default_rng(0)
     noisy = _crop("coffee.png", 120) + rng.standard_normal((120, 120, 3)) * 4
     PILImage.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(d / "e.png")
+    gray = _crop("dandelions.png", 120) + rng.standard_normal((120, 120, 1)) * 4
+    gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
+    PILImage.fromarray(gray).save(d / "f.png")
+    PILImage.fromarray(gray).save(d / "g.jpg", quality=98)
     return d
 
 
@@ -105,9 +109,14 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
                    env={"COLUMNS": "250"})
     rows = _rows(res)
     assert rows["a.png"]["weights"] == "clean"
-    assert rows["a.png"]["weights_why"].startswith("auto: lossless input, colour noise ~0.")
+    assert rows["a.png"]["weights_why"].startswith("auto: lossless input, noise ~0.")
     assert rows["e.png"]["weights"] == "photo"  # lossless, but with colour noise of sigma 4
-    assert rows["e.png"]["weights_why"].startswith("auto: noisy lossless input, colour noise ~")
+    assert rows["e.png"]["weights_why"].startswith("auto: noisy lossless input, noise ~")
+    assert rows["f.png"]["weights"] == "photo"  # gray noise of sigma 4: seen in the brightness
+    assert rows["f.png"]["weights_why"].endswith("brightness")
+    assert rows["g.jpg"]["weights"] == "photo"  # the same at JPEG q98: read too
+    assert rows["g.jpg"]["weights_why"].startswith("auto: noisy JPEG q~98, noise ~")
+    assert rows["c.jpg"]["weights_why"].startswith("auto: JPEG q~99, nearly lossless, noise ~")
     assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
         ("photo-low", "auto: JPEG q~70, strongly compressed")
     assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
@@ -154,6 +163,7 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     out = {}
     for key, args in (("jpeg", ["--degrade", "jpeg:60"]), ("noise", ["--degrade", "noise:4"]),
                       ("graynoise", ["--degrade", "graynoise:4"]), ("none", []),
+                      ("nearly", ["--degrade", "graynoise:4,jpeg:98"]),
                       ("light", ["--degrade", "noise:2,jpeg:85"]),
                       ("forced", ["--degrade", "jpeg:60", "--weights", "clean"])):
         res = run_wdsr("evaluate", "--scale", "2", "--hr", str(hr), "--json", "-",
@@ -166,12 +176,14 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     assert out["light"]["weights"] == "photo"
     assert out["light"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
     assert out["light"]["weights_why"] == "auto: JPEG q~85"
-    # a lossless LR: its colour noise decides, read as upscale reads a PNG
+    # a lossless LR: its noise decides, read as upscale reads a PNG
     assert out["noise"]["weights"] == "photo"
-    assert out["noise"]["weights_why"].startswith("auto: noisy lossless input, colour noise ~")
-    assert out["graynoise"]["weights"] == "clean"  # the same in every channel: not seen
+    assert out["noise"]["weights_why"].startswith("auto: noisy lossless input, noise ~")
+    assert out["graynoise"]["weights"] == "photo"  # the same in every channel: the brightness
+    assert out["nearly"]["weights"] == "photo"  # a nearly lossless JPEG is read too
+    assert out["nearly"]["weights_why"].startswith("auto: noisy JPEG q~98, noise ~")
     assert out["none"]["weights"] == "clean"
-    assert out["none"]["weights_why"].startswith("auto: lossless input, colour noise ~0.")
+    assert out["none"]["weights_why"].startswith("auto: lossless input, noise ~0.")
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
         "--weights clean"
     assert out["jpeg"]["mean"]["psnr"] != out["forced"]["mean"]["psnr"]

@@ -134,8 +134,8 @@ EvalCheckpoint = typer.Option(
     "runs/*/best.ckpt of this scale, else the bundled weights).")
 EvalWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights when --degrade "
-    "has a JPEG step, photo-low when it is q80 or lower; without one, photo when the LR has "
-    "colour noise, clean otherwise), clean, photo or photo-low.")
+    "has a JPEG step below q97, photo-low when it is q80 or lower; otherwise photo when the LR "
+    "reads noisy, clean if not), clean, photo or photo-low.")
 EvalPrecision = precision("fp32", "Default fp32: the numbers papers compare.")
 EvalData = data("DIV2K tree whose validation images to score (= --set data.root=DIR); "
                 "for any other folder of images use --hr.")
@@ -198,8 +198,8 @@ UpCheckpoint = typer.Option(
     "with wdsr).")
 UpWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG inputs, "
-    "photo-low for JPEGs of quality 80 or lower, photo for lossless with colour noise, clean "
-    "for other lossless), clean (trained on "
+    "photo-low for JPEGs of quality 80 or lower, clean for lossless inputs and JPEGs above "
+    "q92, photo when a lossless or q97+ input reads noisy), clean (trained on "
     "bicubic LR), photo (trained on JPEG, noise and blur) or photo-low (heavy JPEG).")
 UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(

@@ -33,12 +33,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import WdsrError
 from .testpoint import hold_if_asked
+
+if TYPE_CHECKING:
+    from .inference.noise import NoiseReading
 
 __all__ = [
     "EvalDataset",
@@ -450,18 +453,19 @@ def _dataset(r: EvalRequest, cfg: Any, scale: int) -> EvalDataset:
     return dataset.degraded(r.degrade) if r.degrade is not None else dataset
 
 
-NOISE_SAMPLE = 3  # LR images whose colour noise --weights auto reads (their median)
+NOISE_SAMPLE = 3  # LR images whose noise --weights auto reads (the median of each reading)
 
 
-def _lr_noise(dataset: EvalDataset) -> float:
-    """The colour noise of the first LR images, as ``wdsr upscale`` reads it from a lossless
-    file (:func:`inference.noise.colour_noise_sigma`): ``--weights auto`` makes one choice for
-    the whole run, where upscale makes one per file."""
-    from .inference.noise import colour_noise_sigma
+def _lr_noise(dataset: EvalDataset) -> NoiseReading:
+    """The noise of the first LR images, as ``wdsr upscale`` reads it from a lossless file
+    (:func:`inference.noise.noise_reading`): ``--weights auto`` makes one choice for the whole
+    run, where upscale makes one per file."""
+    from .inference.noise import NoiseReading, noise_reading
 
-    items = dataset.items[:NOISE_SAMPLE]
-    return float(np.median([colour_noise_sigma(load_pair(item, dataset.scale, dataset.degrade)[1])
-                            for item in items])) if items else 0.0
+    readings = [noise_reading(load_pair(item, dataset.scale, dataset.degrade)[1])
+                for item in dataset.items[:NOISE_SAMPLE]]
+    return NoiseReading(*(float(np.median([getattr(n, f) for n in readings] or [0.0]))
+                          for f in ("colour", "brightness", "halved")))
 
 
 def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
@@ -478,10 +482,11 @@ def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
     kind, kind_why = None, ""
     if bundled_choice(r.weights, r.checkpoint, r.model):
         from .data.degrade import jpeg_quality_in
+        from .inference.noise import READ_MIN_QUALITY
 
         quality = jpeg_quality_in(chain) if chain is not None else None
         noise = None
-        if r.weights == "auto" and quality is None:
+        if r.weights == "auto" and (quality is None or quality >= READ_MIN_QUALITY):
             noise = _lr_noise(_dataset(r, cfg, r.scale or 2))
         kind, kind_why = bundled_kind(r.weights, quality, r.scale or 2, noise)
     report = _check_report(r, cfg)

@@ -1,33 +1,62 @@
-"""How much colour noise a lossless image carries, so ``--weights auto`` can give a noisy PNG
-the photo weights (the clean ones sharpen noise instead of the picture: on the held-out photos
-at noise sigma 5 they gain -0.03 dB at x2 where the photo weights gain +1.22).
+"""How noisy a lossless (or nearly lossless) image is, so ``--weights auto`` can give it the
+photo weights: the clean ones sharpen noise instead of the picture (on the held-out photos at
+x2, colour noise sigma 5: -0.03 dB over bicubic where the photo weights gain +1.22; gray noise
+sigma 3: +0.05 against +1.34).
 
 The estimate follows the weak-texture idea of Liu, Tanaka and Okutomi (2012): keep the 7x7
 patches whose gradient energy is what noise alone would give, and read the noise variance as
 the smallest eigenvalue of their covariance; iterate, since the threshold depends on the
-estimate. It is read on the two chroma differences (R - G) / sqrt 2 and (B - G) / sqrt 2,
-not on the brightness: texture in photos is mostly brightness, so a photo that is fine
-texture everywhere (leather, a rocky stream, a small downscaled image) reads as noisy on
-brightness but not on chroma, while sensor-like noise (each channel its own) shows on chroma
-at its per-channel sigma. The price: noise that is the same in every channel (gray noise) is
-not seen, and a gray image reads 0. Measured on the 38 photos of ``scripts/build_photos.py``
-(their MATLAB-bicubic LR at x2, x3 and x4, 114 images per level; colour Gaussian noise of
-sigma S added): clean 0.00-0.78, S = 1 1.01-1.44, S = 2 1.77-2.44, S = 3 2.90-3.39, S = 5
-4.88-6.40. The photo weights overtake the clean ones between S = 2 (x2) and S = 2.5 (x4),
-hence :data:`NOISY_MIN_SIGMA`.
+estimate. Two readings:
+
+* **colour**, on the chroma differences (R - G) / sqrt 2 and (B - G) / sqrt 2: texture in
+  photos is mostly brightness, so this reading ignores it, and sensor-like noise (each channel
+  its own) shows at its per-channel sigma.
+* **brightness**, on JPEG's luma (0.299 R + 0.587 G + 0.114 B): sees gray noise (the same in
+  every channel, as film grain and phones' chroma-denoised noise are), and also fine texture.
+  To tell them apart it is read again on the image halved (2 x 2 means): white noise halves
+  there, so twice that reading stays near the first; texture packs closer and reads higher
+  (the cat's fur at x4 LR: 2.7 full size, 0 halved -- too small -- ; an analog film photo: 3.6
+  and 11.7). A brightness reading counts only when the halved one is at most
+  :data:`MAX_HALVED_RATIO` times it.
+
+Measured on the 38 photos of ``scripts/build_photos.py`` (their MATLAB-bicubic LR at x2, x3 and
+x4, 114 images per level, each as PNG and as a 4:2:0 JPEG at q97): no clean image is read as
+noisy (the textured ones read brightness up to 4.1 but halve like texture); colour noise
+sigma 1: none, sigma 3: all of the PNGs (the colour reading: clean 0.00-0.78, sigma 1
+1.01-1.44, sigma 2 1.77-2.44, sigma 3 2.90-3.39) and 86-89% of the JPEGs; gray noise sigma
+1: 1 of 228, sigma 1.5: 5%, sigma 2: 84% (PNG) / 87% (q97), sigma 3: 87% / 91% (the misses are
+the most textured photos, read as texture). The photo weights overtake the clean ones at
+colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62 dB, x4 +0.30), hence the
+thresholds. Below JPEG quality :data:`READ_MIN_QUALITY` the brightness reading is unreliable
+(quantisation removes the noise it reads: gray sigma 2 reads 0.5-2.5 at q95), and 4:2:0
+removes the colour one at every quality; such JPEGs route by their quality alone.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["NOISY_MIN_SIGMA", "colour_noise_of", "colour_noise_sigma"]
+__all__ = ["NOISY_MIN_BRIGHTNESS", "NOISY_MIN_SIGMA", "NoiseReading", "READ_MIN_QUALITY",
+           "colour_noise_sigma", "noise_of", "noise_reading"]
 
 # Lossless inputs whose colour-noise estimate is at least this get the photo weights under
 # --weights auto (the model card, "Photo against clean weights": clean wins at sigma 1, ties
 # at sigma 2 at x2 and loses there by 0.1 dB at x4, photo wins from sigma 3 at every scale;
 # sigma 1 reads at most 1.44, sigma 3 at least 2.90).
 NOISY_MIN_SIGMA = 2.2
+# ... and so do those whose brightness reading is at least this and is not texture (gray
+# sigma 1.5 reads 1.49-1.94 and ties at x4; sigma 2 reads 1.91-2.42 where photo wins).
+NOISY_MIN_BRIGHTNESS = 1.8
+# White noise reads the same halved (x 2); on the 114 clean LR the textured ones that reached
+# NOISY_MIN_BRIGHTNESS read 2.8x to 7.4x halved (or 0: too small), gray sigma 2 and 3 a median
+# 1.14x and 1.08x (90% under 3.3x and 2.0x).
+MAX_HALVED_RATIO = 2.5
+# JPEGs of this quality or more are read like lossless files (see above); lower ones are not.
+READ_MIN_QUALITY = 97
+
+LUMA = np.array([0.299, 0.587, 0.114])  # JPEG's brightness: gray noise of sigma S reads S
 
 PATCH = 7
 STRIDE = 3  # patch positions are taken every STRIDE pixels
@@ -119,25 +148,69 @@ def _tiles(h: int, w: int) -> list[tuple[slice, slice]]:
     return out
 
 
+@dataclass(frozen=True)
+class NoiseReading:
+    """What :func:`noise_reading` finds in one image, each on the 8-bit scale."""
+
+    colour: float  # the per-channel sigma of noise that differs between channels (sensor-like)
+    brightness: float  # the sigma of the noise in the brightness (gray noise shows here too)
+    halved: float  # the brightness read on the image halved, times 2 (0.0: too small to read)
+
+    @property
+    def texture(self) -> bool:
+        """True when the brightness reading is texture, not noise: white noise halves when
+        2 x 2 pixels are averaged, so ``halved`` stays near ``brightness``; fine texture packs
+        closer and reads higher."""
+        return not 0.0 < self.halved <= MAX_HALVED_RATIO * self.brightness
+
+    @property
+    def noisy(self) -> bool:
+        """True when the photo weights do better than the clean ones on it."""
+        return self.colour >= NOISY_MIN_SIGMA or (
+            self.brightness >= NOISY_MIN_BRIGHTNESS and not self.texture)
+
+    def __str__(self) -> str:
+        seen = " (texture)" if self.brightness >= NOISY_MIN_BRIGHTNESS and self.texture else ""
+        return f"noise ~{self.colour:.1f} colour, ~{self.brightness:.1f} brightness{seen}"
+
+
+def _halve(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2, *a.shape[2:]).mean(axis=(1, 3))
+
+
+def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
+    """The colour and brightness noise in ``image`` (H x W x C or H x W, values 0..``peak``);
+    a gray image has no colour to read (0.0)."""
+    pixels = image if image.ndim == 3 else image[..., None]
+    colour = pixels.shape[2] >= 3
+    found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+        "r-g": [], "b-g": [], "y": [], "y/2": []}
+    for rows, cols in _tiles(*pixels.shape[:2]):
+        tile = pixels[rows, cols, :3].astype(np.float64) * (255.0 / peak)
+        saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
+        r, c = _patch_corners(saturated)
+        y = tile @ LUMA if colour else tile[..., 0]
+        if colour:
+            found["r-g"].append(_patches((tile[..., 0] - tile[..., 1]) / np.sqrt(2.0), r, c))
+            found["b-g"].append(_patches((tile[..., 2] - tile[..., 1]) / np.sqrt(2.0), r, c))
+        found["y"].append(_patches(y, r, c))
+        found["y/2"].append(_patches(_halve(y), *_patch_corners(_halve(saturated) > 0)))
+    sigma = {name: _channel_sigma(np.concatenate([e for e, _ in parts]),
+                                  np.concatenate([p for _, p in parts])) if parts else 0.0
+             for name, parts in found.items()}
+    return NoiseReading(float(np.mean([sigma["r-g"], sigma["b-g"]])), sigma["y"],
+                        2.0 * sigma["y/2"])
+
+
 def colour_noise_sigma(image: np.ndarray, peak: float = 255.0) -> float:
     """The per-channel standard deviation of the colour noise in ``image`` (H x W x C, values
     0..``peak``), on the 8-bit scale; 0.0 for an image with fewer than 3 channels."""
-    if image.ndim != 3 or image.shape[2] < 3:
-        return 0.0
-    rgb = image[..., :3]
-    found: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {0: [], 2: []}
-    for rows, cols in _tiles(*rgb.shape[:2]):
-        tile = rgb[rows, cols].astype(np.float64) * (255.0 / peak)
-        r, c = _patch_corners(((tile <= 0.0) | (tile >= 255.0)).any(axis=2))
-        for other in found:  # R - G and B - G
-            found[other].append(_patches((tile[..., other] - tile[..., 1]) / np.sqrt(2.0), r, c))
-    return float(np.mean([_channel_sigma(np.concatenate([e for e, _ in parts]),
-                                         np.concatenate([p for _, p in parts]))
-                          for parts in found.values()]))
+    return noise_reading(image, peak).colour
 
 
-def colour_noise_of(path) -> float | None:
-    """:func:`colour_noise_sigma` of an image file; None when it cannot be read (the reader
+def noise_of(path) -> NoiseReading | None:
+    """:func:`noise_reading` of an image file; None when it cannot be read (the reader
     reports that when the image is upscaled)."""
     from ..data.images import read_image
     from ..errors import WdsrError
@@ -146,4 +219,4 @@ def colour_noise_of(path) -> float | None:
         img = read_image(path)
     except WdsrError:
         return None
-    return colour_noise_sigma(img.pixels, 65535.0 if img.bit_depth == 16 else 255.0)
+    return noise_reading(img.pixels, 65535.0 if img.bit_depth == 16 else 255.0)

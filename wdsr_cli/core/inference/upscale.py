@@ -429,11 +429,11 @@ def _failure(job: Job, exc: BaseException) -> str:
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
     photo weights (photo-low for a strongly compressed one) for a JPEG input and for a noisy
-    lossless one, the clean ones for the rest, unless ``requested`` says. A video gets the
-    photo weights: its frames are compressed, by how much no table says."""
+    lossless or nearly lossless one, the clean ones for the rest, unless ``requested`` says.
+    A video gets the photo weights: its frames are compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
-    from .noise import colour_noise_of
+    from .noise import READ_MIN_QUALITY, noise_of
     from .video import is_video_file
     from .weights import bundled_kind
 
@@ -443,7 +443,8 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tupl
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video, compressed frames"
         quality = jpeg_quality_of(job.source)
-        noise = colour_noise_of(job.source) if quality is None else None
+        read = quality is None or quality >= READ_MIN_QUALITY
+        noise = noise_of(job.source) if read else None
         return bundled_kind(requested, quality, scale, noise)
 
     return [one(job) for job in jobs]

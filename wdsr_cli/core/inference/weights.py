@@ -17,8 +17,9 @@ trained on further on JPEGs alone, better on strongly compressed ones and worse 
 ``auto`` (:func:`bundled_kind`) gives a JPEG input the photo-low weights up to quality
 :data:`PHOTO_LOW_MAX_QUALITY`, the photo weights up to :data:`PHOTO_MAX_QUALITY`, and anything
 else the clean ones; the file's own quantization tables say whether it is a JPEG and how hard
-it was compressed. A lossless input whose colour noise (:mod:`.noise`) reaches
-:data:`.noise.NOISY_MIN_SIGMA` gets the photo weights too.
+it was compressed. A lossless input (or a JPEG of quality :data:`.noise.READ_MIN_QUALITY` or
+more) whose noise (:mod:`.noise`, colour or brightness) is strong enough gets the photo weights
+too.
 
 Engines (``--backend``): ``mindspore`` runs the checkpoint itself; ``onnxruntime`` and
 ``openvino`` run the checkpoint's *ONNX form*; ``auto`` takes, on a CPU, the engine the
@@ -43,12 +44,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..errors import WdsrError
 from ..fileio import sha256_file
 from .contract import read_contract
+
+if TYPE_CHECKING:
+    from .noise import NoiseReading
 
 __all__ = [
     "BACKENDS",
@@ -140,26 +144,24 @@ def check_weights_choice(requested: str) -> None:
 
 
 def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None,
-                 noise: float | None = None) -> tuple[str, str]:
+                 noise: NoiseReading | None = None) -> tuple[str, str]:
     """(kind, why) of the bundled weights for one input: ``requested`` is ``--weights``;
     ``jpeg_quality`` the input's (:func:`data.degrade.jpeg_quality_of`), None if lossless;
-    ``noise`` a lossless input's colour-noise estimate (:func:`.noise.colour_noise_sigma`),
-    None if not read. ``auto`` falls back to the clean weights where no photo weights are
-    bundled for ``scale``."""
+    ``noise`` its :func:`.noise.noise_reading`, None if not read (only lossless inputs and
+    JPEGs of quality :data:`.noise.READ_MIN_QUALITY` or more are read). ``auto`` falls back to
+    the clean weights where no photo weights are bundled for ``scale``."""
     from ..checkpoints import bundled_checkpoint
-    from .noise import NOISY_MIN_SIGMA
 
     check_weights_choice(requested)
     if requested != "auto":
         return requested, f"--weights {requested}"
-    if jpeg_quality is None:  # lossless: only its colour noise asks for the photo weights
-        if noise is None:
-            return "clean", "auto: lossless input"
-        if noise < NOISY_MIN_SIGMA:
-            return "clean", f"auto: lossless input, colour noise ~{noise:.1f}"
-        what, why = "noisy", f"auto: noisy lossless input, colour noise ~{noise:.1f}"
-    elif jpeg_quality > PHOTO_MAX_QUALITY:
-        return "clean", f"auto: JPEG q~{jpeg_quality}, nearly lossless"
+    if jpeg_quality is None or jpeg_quality > PHOTO_MAX_QUALITY:
+        # lossless or nearly so: only noise asks for the photo weights
+        form = "lossless input" if jpeg_quality is None else f"JPEG q~{jpeg_quality}"
+        if noise is None or not noise.noisy:
+            plain = form if jpeg_quality is None else f"{form}, nearly lossless"
+            return "clean", f"auto: {plain}" + ("" if noise is None else f", {noise}")
+        what, why = f"noisy {form}", f"auto: noisy {form}, {noise}"
     else:
         what, why = "JPEG", f"auto: JPEG q~{jpeg_quality}"
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
