@@ -21,7 +21,8 @@ demo: install
 TEST_JOBS ?= 2
 PYTEST := cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile
 
-test: install
+# Lint and unused code first (seconds): CI runs `make test`, so they are checked there too.
+test: install lint deadcode
 	$(PYTEST) ..
 
 # The inner loop: everything but the tests marked slow (training runs, several ranks, kills).
