@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["NOISY_MIN_BRIGHTNESS", "NOISY_MIN_SIGMA", "NoiseReading", "READ_MIN_QUALITY",
-           "colour_noise_sigma", "noise_of", "noise_reading"]
+           "noise_of", "noise_reading"]
 
 # Lossless inputs whose colour-noise estimate is at least this get the photo weights under
 # --weights auto (the model card, "Photo against clean weights": clean wins at sigma 1, ties
@@ -201,12 +201,6 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
              for name, parts in found.items()}
     return NoiseReading(float(np.mean([sigma["r-g"], sigma["b-g"]])), sigma["y"],
                         2.0 * sigma["y/2"])
-
-
-def colour_noise_sigma(image: np.ndarray, peak: float = 255.0) -> float:
-    """The per-channel standard deviation of the colour noise in ``image`` (H x W x C, values
-    0..``peak``), on the 8-bit scale; 0.0 for an image with fewer than 3 channels."""
-    return noise_reading(image, peak).colour
 
 
 def noise_of(path) -> NoiseReading | None:
