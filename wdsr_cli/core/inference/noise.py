@@ -15,17 +15,17 @@ estimate. Two readings:
   every channel, as film grain and phones' chroma-denoised noise are), and also fine texture.
   To tell them apart it is read again on the image halved (2 x 2 means): white noise halves
   there, so twice that reading stays near the first; texture packs closer and reads higher
-  (the cat's fur at x4 LR: 2.7 full size, 0 halved -- too small -- ; an analog film photo: 3.6
-  and 11.7). A brightness reading counts only when the halved one is at most
-  :data:`MAX_HALVED_RATIO` times it.
+  (an analog film photo at x4 LR reads 3.6, and 11.7 halved; the cat's fur reads 2.7 and is
+  too small to read halved). A brightness reading counts only when the halved one is at most
+  :data:`MAX_HALVED_RATIO` times it (and could be read at all).
 
 Measured on the 38 photos of ``scripts/build_photos.py`` (their MATLAB-bicubic LR at x2, x3 and
-x4, 114 images per level, each as PNG and as a 4:2:0 JPEG at q97): no clean image is read as
-noisy (the textured ones read brightness up to 4.1 but halve like texture); colour noise
-sigma 1: none, sigma 3: all of the PNGs (the colour reading: clean 0.00-0.78, sigma 1
-1.01-1.44, sigma 2 1.77-2.44, sigma 3 2.90-3.39) and 86-89% of the JPEGs; gray noise sigma
-1: 1 of 228, sigma 1.5: 5%, sigma 2: 84% (PNG) / 87% (q97), sigma 3: 87% / 91% (the misses are
-the most textured photos, read as texture). The photo weights overtake the clean ones at
+x4, 114 images per level, each as PNG and as a 4:2:0 JPEG at q97), how many are read as noisy:
+clean, none (the textured ones read brightness up to 4.1, and higher halved, as texture
+does); colour noise sigma 1, none; sigma 3, all of the PNGs (the colour reading: clean
+0.00-0.78, sigma 1 1.01-1.44, sigma 2 1.77-2.44, sigma 3 2.90-3.39) and 86% of the JPEGs; gray
+noise sigma 1, 1 of 228; sigma 1.5, 5%; sigma 2, 83% (PNG) / 87% (q97); sigma 3, 87% / 91% (the
+misses are the most textured photos, read as texture). The photo weights overtake the clean ones at
 colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62 dB, x4 +0.30), hence the
 thresholds. Below JPEG quality :data:`READ_MIN_QUALITY` the brightness reading is unreliable
 (quantisation removes the noise it reads: gray sigma 2 reads 0.5-2.5 at q95), and 4:2:0
