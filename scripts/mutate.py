@@ -59,9 +59,10 @@ MODULES = [
     # the resolver's choices; the in-process tests (the ones that spawn `wdsr` or export an
     # ONNX form take 13 of test_weights.py's 17 s)
     Module("weights", "wdsr_cli/core/inference/weights.py",
-           "test_weights.py test_photo_weights.py -m 'not slow' -k 'not never_imports_mindspore "
-           "and not reports_the_backend and not made_once_checked and not perturbed_weight "
-           "and not mixed_folder and not evaluate_degrade and not bad_values_are_one_line'",
+           "test_weights.py test_photo_weights.py test_noise.py -m 'not slow' -k 'not "
+           "never_imports_mindspore and not reports_the_backend and not made_once_checked and "
+           "not perturbed_weight and not mixed_folder and not evaluate_degrade and not "
+           "bad_values_are_one_line and not every_sample_photo'",
            ("bundled_kind", "named_checkpoint", "_newest_run", "_choose_engine",
             "_check_scale_matches", "_resolve_model", "resolve")),
     # the ONNX-form cache: a retrained checkpoint never runs the old form (in-process tests)
