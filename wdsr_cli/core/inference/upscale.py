@@ -447,7 +447,13 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tupl
         noise = noise_of(job.source) if read else None
         return bundled_kind(requested, quality, scale, noise)
 
-    return [one(job) for job in jobs]
+    if len(jobs) < 2 or requested != "auto":
+        return [one(job) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # a folder: two files decoded and read at a time (both mostly outside the GIL)
+    with ThreadPoolExecutor(2, thread_name_prefix="wdsr-noise") as pool:
+        return list(pool.map(one, jobs))
 
 
 def upscale_batch(predictor, jobs: Sequence[Job],
