@@ -482,11 +482,11 @@ def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
     kind, kind_why = None, ""
     if bundled_choice(r.weights, r.checkpoint, r.model):
         from .data.degrade import jpeg_quality_in
-        from .inference.noise import READ_MIN_QUALITY
+        from .inference.noise import is_read
 
         quality = jpeg_quality_in(chain) if chain is not None else None
         noise = None
-        if r.weights == "auto" and (quality is None or quality >= READ_MIN_QUALITY):
+        if r.weights == "auto" and is_read(quality):
             noise = _lr_noise(_dataset(r, cfg, r.scale or 2))
         kind, kind_why = bundled_kind(r.weights, quality, r.scale or 2, noise)
     report = _check_report(r, cfg)

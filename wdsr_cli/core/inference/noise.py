@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["NOISY_MIN_BRIGHTNESS", "NOISY_MIN_SIGMA", "NoiseReading", "READ_MIN_QUALITY",
-           "noise_of", "noise_reading"]
+           "is_read", "noise_of", "noise_reading"]
 
 # Lossless inputs whose colour-noise estimate is at least this get the photo weights under
 # --weights auto (the model card, "Photo against clean weights": clean wins at sigma 1, ties
@@ -201,6 +201,11 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
              for name, parts in found.items()}
     return NoiseReading(float(np.mean([sigma["r-g"], sigma["b-g"]])), sigma["y"],
                         2.0 * sigma["y/2"])
+
+
+def is_read(jpeg_quality: int | None) -> bool:
+    """Whether an input of this JPEG quality (None: lossless) has its noise read at all."""
+    return jpeg_quality is None or jpeg_quality >= READ_MIN_QUALITY
 
 
 def noise_of(path) -> NoiseReading | None:

@@ -433,7 +433,7 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tupl
     A video gets the photo weights: its frames are compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
-    from .noise import READ_MIN_QUALITY, noise_of
+    from .noise import is_read, noise_of
     from .video import is_video_file
     from .weights import bundled_kind
 
@@ -443,11 +443,10 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tupl
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video, compressed frames"
         quality = jpeg_quality_of(job.source)
-        read = quality is None or quality >= READ_MIN_QUALITY
-        noise = noise_of(job.source) if read else None
+        noise = noise_of(job.source) if is_read(quality) else None
         return bundled_kind(requested, quality, scale, noise)
 
-    if len(jobs) < 2 or requested != "auto":
+    if len(jobs) < 2:
         return [one(job) for job in jobs]
     from concurrent.futures import ThreadPoolExecutor
 
