@@ -148,26 +148,26 @@ def test_the_policy_for_lossless_and_nearly_lossless_inputs():
     quiet = N.NoiseReading(0.31, 0.52, 0.6)
     assert W.bundled_kind("auto", None, 2, None) == ("clean", "auto: lossless input")
     assert W.bundled_kind("auto", None, 2, quiet) == (
-        "clean", "auto: lossless input, noise ~0.3 colour, ~0.5 brightness")
+        "clean", "auto: lossless input; noise ~0.3 colour, ~0.5 brightness")
     assert W.bundled_kind("auto", None, 2, N.NoiseReading(t - 0.01, b - 0.01, b))[0] == "clean"
     assert W.bundled_kind("auto", None, 2, N.NoiseReading(t, 0.0, 0.0)) == (
-        "photo", f"auto: noisy lossless input, noise ~{t:.1f} colour, ~0.0 brightness")
+        "photo", f"auto: noisy lossless input; noise ~{t:.1f} colour, ~0.0 brightness")
     assert W.bundled_kind("auto", None, 2, N.NoiseReading(0.0, b, b))[0] == "photo"  # gray noise
     textured = N.NoiseReading(0.2, 3.0, 9.0)  # fine texture, not noise
     assert W.bundled_kind("auto", None, 2, textured) == (
-        "clean", "auto: lossless input, noise ~0.2 colour, ~3.0 brightness (texture)")
+        "clean", "auto: lossless input; noise ~0.2 colour, ~3.0 brightness (texture)")
     assert W.bundled_kind("auto", None, 4, N.NoiseReading(3.5, 2.3, 2.4))[0] == "photo"
     assert W.bundled_kind("auto", None, 8, N.NoiseReading(3.5, 2.3, 2.4)) == (
-        "clean", "auto: noisy lossless input, but no x8 photo weights are bundled")
+        "clean", "auto: noisy lossless input; no x8 photo weights are bundled")
     assert W.bundled_kind("clean", None, 2, N.NoiseReading(3.5, 2.3, 2.4)) == (
         "clean", "--weights clean")
     # a nearly lossless JPEG: clean unless noisy (and then the photo weights, never photo-low)
     q = N.READ_MIN_QUALITY
     assert W.bundled_kind("auto", q, 2, quiet) == (
-        "clean", f"auto: JPEG q~{q}, nearly lossless, noise ~0.3 colour, ~0.5 brightness")
+        "clean", f"auto: JPEG q~{q}; nearly lossless, noise ~0.3 colour, ~0.5 brightness")
     assert W.bundled_kind("auto", q, 2, N.NoiseReading(0.1, 2.6, 2.8)) == (
-        "photo", f"auto: noisy JPEG q~{q}, noise ~0.1 colour, ~2.6 brightness")
-    assert W.bundled_kind("auto", q, 2, None) == ("clean", f"auto: JPEG q~{q}, nearly lossless")
+        "photo", f"auto: noisy JPEG q~{q}; noise ~0.1 colour, ~2.6 brightness")
+    assert W.bundled_kind("auto", q, 2, None) == ("clean", f"auto: JPEG q~{q}; nearly lossless")
     # a JPEG the photo weights serve anyway: its quality decides, noise or not
     assert W.bundled_kind("auto", 85, 2, N.NoiseReading(3.5, 2.3, 2.4))[0] == "photo"
     assert W.bundled_kind("auto", 60, 2, N.NoiseReading(0.0, 0.0, 0.0))[0] == "photo-low"

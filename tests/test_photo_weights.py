@@ -40,8 +40,8 @@ def test_a_jpeg_says_its_quality_and_a_png_is_lossless(quality, tmp_path):
 def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2) == ("clean", "auto: lossless input")
     assert W.bundled_kind("auto", 85, 2) == ("photo", "auto: JPEG q~85")
-    assert W.bundled_kind("auto", 80, 2) == ("photo-low", "auto: JPEG q~80, strongly compressed")
-    assert W.bundled_kind("auto", 75, 2) == ("photo-low", "auto: JPEG q~75, strongly compressed")
+    assert W.bundled_kind("auto", 80, 2) == ("photo-low", "auto: JPEG q~80; strongly compressed")
+    assert W.bundled_kind("auto", 75, 2) == ("photo-low", "auto: JPEG q~75; strongly compressed")
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY, 2)[0] == "photo"
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 1, 2)[0] == "clean"
     assert W.bundled_kind("auto", W.PHOTO_LOW_MAX_QUALITY, 2)[0] == "photo-low"
@@ -109,16 +109,16 @@ def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
                    env={"COLUMNS": "250"})
     rows = _rows(res)
     assert rows["a.png"]["weights"] == "clean"
-    assert rows["a.png"]["weights_why"].startswith("auto: lossless input, noise ~0.")
+    assert rows["a.png"]["weights_why"].startswith("auto: lossless input; noise ~0.")
     assert rows["e.png"]["weights"] == "photo"  # lossless, but with colour noise of sigma 4
-    assert rows["e.png"]["weights_why"].startswith("auto: noisy lossless input, noise ~")
+    assert rows["e.png"]["weights_why"].startswith("auto: noisy lossless input; noise ~")
     assert rows["f.png"]["weights"] == "photo"  # gray noise of sigma 4: seen in the brightness
     assert rows["f.png"]["weights_why"].endswith("brightness")
     assert rows["g.jpg"]["weights"] == "photo"  # the same at JPEG q98: read too
-    assert rows["g.jpg"]["weights_why"].startswith("auto: noisy JPEG q~98, noise ~")
-    assert rows["c.jpg"]["weights_why"].startswith("auto: JPEG q~99, nearly lossless, noise ~")
+    assert rows["g.jpg"]["weights_why"].startswith("auto: noisy JPEG q~98; noise ~")
+    assert rows["c.jpg"]["weights_why"].startswith("auto: JPEG q~99; nearly lossless, noise ~")
     assert (rows["b.jpg"]["weights"], rows["b.jpg"]["weights_why"]) == \
-        ("photo-low", "auto: JPEG q~70, strongly compressed")
+        ("photo-low", "auto: JPEG q~70; strongly compressed")
     assert rows["c.jpg"]["weights"] == "clean"  # q99: nearly lossless
     assert (rows["d.jpg"]["weights"], rows["d.jpg"]["weights_why"]) == \
         ("photo", "auto: JPEG q~85")
@@ -172,18 +172,18 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
         out[key] = json.loads(res.stdout)
     assert out["jpeg"]["weights"] == "photo-low"
     assert out["jpeg"]["checkpoint"].endswith("wdsr_photo_low_x2.ckpt")
-    assert out["jpeg"]["weights_why"] == "auto: JPEG q~60, strongly compressed"
+    assert out["jpeg"]["weights_why"] == "auto: JPEG q~60; strongly compressed"
     assert out["light"]["weights"] == "photo"
     assert out["light"]["checkpoint"].endswith("wdsr_photo_x2.ckpt")
     assert out["light"]["weights_why"] == "auto: JPEG q~85"
     # a lossless LR: its noise decides, read as upscale reads a PNG
     assert out["noise"]["weights"] == "photo"
-    assert out["noise"]["weights_why"].startswith("auto: noisy lossless input, noise ~")
+    assert out["noise"]["weights_why"].startswith("auto: noisy lossless input; noise ~")
     assert out["graynoise"]["weights"] == "photo"  # the same in every channel: the brightness
     assert out["nearly"]["weights"] == "photo"  # a nearly lossless JPEG is read too
-    assert out["nearly"]["weights_why"].startswith("auto: noisy JPEG q~98, noise ~")
+    assert out["nearly"]["weights_why"].startswith("auto: noisy JPEG q~98; noise ~")
     assert out["none"]["weights"] == "clean"
-    assert out["none"]["weights_why"].startswith("auto: lossless input, noise ~0.")
+    assert out["none"]["weights_why"].startswith("auto: lossless input; noise ~0.")
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
         "--weights clean"
     assert out["jpeg"]["mean"]["psnr"] != out["forced"]["mean"]["psnr"]

@@ -405,3 +405,49 @@ def test_an_output_under_a_file_says_so(ckpt, tmp_path):
                                    "--checkpoint", str(ckpt["x2"])))
     assert "afile' (the folder of output" in line and "is not a folder" in line
     assert (tmp_path / "afile").read_text() == "notes"
+
+
+# ------------------------------------------------------------------- the table, 80 columns
+
+def _row(name: str, mode: str = "RGB", **extra) -> dict:
+    return {"input": f"/photos/trip/{name}.jpg", "output": f"/photos/out/{name}_x2.png",
+            "mode": mode, "input_size": [1200, 1000], "output_size": [2400, 2000],
+            "seconds": 5.5, **extra}
+
+
+def _render(rows: list[dict], width: int = 80) -> str:
+    from rich.console import Console
+
+    from wdsr_cli import ui
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(ui.upscale_table(rows, "OpenVINO"))
+    return console.export_text()
+
+
+def test_the_upscale_table_fits_80_columns_with_whole_names():
+    why = "auto: noisy JPEG q~98; noise ~0.0 colour, ~3.2 brightness"
+    rows = [_row("harbour", weights="photo", weights_why=why),
+            _row("market", weights="photo-low",
+                 weights_why="auto: JPEG q~70; strongly compressed")]
+    text = _render(rows)
+    assert max(map(len, text.splitlines())) <= 80
+    assert "from /photos/trip into /photos/out" in text  # the folders once, in the title
+    assert "harbour.jpg" in text and "harbour_x2.png" in text  # names whole, not cut with …
+    assert "…" not in text and "/photos/trip/harbour" not in text
+    # the weights cell: the kind and the input's form; the noise figures stay in --json
+    assert "brightness" not in text and "strongly" not in text
+    from wdsr_cli import ui
+
+    cells = {c.header: list(c.cells) for c in ui.upscale_table(rows).columns}
+    assert cells["weights"] == ["photo (noisy JPEG q~98)", "photo-low (JPEG q~70)"]
+    assert cells["input"] == ["harbour.jpg", "market.jpg"]
+    assert "mode" not in text  # every image plain RGB: no column saying so
+
+
+def test_the_upscale_table_shows_the_mode_when_an_image_differs_and_one_image_whole():
+    text = _render([_row("a"), _row("b", mode="RGBA 16-bit")], width=120)
+    assert "mode" in text and "RGBA 16-bit" in text
+    one = _render([_row("a")], width=120)  # one image: its whole paths, no folder line
+    assert "/photos/trip/a.jpg" in one and "from /photos" not in one
+    assert "weights" not in one  # a checkpoint the user named: no weights column

@@ -387,11 +387,17 @@ def test_a_retrained_checkpoint_never_runs_the_old_form_next_to_it(ckpts, cache,
 def test_the_reasons_of_the_automatic_choice_are_exact():
     """The reason is what the summary and the table show for each input."""
     assert W.bundled_kind("auto", W.PHOTO_MAX_QUALITY + 3, 2) == (
-        "clean", f"auto: JPEG q~{W.PHOTO_MAX_QUALITY + 3}, nearly lossless")
+        "clean", f"auto: JPEG q~{W.PHOTO_MAX_QUALITY + 3}; nearly lossless")
     assert W.bundled_kind("auto", 75, 8) == (
-        "clean", "auto: JPEG, but no x8 photo weights are bundled")
+        "clean", "auto: JPEG q~75; no x8 photo weights are bundled")
     assert W.bundled_kind("auto", 81, None) == ("photo", "auto: JPEG q~81")
-    assert W.bundled_kind("auto", 80, None) == ("photo-low", "auto: JPEG q~80, strongly compressed")
+    assert W.bundled_kind("auto", 80, None) == ("photo-low", "auto: JPEG q~80; strongly compressed")
+    # the table cell keeps the input's form only; what else decided it stays in the JSON
+    assert W.brief("auto: JPEG q~70; strongly compressed") == "JPEG q~70"
+    assert W.brief("auto: noisy JPEG q~98; noise ~0.0 colour, ~3.2 brightness") == \
+        "noisy JPEG q~98"
+    assert W.brief("auto: lossless input") == "lossless input"
+    assert W.brief("--weights photo") == "--weights photo"
 
 
 def test_named_bundled_weights_default_to_clean_x2():

@@ -356,16 +356,37 @@ def engine_label(backend: str, precision: str | None) -> str:
 
 
 def upscale_table(images: list[dict], backend: str | None = None) -> Table:
+    """One row per written image. Several images name their files relative to the input and
+    output folders the title gives, so an 80-column terminal shows whole names; the weights
+    cell gives the kind and the input's form (the full reason is in --json)."""
+    import os
+
+    from .core.inference.weights import brief
+
     title = f"{len(images)} upscaled" + (f" with {backend}" if backend else "")
+    inputs, outputs = [r["input"] for r in images], [r["output"] for r in images]
+    try:
+        folders = [os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+                   for paths in (inputs, outputs)]
+    except ValueError:  # on different drives (Windows): whole paths
+        folders = []
+    if len(images) > 1 and folders:
+        inputs, outputs = ([os.path.relpath(os.path.abspath(p), f) for p in paths]
+                           for paths, f in zip((inputs, outputs), folders, strict=True))
+        title += f"\nfrom {folders[0]} into {folders[1]}"
+    modes = any(r["mode"] != "RGB" for r in images)  # a column only when some image differs
     weights = any("weights" in r for r in images)  # bundled weights: which ran and why
-    return table(_escape(title), ["input", "output", "size", "mode"]
-                 + (["weights"] if weights else []) + ["time s"],
-                 [(_escape(r["input"]), _escape(r["output"]),
-                   f"{r['input_size'][0]}x{r['input_size'][1]} -> "
-                   f"{r['output_size'][0]}x{r['output_size'][1]}", r["mode"],
-                   *([_escape(f"{r['weights']} ({r['weights_why'].removeprefix('auto: ')})")]
-                     if weights else []),
-                   f"{r['seconds']:.2f}") for r in images])
+    t = Table(title=_escape(title), title_justify="left")
+    for name in ["input", "output", "size"] + ["mode"] * modes + ["weights"] * weights:
+        t.add_column(name, overflow="fold")
+    t.add_column("time s", justify="right", no_wrap=True)
+    for r, source, target in zip(images, inputs, outputs, strict=True):
+        (w, h), (ow, oh) = r["input_size"], r["output_size"]
+        t.add_row(_escape(source), _escape(target), f"{w}x{h} -> {ow}x{oh}",
+                  *([_escape(r["mode"])] if modes else []),
+                  *([_escape(f"{r['weights']} ({brief(r['weights_why'])})")] if weights
+                    else []), f"{r['seconds']:.2f}")
+    return t
 
 
 class ImageProgress:

@@ -441,7 +441,7 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tupl
         if requested != "auto":
             return bundled_kind(requested, None, scale)
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
-            return "photo", "auto: video, compressed frames"
+            return "photo", "auto: video; compressed frames"
         quality = jpeg_quality_of(job.source)
         noise = noise_of(job.source) if is_read(quality) else None
         return bundled_kind(requested, quality, scale, noise)

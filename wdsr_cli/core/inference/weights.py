@@ -58,6 +58,7 @@ __all__ = [
     "BACKENDS",
     "WEIGHT_CHOICES",
     "Weights",
+    "brief",
     "bundled_kind",
     "check_weights_choice",
     "cache_dir",
@@ -155,21 +156,30 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     check_weights_choice(requested)
     if requested != "auto":
         return requested, f"--weights {requested}"
+    # why = "auto: <the input's form>[; what else decided it]": brief() keeps the form
     if jpeg_quality is None or jpeg_quality > PHOTO_MAX_QUALITY:
         # lossless or nearly so: only noise asks for the photo weights
         form = "lossless input" if jpeg_quality is None else f"JPEG q~{jpeg_quality}"
         if noise is None or not noise.noisy:
-            plain = form if jpeg_quality is None else f"{form}, nearly lossless"
-            return "clean", f"auto: {plain}" + ("" if noise is None else f", {noise}")
-        what, why = f"noisy {form}", f"auto: noisy {form}, {noise}"
+            facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
+                ([] if noise is None else [str(noise)])
+            return "clean", f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
+        form, facts = f"noisy {form}", [str(noise)]
     else:
-        what, why = "JPEG", f"auto: JPEG q~{jpeg_quality}"
+        form, facts = f"JPEG q~{jpeg_quality}", []
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
-        return "clean", f"auto: {what}, but no x{scale} photo weights are bundled"
-    if jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
-            scale is None or bundled_checkpoint(scale, "photo-low") is not None):
-        return "photo-low", f"{why}, strongly compressed"
-    return "photo", why
+        return "clean", f"auto: {form}; no x{scale} photo weights are bundled"
+    low = jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
+        scale is None or bundled_checkpoint(scale, "photo-low") is not None)
+    facts += ["strongly compressed"] if low else []
+    return ("photo-low" if low else "photo"), \
+        f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
+
+
+def brief(why: str) -> str:
+    """The input's form a :func:`bundled_kind` reason names ("JPEG q~70", "noisy lossless
+    input"), without what else decided it: for a table cell."""
+    return why.split("; ")[0].removeprefix("auto: ")
 
 
 def named_checkpoint(checkpoint: str | os.PathLike | None, scale: int | None, *,
