@@ -135,12 +135,16 @@ def test_a_large_image_is_read_on_a_grid_of_tiles_inside_it():
     assert 3.5 < _colour(big) < 4.5
 
 
-def test_a_file_is_read_and_an_unreadable_one_is_none(tmp_path):
+def test_a_decoded_file_is_read_on_its_own_scale(tmp_path):
+    from wdsr_cli.core.data.images import read_image
+
     img = _noisy(read_rgb_uint8(SAMPLE / "cat.png").astype(np.float64), 4)
     PILImage.fromarray(img).save(tmp_path / "n.png")
-    assert N.noise_of(tmp_path / "n.png") == N.noise_reading(img)
-    (tmp_path / "bad.png").write_bytes(b"not a png")
-    assert N.noise_of(tmp_path / "bad.png") is None
+    assert N.noise_of(read_image(tmp_path / "n.png")) == N.noise_reading(img)
+    deep = (img.astype(np.uint16) * 257)  # the same image in 16 bits reads the same
+    PILImage.fromarray(deep[..., 0]).save(tmp_path / "g16.png")
+    assert N.noise_of(read_image(tmp_path / "g16.png")).brightness == \
+        pytest.approx(N.noise_reading(img[..., 0]).brightness, abs=1e-6)
 
 
 def test_the_policy_for_lossless_and_nearly_lossless_inputs():

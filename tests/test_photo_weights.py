@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,91 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \
         "--weights clean"
     assert out["jpeg"]["mean"]["psnr"] != out["forced"]["mean"]["psnr"]
+
+
+# ----------------------------------------- each image's noise read once, models loaded lazily
+
+class _Nearest:
+    """A stand-in predictor (x2 nearest neighbour) that names the weights it stands for."""
+
+    scale, receptive_radius, window = 2, 1, (8, 8)
+    precision_check, precision, precision_why = None, "fp32", "stand-in"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.backend = type("Backend", (), {"name": f"stand-in for {kind}"})()
+
+    def predict(self, rgb, on_tile=None):
+        return np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
+
+    predict_uint8 = predict
+
+    def windows_for(self, height: int, width: int) -> int:
+        return 1
+
+
+def _run(folder, out, monkeypatch):
+    """plan + run of `wdsr upscale FOLDER -o OUT` in-process: (summary, kinds loaded in
+    order, files decoded in order)."""
+    from wdsr_cli.core import config as C
+    from wdsr_cli.core.data import images
+    from wdsr_cli.core.inference import upscale as U
+
+    decoded, loaded = [], []
+    read = images.read_image
+
+    def counted(path, *args, **kwargs):
+        decoded.append(Path(path).name)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "read_image", counted)
+    plan = U.plan_upscale(U.UpscaleRequest([str(folder)], str(out)), C.Config().runtime)
+
+    def load(kind):
+        loaded.append(kind)
+        return _Nearest(kind)
+
+    return U.run_upscale(plan, load), loaded, decoded
+
+
+def test_each_input_is_decoded_once_and_each_model_loads_when_first_needed(mixed, tmp_path,
+                                                                            monkeypatch):
+    summary, loaded, decoded = _run(mixed, tmp_path / "out", monkeypatch)
+    rows = {Path(r["input"]).name: r for r in summary.images}
+    # the noise of a.png (lossless), c.jpg (q99) and e/f.png, g.jpg was read from the one decode
+    # that feeds the network: no file is decoded twice
+    assert sorted(decoded) == sorted(rows) == sorted(p.name for p in mixed.iterdir())
+    assert [rows[n]["weights"] for n in sorted(rows)] == \
+        ["clean", "photo-low", "clean", "photo", "photo", "photo", "photo"]
+    assert loaded == ["clean", "photo-low", "photo"]  # in order of first use, each once
+    assert summary.engine["backend"] == "stand-in for clean"  # the first that ran
+    assert summary.to_json()["weights"] == ["clean", "photo", "photo-low"]
+
+
+def test_a_folder_of_clean_pngs_loads_the_clean_weights_alone(mixed, tmp_path, monkeypatch):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "c.jpg"):  # lossless, and nearly lossless: both read as quiet
+        (tmp_path / "in" / name).write_bytes((mixed / name).read_bytes())
+    summary, loaded, decoded = _run(tmp_path / "in", tmp_path / "out", monkeypatch)
+    assert loaded == ["clean"] and len(decoded) == 2
+    assert [r["weights"] for r in summary.images] == ["clean", "clean"]
+
+
+def test_a_model_that_fails_to_load_ends_the_batch_with_its_error(mixed, tmp_path,
+                                                                   monkeypatch):
+    from wdsr_cli.core import config as C
+    from wdsr_cli.core.errors import WdsrError
+    from wdsr_cli.core.inference import upscale as U
+
+    plan = U.plan_upscale(U.UpscaleRequest([str(mixed)], str(tmp_path / "out")),
+                          C.Config().runtime)
+
+    def load(kind):
+        if kind == "photo-low":
+            raise WdsrError("the photo-low weights are damaged", "reinstall wdsr")
+        return _Nearest(kind)
+
+    with pytest.raises(WdsrError, match="photo-low weights are damaged"):
+        U.run_upscale(plan, load)
+    # a.png, before it, was written whole; nothing half-written is left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png"]

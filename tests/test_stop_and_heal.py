@@ -76,7 +76,8 @@ def test_sigterm_and_sighup_stop_upscale_as_ctrl_c_does(tiny, tmp_path, sig, bac
     err = _finish(proc)
     assert proc.returncode == 128 + sig, err
     written = sorted(out.glob("*.png"))
-    assert f"interrupted: {len(written)} of 8 images were written" in err, err
+    name = signal.Signals(sig).name  # the line names the signal
+    assert f"interrupted by {name}: {len(written)} of 8 images were written" in err, err
     assert 0 < len(written) < 8 and "Traceback" not in err
     for f in written:
         assert read_image(f).pixels.shape == (48, 56, 3)

@@ -281,9 +281,10 @@ def upscale(
         inputs, output, scale, checkpoint, model, weights_choice, backend, precision,
         self_ensemble, overwrite, json_out, outscale, crf, codec),
         _load_config(None, None, device_target).runtime)
-    predictors = ui.load_upscale_engines(plan)
-    with ui.upscale_progress(plan) as bar:
-        summary = U.run_upscale(plan, predictors, bar.start, bar.tile, bar.done)
+    ui.upscale_notes(plan)
+    with ui.upscale_progress(plan) as bar:  # each model loads when its first image is read
+        summary = U.run_upscale(plan, ui.upscale_loader(plan, bar), bar.start, bar.tile,
+                                bar.done)
     ui.show_upscale(summary, ui.console_for(json_out))
     _write_json(json_out, summary.to_json(), "upscale")
     summary.check()

@@ -419,6 +419,18 @@ class ImageProgress:
             self.tiles = None
         self.bar.__exit__(*exc)
 
+    @property
+    def live(self) -> bool:
+        """True while the bar is drawn (a terminal, and something to do)."""
+        return self.images is not None and not self.bar.disable
+
+    def describe(self, text: str) -> None:
+        """What the bar is doing, e.g. loading a model (it takes no second live display)."""
+        if self.tiles is not None:  # the last image's tiles are done
+            self.bar.remove_task(self.tiles)
+            self.tiles = None
+        self.bar.update(self.images, description=_escape(text))
+
     def start(self, index: int, total: int, name: str) -> None:
         if self.tiles is not None:
             self.bar.remove_task(self.tiles)
@@ -580,22 +592,35 @@ def engine_line(weights, predictor) -> str:
             f"precision: {facts['precision']} ({facts['precision_why']}{checked})")
 
 
-def load_upscale_engines(plan) -> dict:
-    """Say which inputs are left out; load each weights of an upscale plan once (in order of
-    first use, none when no input is left to do) and say what runs."""
+def upscale_notes(plan) -> None:
+    """What the user should know before an upscale starts: notes, inputs left out."""
     for line in plan.notes:
         info(line)
     for left_out, source in plan.skipped:
         info(f"left out '{left_out}': it is the x{plan.scale} output of '{source}'")
-    predictors = {}
-    for kind, weights in plan.weights.items():
-        predictor = predictors[kind] = load_predictor(weights, plan.request.self_ensemble)
+
+
+def upscale_loader(plan, bar: ImageProgress):
+    """``load(kind)`` for :func:`core.inference.upscale.run_upscale`: loads the plan's weights
+    of that kind (when the first image needing them is read) and says what runs. While the
+    bar is up, the bar says what is loading (no second live display under it)."""
+    from .core.inference.weights import load_predictor as load
+
+    def loader(kind):
+        weights = plan.weights[kind]
+        if bar.live:
+            bar.describe(f"loading the {kind} weights" if kind else f"loading {weights.path.name}")
+            predictor = load(weights, bar.describe, self_ensemble=plan.request.self_ensemble)
+        else:
+            predictor = load_predictor(weights, plan.request.self_ensemble)
         what = weights.why if kind is None else f"bundled {kind} weights"
         info(f"{weights.label} ({what}; x{plan.scale}, windows of "
              f"{'x'.join(map(str, predictor.window))} LR px"
              + (", self-ensemble x8" if plan.request.self_ensemble else "") + ")")
         info(engine_line(weights, predictor))
-    return predictors
+        return predictor
+
+    return loader
 
 
 def upscale_progress(plan) -> ImageProgress:

@@ -184,21 +184,24 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
     a gray image has no colour to read (0.0)."""
     pixels = image if image.ndim == 3 else image[..., None]
     colour = pixels.shape[2] >= 3
-    found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
-        "r-g": [], "b-g": [], "y": [], "y/2": []}
+    planes: dict[str, list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]] = {
+        "r-g": [], "b-g": [], "y": [], "y/2": []}  # per tile: (plane, its patch corners)
     for rows, cols in _tiles(*pixels.shape[:2]):
         tile = pixels[rows, cols, :3].astype(np.float64) * (255.0 / peak)
         saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
-        r, c = _patch_corners(saturated)
+        corners = _patch_corners(saturated)
         y = tile @ LUMA if colour else tile[..., 0]
         if colour:
-            found["r-g"].append(_patches((tile[..., 0] - tile[..., 1]) / np.sqrt(2.0), r, c))
-            found["b-g"].append(_patches((tile[..., 2] - tile[..., 1]) / np.sqrt(2.0), r, c))
-        found["y"].append(_patches(y, r, c))
-        found["y/2"].append(_patches(_halve(y), *_patch_corners(_halve(saturated) > 0)))
-    sigma = {name: _channel_sigma(np.concatenate([e for e, _ in parts]),
-                                  np.concatenate([p for _, p in parts])) if parts else 0.0
-             for name, parts in found.items()}
+            planes["r-g"].append(((tile[..., 0] - tile[..., 1]) / np.sqrt(2.0), corners))
+            planes["b-g"].append(((tile[..., 2] - tile[..., 1]) / np.sqrt(2.0), corners))
+        planes["y"].append((y, corners))
+        planes["y/2"].append((_halve(y), _patch_corners(_halve(saturated) > 0)))
+    sigma = {}
+    for name, tiles in planes.items():  # one plane's patches at a time: bounded memory
+        found = [_patches(plane, *corners) for plane, corners in tiles]
+        sigma[name] = _channel_sigma(np.concatenate([e for e, _ in found]),
+                                     np.concatenate([p for _, p in found])) if found else 0.0
+        del found
     return NoiseReading(float(np.mean([sigma["r-g"], sigma["b-g"]])), sigma["y"],
                         2.0 * sigma["y/2"])
 
@@ -208,14 +211,6 @@ def is_read(jpeg_quality: int | None) -> bool:
     return jpeg_quality is None or jpeg_quality >= READ_MIN_QUALITY
 
 
-def noise_of(path) -> NoiseReading | None:
-    """:func:`noise_reading` of an image file; None when it cannot be read (the reader
-    reports that when the image is upscaled)."""
-    from ..data.images import read_image
-    from ..errors import WdsrError
-
-    try:
-        img = read_image(path)
-    except WdsrError:
-        return None
-    return noise_reading(img.pixels, 65535.0 if img.bit_depth == 16 else 255.0)
+def noise_of(image) -> NoiseReading:
+    """:func:`noise_reading` of a decoded image (:class:`data.images.Image`, 8 or 16 bits)."""
+    return noise_reading(image.pixels, 65535.0 if image.bit_depth == 16 else 255.0)

@@ -286,23 +286,36 @@ class _Read:
     seconds: float
 
 
-def _read(predictor, source: Path) -> _Read:
-    from ..data.images import alpha_to_float, read_image, to_rgb_float
+def _decode(source: Path) -> tuple[Any, float]:
+    """(the decoded image, seconds): needs no model."""
+    from ..data.images import read_image
 
     start = time.perf_counter()
     src = read_image(source)
     if src.height < MIN_SIDE or src.width < MIN_SIDE:
         raise WdsrError(f"'{source}' is only {src.width}x{src.height} pixels",
                         f"wdsr needs at least {MIN_SIDE}x{MIN_SIDE} pixels to upscale")
+    return src, time.perf_counter() - start
+
+
+def _prepare(predictor, src: Any, seconds: float = 0.0) -> _Read:
+    """The decoded image as the network takes it; ``seconds`` spent so far on it."""
+    from ..data.images import alpha_to_float, to_rgb_float
+
+    start = time.perf_counter()
     alpha = alpha_to_float(src)
     if src.bit_depth == 8 and not src.gray and alpha is None:
         # a plain 8-bit RGB photo stays uint8 and comes back as uint8, window by window:
         # no float copy of the image or of the result (see _network)
-        return _Read(src, src.pixels, None, time.perf_counter() - start)
+        return _Read(src, src.pixels, None, seconds)
     rgb = to_rgb_float(src)
     if alpha is not None:
         rgb = bleed_transparent(rgb, alpha, predictor.receptive_radius + 2)
-    return _Read(src, rgb, alpha, time.perf_counter() - start)
+    return _Read(src, rgb, alpha, seconds + time.perf_counter() - start)
+
+
+def _read(predictor, source: Path) -> _Read:
+    return _prepare(predictor, *_decode(source))
 
 
 def _network(predictor, read: _Read, on_tile: Callable[[int, int], None] | None
@@ -426,89 +439,140 @@ def _failure(job: Job, exc: BaseException) -> str:
     raise exc
 
 
-def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[tuple[str, str]]:
-    """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`): the
-    photo weights (photo-low for a strongly compressed one) for a JPEG input and for a noisy
-    lossless or nearly lossless one, the clean ones for the rest, unless ``requested`` says.
-    A video gets the photo weights: its frames are compressed, by how much no table says."""
+@dataclass(frozen=True)
+class ByNoise:
+    """A choice of weights its noise makes, once the image is read (a lossless or nearly
+    lossless input under ``--weights auto``; :func:`.noise.is_read`)."""
+
+    jpeg_quality: int | None  # None: lossless
+
+    def decide(self, image: Any, scale: int) -> tuple[str, str]:
+        from .noise import noise_of
+        from .weights import bundled_kind
+
+        return bundled_kind("auto", self.jpeg_quality, scale, noise_of(image))
+
+    def kinds(self, scale: int) -> list[str]:
+        """What :meth:`decide` may give: [for a quiet image, for a noisy one]."""
+        from .noise import NoiseReading
+        from .weights import bundled_kind
+
+        quiet, noisy = NoiseReading(0.0, 0.0, 0.0), NoiseReading(99.0, 99.0, 99.0)
+        return [bundled_kind("auto", self.jpeg_quality, scale, n)[0] for n in (quiet, noisy)]
+
+
+Choice = tuple[str | None, str]  # (kind of bundled weights, None: the file the user named; why)
+
+
+def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choice | ByNoise]:
+    """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`) as far
+    as the file's header decides it: the photo weights (photo-low for a strongly compressed
+    one) for a JPEG input, unless ``requested`` says; a lossless or nearly lossless input is
+    left :class:`ByNoise`, decided when the image is read. A video gets the photo weights:
+    its frames are compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
-    from .noise import is_read, noise_of
+    from .noise import is_read
     from .video import is_video_file
     from .weights import bundled_kind
 
-    def one(job: Job) -> tuple[str, str]:
+    def one(job: Job) -> Choice | ByNoise:
         if requested != "auto":
             return bundled_kind(requested, None, scale)
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video; compressed frames"
         quality = jpeg_quality_of(job.source)
-        noise = noise_of(job.source) if is_read(quality) else None
-        return bundled_kind(requested, quality, scale, noise)
+        return ByNoise(quality) if is_read(quality) else bundled_kind(requested, quality, scale)
 
-    if len(jobs) < 2:
-        return [one(job) for job in jobs]
-    from concurrent.futures import ThreadPoolExecutor
+    return [one(job) for job in jobs]
 
-    # a folder: two files decoded and read at a time (both mostly outside the GIL)
-    with ThreadPoolExecutor(2, thread_name_prefix="wdsr-noise") as pool:
-        return list(pool.map(one, jobs))
+
+class PerImage:
+    """Which weights each image of a batch runs: job ``i``'s choice (``choices[i]``, filled in
+    as images are read when it is :class:`ByNoise`), and one predictor per kind, made by
+    ``load(kind)`` the first time an image needs it (on the calling thread: it may load a
+    model and say so)."""
+
+    def __init__(self, choices: Sequence[Choice | ByNoise], scale: int,
+                 load: Callable[[str | None], Any]) -> None:
+        self.choices, self.scale, self.load = list(choices), scale, load
+        self.loaded: dict[str | None, Any] = {}  # kind -> predictor, in order of first use
+
+    def read(self, index: int, source: Path) -> tuple[str | None, Any, _Read | None]:
+        """(job ``index``'s kind, its decoded image, the image made ready for the network if
+        that kind's model is loaded yet, else None). Runs on the reader thread: the noise of
+        a :class:`ByNoise` choice is read from the decoded image here."""
+        src, seconds = _decode(source)
+        choice = self.choices[index]
+        if isinstance(choice, ByNoise):
+            choice = self.choices[index] = choice.decide(src, self.scale)
+        model = self.loaded.get(choice[0])
+        return choice[0], src, None if model is None else _prepare(model, src, seconds)
+
+    def predictor(self, kind: str | None) -> Any:
+        if kind not in self.loaded:
+            self.loaded[kind] = self.load(kind)
+        return self.loaded[kind]
 
 
 def upscale_batch(predictor, jobs: Sequence[Job],
                   on_start: Callable[[int, int, Job], None] | None = None,
                   on_tile: Callable[[int, int], None] | None = None,
                   on_done: Callable[[int, int, Job, dict[str, Any] | None, str | None], None]
-                  | None = None, per_job: Sequence[Any] | None = None) -> dict[str, Any]:
-    """Upscale every job with one loaded model (or, with ``per_job``, job ``i`` with
-    ``per_job[i]``: a folder of PNG and JPEG photos gets each image its own weights, each
-    model loaded once); a file that cannot be done is recorded and the batch goes on.
-
-    Reading (decode, alpha bleed) of the next image and writing (encode, save) of finished
-    ones run in two background threads while the network computes, so on a folder the
-    network is rarely idle. ``on_start(index, total, job)`` before an image's network pass,
-    ``on_tile(done, total)`` per backend call (tile) of that image, ``on_done(index, total,
-    job, result, error)`` once its file is written (in input order; all callbacks run on the
-    calling thread). Returns ``{"images": [...], "failures": [{"input", "error"}],
-    "interrupted": bool, "seconds": float}``.
-
-    Ctrl-C (KeyboardInterrupt) stops the batch: the image being computed is dropped, the
-    files already being written are finished (atomically: each is complete or absent), and
-    the summary says ``interrupted``.
-    """
+                  | None = None, per_image: PerImage | None = None) -> dict[str, Any]:
+    """Upscale every job with one model (with ``per_image``: the weights each image chooses,
+    each model loaded when first needed; an error loading one ends the batch); a file that
+    cannot be done is recorded and the batch goes on. Reading the next image (decode, noise
+    reading, alpha bleed) and writing finished ones run in two background threads while the
+    network computes. Callbacks, and ``per_image``'s loads, run on the calling thread:
+    ``on_start(index, total, job)`` before an image's network pass, ``on_tile(done, total)``
+    per backend call, ``on_done(index, total, job, result, error)`` once its file is written
+    (in input order). Returns ``{"images", "failures": [{"input", "error"}], "interrupted",
+    "seconds"}``. Ctrl-C (KeyboardInterrupt) stops the batch: the image being computed is
+    dropped, the files being written are finished (each complete or absent)."""
     from concurrent.futures import ThreadPoolExecutor
 
     total = len(jobs)
-    models = list(per_job) if per_job is not None else [predictor] * total
+    if per_image is None:
+        per_image = PerImage([(None, "")] * total, 0, lambda kind: predictor)
     start = time.perf_counter()
     done = _InOrder(jobs, on_done)
     outcomes, report = done.outcomes, done.report
     interrupted = False
 
-    def write(index: int, job: Job, read: _Read, sr: np.ndarray, network: float) -> None:
+    def write(index: int, job: Job, read: _Read, sr: np.ndarray, model, network: float
+              ) -> None:
         try:
-            outcomes[index] = (_write(job, read, sr, models[index], network), None)
+            outcomes[index] = (_write(job, read, sr, model, network), None)
         except (WdsrError, OSError, MemoryError) as exc:
             outcomes[index] = (None, _failure(job, exc))
 
     pool = ThreadPoolExecutor(2, thread_name_prefix="wdsr-io")
     writes: list[Any] = []
+    reads: list[Any] = []
     try:
-        reads = [pool.submit(_read, models[0], job.source) for job in jobs[:1]]
+        reads.append(pool.submit(per_image.read, 0, jobs[0].source) if total else None)
         for index, job in enumerate(jobs):
             if index + 1 < total:  # read the next image while this one computes
-                reads.append(pool.submit(_read, models[index + 1], jobs[index + 1].source))
+                reads.append(pool.submit(per_image.read, index + 1, jobs[index + 1].source))
             try:
-                read = reads[index].result()
+                kind, src, ready = reads[index].result()
                 reads[index] = None  # free it once written
-                if on_start is not None:
-                    on_start(index, total, job)
-                sr, network = _network(models[index], read, on_tile)
             except (WdsrError, OSError, MemoryError) as exc:
                 outcomes[index] = (None, _failure(job, exc))
             else:
-                writes.append(pool.submit(write, index, job, read, sr, network))
-                del read, sr
+                model = per_image.predictor(kind)  # a model that cannot load ends the batch
+                try:
+                    ready = ready or _prepare(model, src)
+                    if on_start is not None:
+                        on_start(index, total, job)
+                    sr, network = _network(model, ready, on_tile)
+                except (WdsrError, OSError, MemoryError) as exc:
+                    outcomes[index] = (None, _failure(job, exc))
+                else:
+                    writes.append(pool.submit(write, index, job, ready, sr, model, network))
+                    del sr
+                del src, ready
             if len(writes) > 1:  # at most one write behind: bounded memory
                 writes.pop(0).result()
             report(index + 1)
@@ -638,9 +702,10 @@ class UpscaleRequest:
 @dataclass
 class UpscalePlan:
     """Everything checked, nothing loaded: the jobs worth trying (``todo``), the failures the
-    file headers already show, and which weights each job runs (``choices``: (kind, why);
-    kind None = the one file the user named). ``weights``: kind -> resolved weights, in order
-    of first use, so each is loaded once."""
+    file headers already show, and which weights each job runs (``choices``: (kind, why),
+    kind None = the one file the user named; or :class:`ByNoise`, decided as the image is
+    read). ``weights``: kind -> resolved weights, every kind a job may run, each loaded when
+    first needed."""
 
     request: UpscaleRequest
     scale: int
@@ -648,7 +713,7 @@ class UpscalePlan:
     skipped: list[tuple[Path, Path]]
     todo: list[Job]
     failures: list[dict[str, str]]
-    choices: list[tuple[str | None, str]]
+    choices: list[Choice | ByNoise]
     weights: dict[str | None, Any]
     requested: Any  # the weights resolved for the request itself (named in --json)
     bundled: bool  # choosing among the bundled weights per input (--weights)
@@ -683,11 +748,16 @@ def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
     choices = choose_weights(todo, r.weights, first.scale) if bundled else \
         [(None, first.why)] * len(todo)
     weights: dict[str | None, Any] = {}
-    for kind, _ in choices:
+    for kind in (k for choice in choices for k in _kinds(choice, first.scale)):
         if kind not in weights:
             weights[kind] = first if kind in (None, first.bundled) else resolved(kind)
     return UpscalePlan(r, first.scale, planned.jobs, planned.skipped, todo, failures, choices,
                        weights, first, bundled, notes, video)
+
+
+def _kinds(choice: Choice | ByNoise, scale: int) -> list[str | None]:
+    """The kinds of weights a choice may run."""
+    return choice.kinds(scale) if isinstance(choice, ByNoise) else [choice[0]]
 
 
 def _preflight_request(r: UpscaleRequest, jobs: list[Job]) -> tuple[list[Job], list, Any]:
@@ -746,41 +816,44 @@ class UpscaleSummary:
     def check(self) -> None:
         """Interrupted or any failure: the error the command ends with (exit 130 / 2)."""
         from ..errors import Interrupted
+        from ..runtime import interruption
 
         total = len(self.plan.jobs)
-        if self.interrupted:
-            raise Interrupted(f"interrupted: {len(self.images)} of {total} images were written "
-                              "(each complete, listed above); nothing else was left behind",
+        if self.interrupted:  # "interrupted" (Ctrl-C) or "interrupted by SIGTERM"
+            raise Interrupted(f"{interruption()[0]}: {len(self.images)} of {total} images "
+                              "were written (each complete, listed above); nothing else was "
+                              "left behind",
                               "rerun with --overwrite to redo them all, or pass only the rest")
         if self.failures:
             raise WdsrError(f"{len(self.failures)} of {total} images failed (listed above)",
                             "the others were written")
 
 
-def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
+def run_upscale(plan: UpscalePlan, load: Callable[[str | None], Any],
                 on_start: Callable[[int, int, str], None] | None = None,
                 on_tile: Callable[[int, int], None] | None = None,
                 on_done: Callable[[int, int], None] | None = None) -> UpscaleSummary:
-    """Upscale the plan's jobs, each with the predictor of its weights (``predictors``:
-    kind -> loaded Predictor, see :attr:`UpscalePlan.weights`)."""
+    """Upscale the plan's jobs, each with the predictor of its weights: ``load(kind)`` gives
+    it (a loaded Predictor for ``plan.weights[kind]``), called once per kind, when the first
+    image needing it is read."""
     from .engines import engine_facts
 
     if not plan.todo:
         return UpscaleSummary(plan, [], plan.failures, False, 0.0, {}, None)
-    kind0 = plan.choices[0][0]
-    first = predictors[kind0]
-    facts, window = engine_facts(plan.weights[kind0], first), tuple(first.window)
+    per_image = PerImage(plan.choices, plan.scale, load)
     if plan.video is not None:
-        row = _run_video(plan, first, on_done)
-        return UpscaleSummary(plan, [row], [], False, row["seconds"], facts, window)
-    start = on_start and (lambda i, n, job: on_start(i, n, job.source.name))
-    done = on_done and (lambda i, n, job, result, error: on_done(i, n))
-    result = upscale_batch(first, plan.todo, on_start=start, on_tile=on_tile, on_done=done,
-                           per_job=[predictors[kind] for kind, _ in plan.choices])
-    images = result["images"]
-    why_of = {str(job.source): c for job, c in zip(plan.todo, plan.choices, strict=True)}
-    for row in images:  # say which weights ran and why
-        kind, why = why_of[row["input"]]
+        row = _run_video(plan, per_image.predictor(plan.choices[0][0]), on_done)
+        result = {"images": [row], "failures": [], "interrupted": False,
+                  "seconds": row["seconds"]}
+    else:
+        start = on_start and (lambda i, n, job: on_start(i, n, job.source.name))
+        done = on_done and (lambda i, n, job, result, error: on_done(i, n))
+        result = upscale_batch(None, plan.todo, on_start=start, on_tile=on_tile,
+                               on_done=done, per_image=per_image)
+    choice_of = {str(job.source): c for job, c in zip(plan.todo, per_image.choices,
+                                                      strict=True)}
+    for row in result["images"]:  # say which weights ran and why
+        kind, why = choice_of[row["input"]]
         row["checkpoint"] = plan.weights[kind].checkpoint_file
         if plan.bundled:
             row["weights"], row["weights_why"] = kind, why
@@ -788,8 +861,12 @@ def run_upscale(plan: UpscalePlan, predictors: dict[str | None, Any],
     failures = sorted(plan.failures + result["failures"], key=lambda f: order[f["input"]])
     if len(plan.jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
-    return UpscaleSummary(plan, images, failures, result["interrupted"], result["seconds"],
-                          facts, window)
+    facts, window = {}, None  # the engine of the first weights that ran
+    for kind, predictor in per_image.loaded.items():
+        facts, window = engine_facts(plan.weights[kind], predictor), tuple(predictor.window)
+        break
+    return UpscaleSummary(plan, result["images"], failures, result["interrupted"],
+                          result["seconds"], facts, window)
 
 
 def _run_video(plan: UpscalePlan, predictor: Any,
@@ -799,7 +876,4 @@ def _run_video(plan: UpscalePlan, predictor: Any,
     on_frame = on_done and (lambda done, total: on_done(done - 1, total))
     row = upscale_video(predictor, plan.todo[0], codec=r.codec, crf=r.crf, on_frame=on_frame)
     row["mode"] = f"video, {row['frames']} frames, {row['codec']}"
-    row["checkpoint"] = plan.weights[plan.choices[0][0]].checkpoint_file
-    if plan.bundled:
-        row["weights"], row["weights_why"] = plan.choices[0]
     return row
