@@ -72,6 +72,10 @@ MODULES = [
            "or killed_maker or wrong_onnx_form or retrained or knows_its_scale'",
            ("cache_dir", "_form_contract", "_discard", "onnx_form", "checkpoint_facts",
             "make_onnx_form", "load_predictor")),
+    # the noise reading that sends a noisy lossless or nearly lossless input to the photo
+    # weights (two of the sixteen sample photos: each one costs 0.7 s)
+    Module("noise", "wdsr_cli/core/inference/noise.py",
+           "test_noise.py -k 'not every_sample_photo or dogs or leaves'"),
     Module("contract", "wdsr_cli/core/inference/contract.py", "test_contract.py"),
     Module("backends", "wdsr_cli/core/inference/backends/__init__.py", "test_contract.py",
            ("model_format", "load_exported")),

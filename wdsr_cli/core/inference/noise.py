@@ -175,8 +175,9 @@ class NoiseReading:
 
 
 def _halve(a: np.ndarray) -> np.ndarray:
+    """The means of 2 x 2 pixels of a plane (an odd last row or column left out)."""
     h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
-    return a[:h, :w].reshape(h // 2, 2, w // 2, 2, *a.shape[2:]).mean(axis=(1, 3))
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
 
 def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
