@@ -448,6 +448,6 @@ def test_the_upscale_table_fits_80_columns_with_whole_names():
 def test_the_upscale_table_shows_the_mode_when_an_image_differs_and_one_image_whole():
     text = _render([_row("a"), _row("b", mode="RGBA 16-bit")], width=120)
     assert "mode" in text and "RGBA 16-bit" in text
-    one = _render([_row("a")], width=120)  # one image: its whole paths, no folder line
-    assert "/photos/trip/a.jpg" in one and "from /photos" not in one
+    one = _render([_row("a")], width=120)  # one image: its folders in the title too
+    assert "from /photos/trip into /photos/out" in one and "/photos/trip/a.jpg" not in one
     assert "weights" not in one  # a checkpoint the user named: no weights column

@@ -356,9 +356,9 @@ def engine_label(backend: str, precision: str | None) -> str:
 
 
 def upscale_table(images: list[dict], backend: str | None = None) -> Table:
-    """One row per written image. Several images name their files relative to the input and
-    output folders the title gives, so an 80-column terminal shows whole names; the weights
-    cell gives the kind and the input's form (the full reason is in --json)."""
+    """One row per written image. Rows name files relative to the input and output folders
+    the title gives, so an 80-column terminal shows whole names; the weights cell gives the
+    kind and the input's form (the full reason is in --json)."""
     import os
 
     from .core.inference.weights import brief
@@ -370,7 +370,7 @@ def upscale_table(images: list[dict], backend: str | None = None) -> Table:
                    for paths in (inputs, outputs)]
     except ValueError:  # on different drives (Windows): whole paths
         folders = []
-    if len(images) > 1 and folders:
+    if folders:
         inputs, outputs = ([os.path.relpath(os.path.abspath(p), f) for p in paths]
                            for paths, f in zip((inputs, outputs), folders, strict=True))
         title += f"\nfrom {folders[0]} into {folders[1]}"
