@@ -37,11 +37,21 @@ def tiny(ms_cpu, tmp_path_factory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_x2.ckpt", 2)
 
 
+# SIGTERM and SIGHUP as a terminal's shell gives them, then wdsr in the same process. Under
+# nohup (or a CI runner that ignores SIGHUP) the child would inherit an ignored SIGHUP, which
+# wdsr rightly leaves ignored: the signal tests would then test the runner, not wdsr.
+_DEFAULT_SIGNALS = ("import os, signal, sys\n"
+                    "for s in (signal.SIGTERM, signal.SIGHUP):\n"
+                    "    signal.signal(s, signal.SIG_DFL)\n"
+                    "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def _held(args: list[str], point: str, marker: Path, env: dict | None = None
           ) -> subprocess.Popen:
-    proc = subprocess.Popen([WDSR, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {}),
-                                            "WDSR_TEST_HOLD": f"{point}={marker}"})
+    proc = subprocess.Popen([sys.executable, "-c", _DEFAULT_SIGNALS, WDSR, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {}),
+                                 "WDSR_TEST_HOLD": f"{point}={marker}"})
     wait_for_marker(proc, marker)
     return proc
 
