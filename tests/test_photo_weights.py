@@ -276,3 +276,14 @@ def test_a_model_that_fails_to_load_ends_the_batch_with_its_error(mixed, tmp_pat
         U.run_upscale(plan, load)
     # a.png, before it, was written whole; nothing half-written is left
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png"]
+
+
+def test_each_row_counts_its_decode_also_when_its_model_loads_after_it(mixed, tmp_path,
+                                                                       monkeypatch):
+    from wdsr_cli.core.inference import upscale as U
+
+    decode = U._decode
+    monkeypatch.setattr(U, "_decode", lambda source: (decode(source)[0], 100.0))  # a slow disk
+    summary, loaded, _ = _run(mixed, tmp_path / "out", monkeypatch)
+    assert len(loaded) == 3  # three images were read before their model was loaded
+    assert all(r["seconds"] >= 100.0 for r in summary.images)

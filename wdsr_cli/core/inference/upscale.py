@@ -498,16 +498,18 @@ class PerImage:
         self.choices, self.scale, self.load = list(choices), scale, load
         self.loaded: dict[str | None, Any] = {}  # kind -> predictor, in order of first use
 
-    def read(self, index: int, source: Path) -> tuple[str | None, Any, _Read | None]:
-        """(job ``index``'s kind, its decoded image, the image made ready for the network if
-        that kind's model is loaded yet, else None). Runs on the reader thread: the noise of
-        a :class:`ByNoise` choice is read from the decoded image here."""
+    def read(self, index: int, source: Path
+             ) -> tuple[str | None, Any, float, _Read | None]:
+        """(job ``index``'s kind, its decoded image, the seconds that took, the image made
+        ready for the network if that kind's model is loaded yet, else None). Runs on the
+        reader thread: the noise of a :class:`ByNoise` choice is read from the decoded image
+        here."""
         src, seconds = _decode(source)
         choice = self.choices[index]
         if isinstance(choice, ByNoise):
             choice = self.choices[index] = choice.decide(src, self.scale)
         model = self.loaded.get(choice[0])
-        return choice[0], src, None if model is None else _prepare(model, src, seconds)
+        return choice[0], src, seconds, None if model is None else _prepare(model, src, seconds)
 
     def predictor(self, kind: str | None) -> Any:
         if kind not in self.loaded:
@@ -556,14 +558,15 @@ def upscale_batch(predictor, jobs: Sequence[Job],
             if index + 1 < total:  # read the next image while this one computes
                 reads.append(pool.submit(per_image.read, index + 1, jobs[index + 1].source))
             try:
-                kind, src, ready = reads[index].result()
+                kind, src, seconds, ready = reads[index].result()
                 reads[index] = None  # free it once written
             except (WdsrError, OSError, MemoryError) as exc:
                 outcomes[index] = (None, _failure(job, exc))
             else:
                 model = per_image.predictor(kind)  # a model that cannot load ends the batch
                 try:
-                    ready = ready or _prepare(model, src)
+                    if ready is None:  # its model was loaded just now
+                        ready = _prepare(model, src, seconds)
                     if on_start is not None:
                         on_start(index, total, job)
                     sr, network = _network(model, ready, on_tile)
