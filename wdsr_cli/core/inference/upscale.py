@@ -864,10 +864,9 @@ def run_upscale(plan: UpscalePlan, load: Callable[[str | None], Any],
     failures = sorted(plan.failures + result["failures"], key=lambda f: order[f["input"]])
     if len(plan.jobs) == 1 and failures:
         raise WdsrError(failures[0]["error"])
-    facts, window = {}, None  # the engine of the first weights that ran
-    for kind, predictor in per_image.loaded.items():
-        facts, window = engine_facts(plan.weights[kind], predictor), tuple(predictor.window)
-        break
+    first = next(iter(per_image.loaded.items()), None)  # the first weights that ran
+    facts, window = ({}, None) if first is None else \
+        (engine_facts(plan.weights[first[0]], first[1]), tuple(first[1].window))
     return UpscaleSummary(plan, result["images"], failures, result["interrupted"],
                           result["seconds"], facts, window)
 

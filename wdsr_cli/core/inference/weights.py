@@ -156,24 +156,26 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     check_weights_choice(requested)
     if requested != "auto":
         return requested, f"--weights {requested}"
-    # why = "auto: <the input's form>[; what else decided it]": brief() keeps the form
+
+    def why(form: str, facts: list[str]) -> str:  # "auto: <form>[; facts]": brief() keeps form
+        return f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
+
     if jpeg_quality is None or jpeg_quality > PHOTO_MAX_QUALITY:
         # lossless or nearly so: only noise asks for the photo weights
         form = "lossless input" if jpeg_quality is None else f"JPEG q~{jpeg_quality}"
         if noise is None or not noise.noisy:
             facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
                 ([] if noise is None else [str(noise)])
-            return "clean", f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
+            return "clean", why(form, facts)
         form, facts = f"noisy {form}", [str(noise)]
     else:
         form, facts = f"JPEG q~{jpeg_quality}", []
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
-        return "clean", f"auto: {form}; no x{scale} photo weights are bundled"
+        return "clean", why(form, [f"no x{scale} photo weights are bundled"])
     low = jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
         scale is None or bundled_checkpoint(scale, "photo-low") is not None)
-    facts += ["strongly compressed"] if low else []
-    return ("photo-low" if low else "photo"), \
-        f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
+    return ("photo-low", why(form, [*facts, "strongly compressed"])) if low else \
+        ("photo", why(form, facts))
 
 
 def brief(why: str) -> str:
