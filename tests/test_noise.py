@@ -214,7 +214,7 @@ def test_which_inputs_are_read():
     assert N.is_read(None)  # lossless
     assert N.is_read(N.READ_MIN_QUALITY) and N.is_read(100)
     assert not N.is_read(N.READ_MIN_QUALITY - 1) and not N.is_read(50)
-    assert N.READ_MIN_QUALITY == 97  # where the readings were calibrated (q97 JPEGs)
+    assert N.READ_MIN_QUALITY == 95  # calibrated on q94-q97 JPEGs: below q95 too little is seen
 
 
 def test_the_tile_grid_sits_in_the_middle_of_its_cells():

@@ -105,6 +105,27 @@ def _rows(res) -> dict:
     return {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(res.stdout)["images"]}
 
 
+def test_jpegs_of_quality_95_and_up_are_read_for_noise_and_below_are_not(tmp_path):
+    # the same gray noise (sigma 4) at q95 and q94: read at q95 and given the photo weights;
+    # at q94 the quality alone decides (clean), whatever the noise
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    clean = _crop("dandelions.png", 120)
+    gray = np.clip(np.round(clean + rng.standard_normal((120, 120, 1)) * 4), 0, 255)
+    PILImage.fromarray(gray.astype(np.uint8)).save(src / "noisy95.jpg", quality=95)
+    PILImage.fromarray(gray.astype(np.uint8)).save(src / "noisy94.jpg", quality=94)
+    PILImage.fromarray(clean).save(src / "clean95.jpg", quality=95)
+    rows = _rows(run_wdsr("upscale", str(src), "-o", str(tmp_path / "out"), "--json", "-"))
+    assert rows["noisy95.jpg"]["weights"] == "photo"
+    assert rows["noisy95.jpg"]["weights_why"].startswith("auto: noisy JPEG q~95; noise ~")
+    assert rows["clean95.jpg"]["weights"] == "clean"
+    assert rows["clean95.jpg"]["weights_why"].startswith(
+        "auto: JPEG q~95; nearly lossless, noise ~")
+    assert (rows["noisy94.jpg"]["weights"], rows["noisy94.jpg"]["weights_why"]) == \
+        ("clean", "auto: JPEG q~94; nearly lossless")
+
+
 def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
     res = run_wdsr("upscale", str(mixed), "-o", str(tmp_path / "auto"), "--json", "-",
                    env={"COLUMNS": "250"})
@@ -165,6 +186,8 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     for key, args in (("jpeg", ["--degrade", "jpeg:60"]), ("noise", ["--degrade", "noise:4"]),
                       ("graynoise", ["--degrade", "graynoise:4"]), ("none", []),
                       ("nearly", ["--degrade", "graynoise:4,jpeg:98"]),
+                      ("q95", ["--degrade", "graynoise:4,jpeg:95"]),
+                      ("q94", ["--degrade", "graynoise:4,jpeg:94"]),
                       ("light", ["--degrade", "noise:2,jpeg:85"]),
                       ("forced", ["--degrade", "jpeg:60", "--weights", "clean"])):
         res = run_wdsr("evaluate", "--scale", "2", "--hr", str(hr), "--json", "-",
@@ -183,6 +206,8 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     assert out["graynoise"]["weights"] == "photo"  # the same in every channel: the brightness
     assert out["nearly"]["weights"] == "photo"  # a nearly lossless JPEG is read too
     assert out["nearly"]["weights_why"].startswith("auto: noisy JPEG q~98; noise ~")
+    assert out["q95"]["weights_why"].startswith("auto: noisy JPEG q~95; noise ~")  # read
+    assert out["q94"]["weights_why"] == "auto: JPEG q~94; nearly lossless"  # not read
     assert out["none"]["weights"] == "clean"
     assert out["none"]["weights_why"].startswith("auto: lossless input; noise ~0.")
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \

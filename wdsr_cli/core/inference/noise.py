@@ -27,9 +27,16 @@ does); colour noise sigma 1, none; sigma 3, all of the PNGs (the colour reading:
 noise sigma 1, 1 of 228; sigma 1.5, 5%; sigma 2, 83% (PNG) / 87% (q97); sigma 3, 87% / 91% (the
 misses are the most textured photos, read as texture). The photo weights overtake the clean ones at
 colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62 dB, x4 +0.30), hence the
-thresholds. Below JPEG quality :data:`READ_MIN_QUALITY` the brightness reading is unreliable
-(quantisation removes the noise it reads: gray sigma 2 reads 0.5-2.5 at q95), and 4:2:0
-removes the colour one at every quality; such JPEGs route by their quality alone.
+thresholds.
+
+JPEGs are read from quality :data:`READ_MIN_QUALITY` up. Quantisation removes much of the noise
+the brightness reading sees (gray sigma 3 reads a median 3.4 at q96, 2.8 at q95, 1.6 at q94),
+and 4:2:0 removes the colour reading at every quality, but the readings stay safe: on the same
+114 LR images, made with the bicubic, Lanczos-3 and box kernels (342 per quality), no clean
+image reads noisy at q95, 2 of 342 at q96 (box-downscaled at x4: the analog film photo and the
+Path wallpaper), 1 at q94. What is seen at q95: gray sigma 3, 83%; colour sigma 5, 92% (through
+the brightness); gray sigma 2, 3%, and colour sigma 3, 3% (most such JPEGs keep the clean
+weights). At q94 gray sigma 3 is seen in only 16%: below q95 a JPEG routes by its quality alone.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ NOISY_MIN_BRIGHTNESS = 1.8
 # 1.14x and 1.08x (90% under 3.3x and 2.0x).
 MAX_HALVED_RATIO = 2.5
 # JPEGs of this quality or more are read like lossless files (see above); lower ones are not.
-READ_MIN_QUALITY = 97
+# At q95 x2 with gray sigma 3 the clean weights gain -0.26 dB over bicubic, the photo ones +1.27.
+READ_MIN_QUALITY = 95
 
 LUMA = np.array([0.299, 0.587, 0.114])  # JPEG's brightness: gray noise of sigma S reads S
 
