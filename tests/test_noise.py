@@ -3,6 +3,7 @@ input to the photo weights under --weights auto (wdsr_cli/core/inference/noise.p
 
 from __future__ import annotations
 
+import io
 from dataclasses import astuple
 from importlib.resources import files
 
@@ -172,6 +173,14 @@ def test_the_policy_for_lossless_and_nearly_lossless_inputs():
     assert W.bundled_kind("auto", q, 2, N.NoiseReading(0.1, 2.6, 2.8)) == (
         "photo", f"auto: noisy JPEG q~{q}; noise ~0.1 colour, ~2.6 brightness")
     assert W.bundled_kind("auto", q, 2, None) == ("clean", f"auto: JPEG q~{q}; nearly lossless")
+    # a JPEG whose brightness is read too low (quantisation) but halved as noise, and not
+    # texture quartered: noisy; a lossless input is not judged by that
+    h = N.JPEG_MIN_HALVED
+    jpeg_noise = N.NoiseReading(0.0, 0.9, h, N.JPEG_MAX_QUARTERED_RATIO * h)
+    assert W.bundled_kind("auto", q, 2, jpeg_noise) == (
+        "photo", f"auto: noisy JPEG q~{q}; noise ~0.0 colour, ~0.9 brightness, ~{h:.1f} halved")
+    assert W.bundled_kind("auto", None, 2, jpeg_noise) == (
+        "clean", "auto: lossless input; noise ~0.0 colour, ~0.9 brightness")
     # a JPEG the photo weights serve anyway: its quality decides, noise or not
     assert W.bundled_kind("auto", 85, 2, N.NoiseReading(3.5, 2.3, 2.4))[0] == "photo"
     assert W.bundled_kind("auto", 60, 2, N.NoiseReading(0.0, 0.0, 0.0))[0] == "photo-low"
@@ -192,8 +201,9 @@ def _golden_inputs() -> dict[str, np.ndarray]:
     return {"photo": photo, "big": big}
 
 
-GOLDEN = {"photo": (3.0974407242257276, 2.122975737466144, 2.475362224196908),
-          "big": (0.0, 2.002665014541526, 2.0012397977193426)}
+GOLDEN = {"photo": (3.0974407242257276, 2.122975737466144, 2.475362224196908,
+                    7.973140854144989),
+          "big": (0.0, 2.002665014541526, 2.0012397977193426, 1.9963524014047231)}
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -214,7 +224,44 @@ def test_which_inputs_are_read():
     assert N.is_read(None)  # lossless
     assert N.is_read(N.READ_MIN_QUALITY) and N.is_read(100)
     assert not N.is_read(N.READ_MIN_QUALITY - 1) and not N.is_read(50)
-    assert N.READ_MIN_QUALITY == 95  # calibrated on q94-q97 JPEGs: below q95 too little is seen
+    # every JPEG the quality alone would give the clean weights (calibrated on q93-q100)
+    assert N.READ_MIN_QUALITY == W.PHOTO_MAX_QUALITY + 1 == 93
+
+
+def test_a_jpeg_is_noisy_when_its_halved_reading_is_noise_and_not_texture():
+    h, ratio = N.JPEG_MIN_HALVED, N.JPEG_MAX_QUARTERED_RATIO
+    assert N.NoiseReading(0.0, 0.5, h, h).noisy_at(95)
+    assert not N.NoiseReading(0.0, 0.5, h - 0.01, h).noisy_at(95)  # too little
+    assert N.NoiseReading(0.0, 0.5, h, ratio * h).noisy_at(95)  # at the ratio: still noise
+    assert not N.NoiseReading(0.0, 0.5, h, ratio * h + 0.01).noisy_at(95)  # texture
+    assert not N.NoiseReading(0.0, 0.5, h, 0.0).noisy_at(95)  # too small to read quartered
+    assert not N.NoiseReading(0.0, 0.5, h, h).noisy_at(None)  # lossless: the full-size rule
+    assert not N.NoiseReading(0.0, 0.5, h, h).noisy
+    loud = N.NoiseReading(3.0, 0.5, 0.0, 0.0)  # the full-size rule holds for a JPEG too
+    assert loud.noisy_at(95) and loud.noisy_at(None)
+    assert loud.describe(95) == str(loud) == "noise ~3.0 colour, ~0.5 brightness"
+    assert N.NoiseReading(0.0, 0.5, 2.345, 2.4).describe(95) == \
+        "noise ~0.0 colour, ~0.5 brightness, ~2.3 halved"
+    assert N.NoiseReading(0.0, 0.5, 2.345, 2.4).describe(None) == \
+        "noise ~0.0 colour, ~0.5 brightness"
+
+
+def test_quantisation_hides_noise_from_the_full_size_reading_not_from_the_halved_one():
+    # a sample photo with gray noise of sigma 3, saved at q93: the full-size reading is mostly
+    # quantised away, the halved and quartered ones still see about 3; without the noise,
+    # nothing is seen
+    def read(img: np.ndarray) -> N.NoiseReading:
+        buf = io.BytesIO()
+        PILImage.fromarray(img).save(buf, format="JPEG", quality=93)
+        buf.seek(0)
+        return N.noise_reading(np.asarray(PILImage.open(buf).convert("RGB")))
+
+    clock = read_rgb_uint8(SAMPLE / "clock.png")
+    r = read(_noisy(clock.astype(np.float64), 3, seed=4, gray=True))
+    assert r.brightness < N.NOISY_MIN_BRIGHTNESS and not r.noisy
+    assert 2.5 < r.halved < 3.5 and 2.5 < r.quartered < 4.0
+    assert r.noisy_at(93)
+    assert not read(clock).noisy_at(93)
 
 
 def test_the_tile_grid_sits_in_the_middle_of_its_cells():
@@ -271,8 +318,8 @@ def test_tiles_without_a_patch_are_left_out():
     big = _noisy(np.full((1100, 1100, 3), 120.0), 3, seed=4)
     big[:550, :550] = 255
     got = astuple(N.noise_reading(big))
-    assert got == pytest.approx((3.0013791405792407, 2.002266174732902, 2.0105730439117178),
-                                rel=1e-7)
+    assert got == pytest.approx((3.0013791405792407, 2.002266174732902, 2.0105730439117178,
+                                 2.008331648201967), rel=1e-7)
 
 
 def test_the_fewest_patches_that_are_read():

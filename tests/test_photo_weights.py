@@ -105,16 +105,17 @@ def _rows(res) -> dict:
     return {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(res.stdout)["images"]}
 
 
-def test_jpegs_of_quality_95_and_up_are_read_for_noise_and_below_are_not(tmp_path):
-    # the same gray noise (sigma 4) at q95 and q94: read at q95 and given the photo weights;
-    # at q94 the quality alone decides (clean), whatever the noise
+def test_jpegs_above_quality_92_are_read_for_noise(tmp_path):
+    # the same gray noise (sigma 4) at q95 and q93: read, and given the photo weights; at q92
+    # the quality alone decides (the photo weights too), without a reading
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(0)
     clean = _crop("dandelions.png", 120)
     gray = np.clip(np.round(clean + rng.standard_normal((120, 120, 1)) * 4), 0, 255)
     PILImage.fromarray(gray.astype(np.uint8)).save(src / "noisy95.jpg", quality=95)
-    PILImage.fromarray(gray.astype(np.uint8)).save(src / "noisy94.jpg", quality=94)
+    PILImage.fromarray(gray.astype(np.uint8)).save(src / "noisy93.jpg", quality=93)
+    PILImage.fromarray(gray.astype(np.uint8)).save(src / "noisy92.jpg", quality=92)
     PILImage.fromarray(clean).save(src / "clean95.jpg", quality=95)
     rows = _rows(run_wdsr("upscale", str(src), "-o", str(tmp_path / "out"), "--json", "-"))
     assert rows["noisy95.jpg"]["weights"] == "photo"
@@ -122,8 +123,10 @@ def test_jpegs_of_quality_95_and_up_are_read_for_noise_and_below_are_not(tmp_pat
     assert rows["clean95.jpg"]["weights"] == "clean"
     assert rows["clean95.jpg"]["weights_why"].startswith(
         "auto: JPEG q~95; nearly lossless, noise ~")
-    assert (rows["noisy94.jpg"]["weights"], rows["noisy94.jpg"]["weights_why"]) == \
-        ("clean", "auto: JPEG q~94; nearly lossless")
+    assert rows["noisy93.jpg"]["weights"] == "photo"
+    assert rows["noisy93.jpg"]["weights_why"].startswith("auto: noisy JPEG q~93; noise ~")
+    assert (rows["noisy92.jpg"]["weights"], rows["noisy92.jpg"]["weights_why"]) == \
+        ("photo", "auto: JPEG q~92")
 
 
 def test_a_mixed_folder_gives_each_image_its_own_weights(mixed, tmp_path):
@@ -187,7 +190,7 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
                       ("graynoise", ["--degrade", "graynoise:4"]), ("none", []),
                       ("nearly", ["--degrade", "graynoise:4,jpeg:98"]),
                       ("q95", ["--degrade", "graynoise:4,jpeg:95"]),
-                      ("q94", ["--degrade", "graynoise:4,jpeg:94"]),
+                      ("q93", ["--degrade", "graynoise:4,jpeg:93"]),
                       ("light", ["--degrade", "noise:2,jpeg:85"]),
                       ("forced", ["--degrade", "jpeg:60", "--weights", "clean"])):
         res = run_wdsr("evaluate", "--scale", "2", "--hr", str(hr), "--json", "-",
@@ -207,7 +210,7 @@ def test_evaluate_degrade_with_jpeg_runs_the_photo_weights(mixed, tmp_path):
     assert out["nearly"]["weights"] == "photo"  # a nearly lossless JPEG is read too
     assert out["nearly"]["weights_why"].startswith("auto: noisy JPEG q~98; noise ~")
     assert out["q95"]["weights_why"].startswith("auto: noisy JPEG q~95; noise ~")  # read
-    assert out["q94"]["weights_why"] == "auto: JPEG q~94; nearly lossless"  # not read
+    assert out["q93"]["weights_why"].startswith("auto: noisy JPEG q~93; noise ~")
     assert out["none"]["weights"] == "clean"
     assert out["none"]["weights_why"].startswith("auto: lossless input; noise ~0.")
     assert out["forced"]["weights"] == "clean" and out["forced"]["weights_why"] == \

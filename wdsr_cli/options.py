@@ -135,7 +135,7 @@ EvalCheckpoint = typer.Option(
 EvalWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (by --degrade's last JPEG "
     "step: photo-low at q80 or lower, photo up to q92; otherwise photo when the LR reads noisy "
-    "(lossless or q95 and up), clean if not), clean, photo or photo-low.")
+    "(lossless, or a JPEG step above q92), clean if not), clean, photo or photo-low.")
 EvalPrecision = precision("fp32", "Default fp32: the numbers papers compare.")
 EvalData = data("DIV2K tree whose validation images to score (= --set data.root=DIR); "
                 "for any other folder of images use --hr.")
@@ -199,7 +199,7 @@ UpCheckpoint = typer.Option(
 UpWeights = typer.Option(
     "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG inputs, "
     "photo-low for JPEGs of quality 80 or lower, clean for lossless inputs and JPEGs above "
-    "q92, photo when a lossless or q95+ input reads noisy), clean (trained on "
+    "q92, photo when any of those reads noisy), clean (trained on "
     "bicubic LR), photo (trained on JPEG, noise and blur) or photo-low (heavy JPEG).")
 UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(

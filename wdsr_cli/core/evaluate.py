@@ -465,7 +465,7 @@ def _lr_noise(dataset: EvalDataset) -> NoiseReading:
     readings = [noise_reading(load_pair(item, dataset.scale, dataset.degrade)[1])
                 for item in dataset.items[:NOISE_SAMPLE]]
     return NoiseReading(*(float(np.median([getattr(n, f) for n in readings] or [0.0]))
-                          for f in ("colour", "brightness", "halved")))
+                          for f in ("colour", "brightness", "halved", "quartered")))
 
 
 def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:

@@ -29,14 +29,18 @@ misses are the most textured photos, read as texture). The photo weights overtak
 colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62 dB, x4 +0.30), hence the
 thresholds.
 
-JPEGs are read from quality :data:`READ_MIN_QUALITY` up. Quantisation removes much of the noise
-the brightness reading sees (gray sigma 3 reads a median 3.4 at q96, 2.8 at q95, 1.6 at q94),
-and 4:2:0 removes the colour reading at every quality, but the readings stay safe: on the same
-114 LR images, made with the bicubic, Lanczos-3 and box kernels (342 per quality), no clean
-image reads noisy at q95, 2 of 342 at q96 (box-downscaled at x4: the analog film photo and the
-Path wallpaper), 1 at q94. What is seen at q95: gray sigma 3, 83%; colour sigma 5, 92% (through
-the brightness); gray sigma 2, 3%, and colour sigma 3, 3% (most such JPEGs keep the clean
-weights). At q94 gray sigma 3 is seen in only 16%: below q95 a JPEG routes by its quality alone.
+JPEGs are read from quality :data:`READ_MIN_QUALITY` up: every JPEG the quality alone would give
+the clean weights. Quantisation removes much of the noise the full-size brightness reading sees,
+most in the flattest patches it reads (gray sigma 3 reads a median 3.4 at q96, 2.8 at q95, 1.6
+at q94; a smooth sky at q95, 1.0), and 4:2:0 removes the colour reading at every quality. Noise
+at lower frequencies survives, so a JPEG is also noisy when the brightness read on the image
+halved is at least :data:`JPEG_MIN_HALVED` and is not texture: read once more on the image
+quartered, it stays within :data:`JPEG_MAX_QUARTERED_RATIO` times it (white noise stays, texture
+grows). On the 114 LR images made with the bicubic, Lanczos-3 and box kernels (342 per quality,
+as q93, q95 and q96 JPEGs), that second rule takes no clean image for noisy; the first takes 1
+of 342 at q93 and at q94 and 2 at q96 (the analog film photo, and the Path wallpaper
+box-downscaled at x4). Gray sigma 3 is seen in 41% at q93, 82% at q95, 90% at q96; gray sigma 2
+in 10%, 29%, 36% (the first rule alone: 5%, 81%, 90% and 2%, 4%, 8%).
 """
 
 from __future__ import annotations
@@ -60,9 +64,15 @@ NOISY_MIN_BRIGHTNESS = 1.8
 # NOISY_MIN_BRIGHTNESS read 2.8x to 7.4x halved (or 0: too small), gray sigma 2 and 3 a median
 # 1.14x and 1.08x (90% under 3.3x and 2.0x).
 MAX_HALVED_RATIO = 2.5
-# JPEGs of this quality or more are read like lossless files (see above); lower ones are not.
-# At q95 x2 with gray sigma 3 the clean weights gain -0.26 dB over bicubic, the photo ones +1.27.
-READ_MIN_QUALITY = 95
+# A JPEG is also noisy when its brightness reads at least this on the image halved and that is
+# not texture either: read once more, quartered, it stays within JPEG_MAX_QUARTERED_RATIO times
+# it (quantisation hides noise in the full-size reading, less so halved; see above).
+JPEG_MIN_HALVED = 2.2
+JPEG_MAX_QUARTERED_RATIO = 1.5
+# JPEGs of this quality or more are read like lossless files (see above): those the quality
+# alone would give the clean weights (weights.PHOTO_MAX_QUALITY + 1). At q95 x2 with gray
+# sigma 3 the clean weights gain -0.26 dB over bicubic, the photo ones +1.27.
+READ_MIN_QUALITY = 93
 
 LUMA = np.array([0.299, 0.587, 0.114])  # JPEG's brightness: gray noise of sigma S reads S
 
@@ -163,6 +173,7 @@ class NoiseReading:
     colour: float  # the per-channel sigma of noise that differs between channels (sensor-like)
     brightness: float  # the sigma of the noise in the brightness (gray noise shows here too)
     halved: float  # the brightness read on the image halved, times 2 (0.0: too small to read)
+    quartered: float = 0.0  # ... on the image quartered (4 x 4 means), times 4
 
     @property
     def texture(self) -> bool:
@@ -177,9 +188,26 @@ class NoiseReading:
         return self.colour >= NOISY_MIN_SIGMA or (
             self.brightness >= NOISY_MIN_BRIGHTNESS and not self.texture)
 
+    @property
+    def noisy_halved(self) -> bool:
+        """True when the reading on the image halved is noise, not texture (it stays near the
+        one quartered): what is left to see of noise in a JPEG."""
+        return self.halved >= JPEG_MIN_HALVED and \
+            0.0 < self.quartered <= JPEG_MAX_QUARTERED_RATIO * self.halved
+
+    def noisy_at(self, jpeg_quality: int | None) -> bool:
+        """:attr:`noisy` for a lossless input (``jpeg_quality`` None); a JPEG also when
+        :attr:`noisy_halved`."""
+        return self.noisy or (jpeg_quality is not None and self.noisy_halved)
+
     def __str__(self) -> str:
         seen = " (texture)" if self.brightness >= NOISY_MIN_BRIGHTNESS and self.texture else ""
         return f"noise ~{self.colour:.1f} colour, ~{self.brightness:.1f} brightness{seen}"
+
+    def describe(self, jpeg_quality: int | None) -> str:
+        """``str(self)``, naming the halved reading when it is what found a JPEG noisy."""
+        halved = not self.noisy and self.noisy_at(jpeg_quality)
+        return str(self) + (f", ~{self.halved:.1f} halved" if halved else "")
 
 
 def _halve(a: np.ndarray) -> np.ndarray:
@@ -194,7 +222,7 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
     pixels = image if image.ndim == 3 else image[..., None]
     colour = pixels.shape[2] >= 3
     planes: dict[str, list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]] = {
-        "r-g": [], "b-g": [], "y": [], "y/2": []}  # per tile: (plane, its patch corners)
+        "r-g": [], "b-g": [], "y": [], "y/2": [], "y/4": []}  # per tile: (plane, its corners)
     for rows, cols in _tiles(*pixels.shape[:2]):
         tile = pixels[rows, cols, :3].astype(np.float64) * (255.0 / peak)
         saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
@@ -204,7 +232,9 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
             planes["r-g"].append(((tile[..., 0] - tile[..., 1]) / np.sqrt(2.0), corners))
             planes["b-g"].append(((tile[..., 2] - tile[..., 1]) / np.sqrt(2.0), corners))
         planes["y"].append((y, corners))
-        planes["y/2"].append((_halve(y), _patch_corners(_halve(saturated) > 0)))
+        half, half_saturated = _halve(y), _halve(saturated) > 0
+        planes["y/2"].append((half, _patch_corners(half_saturated)))
+        planes["y/4"].append((_halve(half), _patch_corners(_halve(half_saturated) > 0)))
     sigma = {}
     for name, tiles in planes.items():  # one plane's patches at a time: bounded memory
         found = [_patches(plane, *corners) for plane, corners in tiles]
@@ -212,7 +242,7 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
                                      np.concatenate([p for _, p in found])) if found else 0.0
         del found
     return NoiseReading(float(np.mean([sigma["r-g"], sigma["b-g"]])), sigma["y"],
-                        2.0 * sigma["y/2"])
+                        2.0 * sigma["y/2"], 4.0 * sigma["y/4"])
 
 
 def is_read(jpeg_quality: int | None) -> bool:

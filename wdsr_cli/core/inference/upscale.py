@@ -457,7 +457,7 @@ class ByNoise:
         from .noise import NoiseReading
         from .weights import bundled_kind
 
-        quiet, noisy = NoiseReading(0.0, 0.0, 0.0), NoiseReading(99.0, 99.0, 99.0)
+        quiet, noisy = NoiseReading(0.0, 0.0, 0.0), NoiseReading(99.0, 99.0, 99.0, 99.0)
         return [bundled_kind("auto", self.jpeg_quality, scale, n)[0] for n in (quiet, noisy)]
 
 

@@ -163,11 +163,11 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     if jpeg_quality is None or jpeg_quality > PHOTO_MAX_QUALITY:
         # lossless or nearly so: only noise asks for the photo weights
         form = "lossless input" if jpeg_quality is None else f"JPEG q~{jpeg_quality}"
-        if noise is None or not noise.noisy:
+        if noise is None or not noise.noisy_at(jpeg_quality):
             facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
-                ([] if noise is None else [str(noise)])
+                ([] if noise is None else [noise.describe(jpeg_quality)])
             return "clean", why(form, facts)
-        form, facts = f"noisy {form}", [str(noise)]
+        form, facts = f"noisy {form}", [noise.describe(jpeg_quality)]
     else:
         form, facts = f"JPEG q~{jpeg_quality}", []
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
