@@ -230,6 +230,9 @@ def test_which_inputs_are_read():
 
 def test_a_jpeg_is_noisy_when_its_halved_reading_is_noise_and_not_texture():
     h, ratio = N.JPEG_MIN_HALVED, N.JPEG_MAX_QUARTERED_RATIO
+    assert (h, ratio) == (2.2, 1.5)  # as calibrated (docs/upscale.md)
+    assert not N.NoiseReading(0.0, 0.5, 3.0, 6.0).noisy_at(95)  # twice as high quartered
+    assert N.NoiseReading(0.0, 0.5, h, 0.5).noisy_at(95)  # lower quartered: not texture
     assert N.NoiseReading(0.0, 0.5, h, h).noisy_at(95)
     assert not N.NoiseReading(0.0, 0.5, h - 0.01, h).noisy_at(95)  # too little
     assert N.NoiseReading(0.0, 0.5, h, ratio * h).noisy_at(95)  # at the ratio: still noise
@@ -262,6 +265,44 @@ def test_quantisation_hides_noise_from_the_full_size_reading_not_from_the_halved
     assert 2.5 < r.halved < 3.5 and 2.5 < r.quartered < 4.0
     assert r.noisy_at(93)
     assert not read(clock).noisy_at(93)
+
+
+def test_the_covariance_is_summed_in_chunks_exactly():
+    # more patches than a chunk, and a chosen subset crossing chunk boundaries: the smallest
+    # variance is the one of the whole covariance at once
+    rng = np.random.default_rng(6)
+    d = N.PATCH * N.PATCH
+    pixels = rng.standard_normal((2 * N.CHUNK + 123, d)) * np.linspace(1.0, 3.0, d) + 100.0
+    rows = rng.random(len(pixels)) < 0.6
+
+    def direct(x: np.ndarray) -> float:
+        n = len(x)
+        smallest = np.linalg.eigvalsh(np.cov(x, rowvar=False))[0]
+        return smallest / (1.0 - np.sqrt(d / n)) ** 2
+
+    assert N._smallest_variance(pixels) == pytest.approx(direct(pixels), rel=1e-9)
+    assert N._smallest_variance(pixels, rows) == pytest.approx(direct(pixels[rows]), rel=1e-9)
+    assert direct(pixels[rows]) != pytest.approx(direct(pixels), rel=1e-6)  # a real subset
+
+
+def test_the_reading_gives_its_memory_back(monkeypatch):
+    calls = []
+
+    class Libc:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+
+    monkeypatch.setattr(N.ctypes, "CDLL", lambda name: Libc())
+    N.noise_reading(np.full((40, 40, 3), 128, np.uint8))
+    assert calls == [0]  # after every reading, all of it
+    monkeypatch.setattr(N.ctypes, "CDLL", lambda name: object())  # a C library without it
+    assert N.noise_reading(np.full((40, 40, 3), 128, np.uint8)).brightness == 0.0
+
+    def missing(name):
+        raise OSError("no C library")
+
+    monkeypatch.setattr(N.ctypes, "CDLL", missing)
+    assert N.noise_reading(np.full((40, 40, 3), 128, np.uint8)).colour == 0.0
 
 
 def test_the_tile_grid_sits_in_the_middle_of_its_cells():

@@ -45,6 +45,7 @@ in 10%, 29%, 36% (the first rule alone: 5%, 81%, 90% and 2%, 4%, 8%).
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,7 @@ STRIDE = 3  # patch positions are taken every STRIDE pixels
 TILE = 256  # a large image is read on a grid of TILE x TILE tiles, at most GRID x GRID
 GRID = 4
 ITERATIONS = 5
+CHUNK = 8192  # patches summed at a time into a covariance (bounds the memory a reading takes)
 # Under noise alone, a patch's gradient energy (forward differences inside the patch) is
 # sigma^2 times a chi-square-like variable: Gamma(shape PATCH^2 / 2) with mean sigma^2 * GRAD_TRACE.
 GRAD_TRACE = 2.0 * 2 * PATCH * (PATCH - 1)
@@ -126,13 +128,23 @@ def _patches(channel: np.ndarray, r: np.ndarray, c: np.ndarray
     return energy[r, c], pixels.reshape(len(r), PATCH * PATCH)
 
 
-def _smallest_variance(pixels: np.ndarray) -> float:
-    """The smallest eigenvalue of the patches' covariance, corrected for sample size: for n
-    patches of d pixels of pure noise it comes out near sigma^2 (1 - sqrt(d / n))^2
-    (Marchenko-Pastur), which would bias every reading low, and more so on small images."""
-    n, d = pixels.shape
-    x = pixels - pixels.mean(axis=0)
-    cov = x.T @ x / max(n - 1, 1)
+def _smallest_variance(pixels: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """The smallest eigenvalue of the covariance of the patches ``pixels[rows]`` (all of them
+    if None), corrected for sample size: for n patches of d pixels of pure noise it comes out
+    near sigma^2 (1 - sqrt(d / n))^2 (Marchenko-Pastur), which would bias every reading low, and
+    more so on small images. Summed :data:`CHUNK` patches at a time: no copy of the patches."""
+    def chunks():  # one chunk of the chosen patches at a time
+        for i in range(0, len(pixels), CHUNK):
+            yield pixels[i:i + CHUNK] if rows is None else pixels[i:i + CHUNK][rows[i:i + CHUNK]]
+
+    d = pixels.shape[1]
+    n = len(pixels) if rows is None else int(np.count_nonzero(rows))
+    mean = sum(x.sum(axis=0) for x in chunks()) / n
+    cov = np.zeros((d, d))
+    for x in chunks():
+        x = x - mean
+        cov += x.T @ x
+    cov /= max(n - 1, 1)
     return max(float(np.linalg.eigvalsh(cov)[0]), 0.0) / (1.0 - np.sqrt(d / n)) ** 2
 
 
@@ -144,7 +156,7 @@ def _channel_sigma(energy: np.ndarray, pixels: np.ndarray) -> float:
         weak = energy < _gamma_quantile_99(GAMMA_SHAPE, 2.0 * var * GRAD_TRACE / (PATCH * PATCH))
         if weak.sum() < 4 * PATCH * PATCH:
             break
-        new = _smallest_variance(pixels[weak])
+        new = _smallest_variance(pixels, weak)
         if abs(new - var) <= 1e-4 * max(var, 1e-6):
             var = new
             break
@@ -237,12 +249,29 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
         planes["y/4"].append((_halve(half), _patch_corners(_halve(half_saturated) > 0)))
     sigma = {}
     for name, tiles in planes.items():  # one plane's patches at a time: bounded memory
-        found = [_patches(plane, *corners) for plane, corners in tiles]
-        sigma[name] = _channel_sigma(np.concatenate([e for e, _ in found]),
-                                     np.concatenate([p for _, p in found])) if found else 0.0
-        del found
+        counts = [len(rows) for _, (rows, _) in tiles]
+        energy, patches = np.empty(sum(counts)), np.empty((sum(counts), PATCH * PATCH))
+        starts = np.cumsum([0, *counts])[:-1]
+        for (plane, corners), start, count in zip(tiles, starts, counts, strict=True):
+            energy[start:start + count], patches[start:start + count] = \
+                _patches(plane, *corners)
+        sigma[name] = _channel_sigma(energy, patches)
+        del energy, patches
+    del planes
+    _give_back_freed_memory()
     return NoiseReading(float(np.mean([sigma["r-g"], sigma["b-g"]])), sigma["y"],
                         2.0 * sigma["y/2"], 4.0 * sigma["y/4"])
+
+
+def _give_back_freed_memory() -> None:
+    """Return the memory the reading freed to the system. glibc keeps freed blocks in the
+    arena of the thread that freed them (upscale reads on its reader thread, beside the
+    network); ``malloc_trim`` gives them back: on six 1.2-1.5 MP PNGs, peak RSS 670 -> 614 MB.
+    A C library without it (musl, macOS) is left as it is."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
 
 
 def is_read(jpeg_quality: int | None) -> bool:
