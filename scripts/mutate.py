@@ -261,8 +261,15 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("noise", "if len(r) == 0:", "if len(r) == 1:"):
         "with no patch the general path gives empty arrays too (window sums indexed by empty "
         "corners, pixels reshaped to 0 x 49); a single patch is below the 196 any reading needs",
-    ("noise", "cov = x.T @ x / max(n - 1, 1)", "cov = x.T @ x / max(n - 1, 2)"):
+    ("noise", "cov /= max(n - 1, 1)", "cov /= max(n - 1, 2)"):
         "n is at least 196 here (_channel_sigma reads nothing below 4 x 49 patches)",
+    ("noise", "CHUNK = 8192  # patches summed at a time into a covariance (bounds the memory a "
+     "reading takes)", "CHUNK = 8193  # patches summed at a time into a covariance (bounds the "
+     "memory a reading takes)"):
+        "the chunk size changes memory use only; the covariance is the same sum (to rounding)",
+    ("noise", "for (plane, corners), start, count in zip(tiles, starts, counts, strict=True):",
+     "for (plane, corners), start, count in zip(tiles, starts, counts, strict=False):"):
+        "starts and counts are made from tiles, one each: the lengths always agree",
     ("noise", "weak = energy < _gamma_quantile_99(GAMMA_SHAPE, 2.0 * var * GRAD_TRACE / (PATCH "
      "* PATCH))", "weak = energy <= _gamma_quantile_99(GAMMA_SHAPE, 2.0 * var * GRAD_TRACE / "
      "(PATCH * PATCH))"):
