@@ -414,6 +414,55 @@ def bench_backends(repeats: int = 3) -> list[dict]:
     return rows
 
 
+def bench_noise(repeats: int = 3) -> list[dict]:
+    """--weights auto reads the noise of each lossless (or q93+ JPEG) input: the reading's own
+    time and memory on a 1920x1200 photo, and what it adds to a whole `wdsr upscale` of a
+    folder of four such PNGs (peak RSS and wall time, against --weights clean, which reads
+    nothing)."""
+    import tracemalloc
+
+    from wdsr_cli.core.data.images import read_image
+    from wdsr_cli.core.inference.noise import noise_of
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder = tmp / "photos"
+        folder.mkdir()
+        for i in range(4):
+            _photo_of_size(1200, 1920, folder / f"p{i}.png", shift=53 * i)
+        image = read_image(folder / "p0.png")
+        seconds, peaks = [], []
+        for _ in range(repeats):
+            tracemalloc.start()
+            start = time.perf_counter()
+            noise_of(image)
+            seconds.append(time.perf_counter() - start)
+            peaks.append(tracemalloc.get_traced_memory()[1] / 1e6)
+            tracemalloc.stop()
+        rows.append(_row("noise", "reading a 1920x1200 photo", statistics.median(seconds), "s",
+                         f"peak {max(peaks):.0f} MB (tracemalloc)"))
+        wdsr = str(Path(sys.executable).with_name("wdsr"))
+        runs = {}
+        for weights in ("auto", "clean") * repeats:  # alternating
+            out = tmp / f"out_{weights}"
+            shutil.rmtree(out, ignore_errors=True)
+            wall, rss, _ = _timed_process([wdsr, "upscale", str(folder), "-o", str(out),
+                                           "--weights", weights])
+            runs.setdefault(weights, []).append((wall, rss))
+        (auto_wall, auto_rss), (clean_wall, clean_rss) = (
+            tuple(statistics.median(r[i] for r in runs[w]) for i in range(2))
+            for w in ("auto", "clean"))
+        rows.append(_row("noise", "4 1920x1200 PNGs: peak RSS, auto - clean",
+                         auto_rss - clean_rss, "MB",
+                         f"auto {auto_rss:,.0f} MB, clean {clean_rss:,.0f} MB (medians of "
+                         f"{repeats})"))
+        rows.append(_row("noise", "4 1920x1200 PNGs: wall time, auto / clean",
+                         auto_wall / clean_wall, "x",
+                         f"auto {auto_wall:.1f} s, clean {clean_wall:.1f} s"))
+    return rows
+
+
 # ---------------------------------------------------------------------------- registry
 
 def bench_train(steps: int = 3) -> list[dict]:
@@ -461,6 +510,7 @@ BENCHES = {
     "export": bench_export,
     "train": bench_train,
     "backends": bench_backends,
+    "noise": bench_noise,
 }
 
 
