@@ -63,7 +63,7 @@ MODULES = [
            "never_imports_mindspore and not reports_the_backend and not made_once_checked and "
            "not perturbed_weight and not mixed_folder and not evaluate_degrade and not "
            "bad_values_are_one_line and not every_sample_photo'",
-           ("bundled_kind", "named_checkpoint", "_newest_run", "_choose_engine",
+           ("bundled_kind", "reads_noise", "named_checkpoint", "_newest_run", "_choose_engine",
             "_check_scale_matches", "_resolve_model", "resolve")),
     # the ONNX-form cache: a retrained checkpoint never runs the old form (in-process tests)
     Module("forms", "wdsr_cli/core/inference/weights.py",

@@ -167,7 +167,7 @@ def test_the_policy_for_lossless_and_nearly_lossless_inputs():
     assert W.bundled_kind("clean", None, 2, N.NoiseReading(3.5, 2.3, 2.4)) == (
         "clean", "--weights clean")
     # a nearly lossless JPEG: clean unless noisy (and then the photo weights, never photo-low)
-    q = N.READ_MIN_QUALITY
+    q = W.PHOTO_MAX_QUALITY + 1  # the lowest quality read
     assert W.bundled_kind("auto", q, 2, quiet) == (
         "clean", f"auto: JPEG q~{q}; nearly lossless, noise ~0.3 colour, ~0.5 brightness")
     assert W.bundled_kind("auto", q, 2, N.NoiseReading(0.1, 2.6, 2.8)) == (
@@ -221,11 +221,12 @@ def test_the_99_percent_quantile_of_the_gradient_energy():
 
 
 def test_which_inputs_are_read():
-    assert N.is_read(None)  # lossless
-    assert N.is_read(N.READ_MIN_QUALITY) and N.is_read(100)
-    assert not N.is_read(N.READ_MIN_QUALITY - 1) and not N.is_read(50)
+    assert W.reads_noise(None)  # lossless
+    assert W.reads_noise(93) and W.reads_noise(100)
+    assert not W.reads_noise(92) and not W.reads_noise(50)
     # every JPEG the quality alone would give the clean weights (calibrated on q93-q100)
-    assert N.READ_MIN_QUALITY == W.PHOTO_MAX_QUALITY + 1 == 93
+    assert W.bundled_kind("auto", 93, 2) == ("clean", "auto: JPEG q~93; nearly lossless")
+    assert W.bundled_kind("auto", 92, 2)[0] == "photo"
 
 
 def test_a_jpeg_is_noisy_when_its_halved_reading_is_noise_and_not_texture():

@@ -472,7 +472,7 @@ def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
     """Check every flag, path and the weights before any model is loaded."""
     from .config import obsolete_tile_note
     from .inference.engines import bundled_choice
-    from .inference.weights import bundled_kind, named_checkpoint, resolve
+    from .inference.weights import bundled_kind, named_checkpoint, reads_noise, resolve
 
     protocol, self_ensemble, chain = _check_request(r, cfg)
     named_checkpoint(r.checkpoint, r.scale)  # a wrong path is reported before anything else
@@ -482,11 +482,10 @@ def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
     kind, kind_why = None, ""
     if bundled_choice(r.weights, r.checkpoint, r.model):
         from .data.degrade import jpeg_quality_in
-        from .inference.noise import is_read
 
         quality = jpeg_quality_in(chain) if chain is not None else None
         noise = None
-        if r.weights == "auto" and is_read(quality):
+        if r.weights == "auto" and reads_noise(quality):
             noise = _lr_noise(_dataset(r, cfg, r.scale or 2))
         kind, kind_why = bundled_kind(r.weights, quality, r.scale or 2, noise)
     report = _check_report(r, cfg)

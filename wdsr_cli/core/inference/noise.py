@@ -29,18 +29,18 @@ misses are the most textured photos, read as texture). The photo weights overtak
 colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62 dB, x4 +0.30), hence the
 thresholds.
 
-JPEGs are read from quality :data:`READ_MIN_QUALITY` up: every JPEG the quality alone would give
-the clean weights. Quantisation removes much of the noise the full-size brightness reading sees,
-most in the flattest patches it reads (gray sigma 3 reads a median 3.4 at q96, 2.8 at q95, 1.6
-at q94; a smooth sky at q95, 1.0), and 4:2:0 removes the colour reading at every quality. Noise
-at lower frequencies survives, so a JPEG is also noisy when the brightness read on the image
-halved is at least :data:`JPEG_MIN_HALVED` and is not texture: read once more on the image
-quartered, it stays within :data:`JPEG_MAX_QUARTERED_RATIO` times it (white noise stays, texture
-grows). On the 114 LR images made with the bicubic, Lanczos-3 and box kernels (342 per quality,
-as q93, q95 and q96 JPEGs), that second rule takes no clean image for noisy; the first takes 1
-of 342 at q93 and at q94 and 2 at q96 (the analog film photo, and the Path wallpaper
-box-downscaled at x4). Gray sigma 3 is seen in 41% at q93, 82% at q95, 90% at q96; gray sigma 2
-in 10%, 29%, 36% (the first rule alone: 5%, 81%, 90% and 2%, 4%, 8%).
+JPEGs above quality 92 are read too (:func:`.weights.reads_noise`): every JPEG the quality alone
+would give the clean weights. Quantisation removes much of the noise the full-size brightness
+reading sees, most in the flattest patches it reads (gray sigma 3 reads a median 3.4 at q96, 2.8
+at q95, 1.6 at q94; a smooth sky at q95, 1.0), and 4:2:0 removes the colour reading at every
+quality. Noise at lower frequencies survives, so a JPEG is also noisy when the brightness read
+on the image halved is at least :data:`JPEG_MIN_HALVED` and is not texture: read once more on
+the image quartered, it stays within :data:`JPEG_MAX_QUARTERED_RATIO` times it (white noise
+stays, texture grows). On the 114 LR images made with the bicubic, Lanczos-3 and box kernels
+(342 per quality, as q93, q95 and q96 JPEGs), that second rule takes no clean image for noisy;
+the first takes 1 of 342 at q93 and at q94 and 2 at q96 (the analog film photo, and the Path
+wallpaper box-downscaled at x4). Gray sigma 3 is seen in 41% at q93, 82% at q95, 90% at q96;
+gray sigma 2 in 10%, 29%, 36% (the first rule alone: 5%, 81%, 90% and 2%, 4%, 8%).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NOISY_MIN_BRIGHTNESS", "NOISY_MIN_SIGMA", "NoiseReading", "READ_MIN_QUALITY",
-           "is_read", "noise_of", "noise_reading"]
+__all__ = ["NOISY_MIN_BRIGHTNESS", "NOISY_MIN_SIGMA", "NoiseReading", "noise_of",
+           "noise_reading"]
 
 # Lossless inputs whose colour-noise estimate is at least this get the photo weights under
 # --weights auto (the model card, "Photo against clean weights": clean wins at sigma 1, ties
@@ -70,10 +70,6 @@ MAX_HALVED_RATIO = 2.5
 # it (quantisation hides noise in the full-size reading, less so halved; see above).
 JPEG_MIN_HALVED = 2.2
 JPEG_MAX_QUARTERED_RATIO = 1.5
-# JPEGs of this quality or more are read like lossless files (see above): those the quality
-# alone would give the clean weights (weights.PHOTO_MAX_QUALITY + 1). At q95 x2 with gray
-# sigma 3 the clean weights gain -0.26 dB over bicubic, the photo ones +1.27.
-READ_MIN_QUALITY = 93
 
 LUMA = np.array([0.299, 0.587, 0.114])  # JPEG's brightness: gray noise of sigma S reads S
 
@@ -272,11 +268,6 @@ def _give_back_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (AttributeError, OSError):
         pass
-
-
-def is_read(jpeg_quality: int | None) -> bool:
-    """Whether an input of this JPEG quality (None: lossless) has its noise read at all."""
-    return jpeg_quality is None or jpeg_quality >= READ_MIN_QUALITY
 
 
 def noise_of(image) -> NoiseReading:

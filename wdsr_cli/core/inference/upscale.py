@@ -442,7 +442,7 @@ def _failure(job: Job, exc: BaseException) -> str:
 @dataclass(frozen=True)
 class ByNoise:
     """A choice of weights its noise makes, once the image is read (a lossless or nearly
-    lossless input under ``--weights auto``; :func:`.noise.is_read`)."""
+    lossless input under ``--weights auto``; :func:`.weights.reads_noise`)."""
 
     jpeg_quality: int | None  # None: lossless
 
@@ -472,9 +472,8 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choi
     its frames are compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
     from ..data.degrade import jpeg_quality_of
-    from .noise import is_read
     from .video import is_video_file
-    from .weights import bundled_kind
+    from .weights import bundled_kind, reads_noise
 
     def one(job: Job) -> Choice | ByNoise:
         if requested != "auto":
@@ -482,7 +481,7 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choi
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video; compressed frames"
         quality = jpeg_quality_of(job.source)
-        return ByNoise(quality) if is_read(quality) else bundled_kind(requested, quality, scale)
+        return ByNoise(quality) if reads_noise(quality) else bundled_kind(requested, quality, scale)
 
     return [one(job) for job in jobs]
 
