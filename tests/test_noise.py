@@ -399,3 +399,18 @@ def test_the_reading_comes_from_the_weak_patches_alone():
     # one weak patch fewer: too few to select, the first reading (of all patches) stays
     assert N._channel_sigma(energy[1:], pixels[1:]) == pytest.approx(
         np.sqrt(N._smallest_variance(pixels[1:])))
+
+
+def test_evaluate_takes_the_median_of_every_reading(monkeypatch):
+    # evaluate --weights auto makes one choice from its first LR images: the median of each
+    # field, the quartered reading too (the JPEG rule needs it)
+    from types import SimpleNamespace
+
+    from wdsr_cli.core import evaluate as E
+
+    readings = iter([N.NoiseReading(1.0, 0.5, 2.0, 9.0), N.NoiseReading(3.0, 0.7, 2.6, 2.8),
+                     N.NoiseReading(2.0, 0.9, 2.4, 2.5)])
+    monkeypatch.setattr(E, "load_pair", lambda item, scale, degrade: (None, item))
+    monkeypatch.setattr(N, "noise_reading", lambda image: next(readings))
+    dataset = SimpleNamespace(items=[1, 2, 3, 4], scale=2, degrade=None)
+    assert E._lr_noise(dataset) == N.NoiseReading(2.0, 0.7, 2.4, 2.8)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -464,8 +464,8 @@ def _lr_noise(dataset: EvalDataset) -> NoiseReading:
 
     readings = [noise_reading(load_pair(item, dataset.scale, dataset.degrade)[1])
                 for item in dataset.items[:NOISE_SAMPLE]]
-    return NoiseReading(*(float(np.median([getattr(n, f) for n in readings] or [0.0]))
-                          for f in ("colour", "brightness", "halved", "quartered")))
+    return NoiseReading(*(float(np.median([getattr(n, f.name) for n in readings] or [0.0]))
+                          for f in fields(NoiseReading)))  # each reading's median
 
 
 def plan_evaluate(r: EvalRequest, cfg: Any) -> EvalPlan:
