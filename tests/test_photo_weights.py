@@ -286,24 +286,33 @@ def test_a_folder_of_clean_pngs_loads_the_clean_weights_alone(mixed, tmp_path, m
     assert [r["weights"] for r in summary.images] == ["clean", "clean"]
 
 
-def test_a_model_that_fails_to_load_ends_the_batch_with_its_error(mixed, tmp_path,
-                                                                   monkeypatch):
+def test_a_model_that_fails_to_load_fails_its_images_once_and_the_others_go_on(
+        mixed, tmp_path, monkeypatch):
     from wdsr_cli.core import config as C
     from wdsr_cli.core.errors import WdsrError
     from wdsr_cli.core.inference import upscale as U
 
     plan = U.plan_upscale(U.UpscaleRequest([str(mixed)], str(tmp_path / "out")),
                           C.Config().runtime)
+    loaded = []
 
     def load(kind):
-        if kind == "photo-low":
-            raise WdsrError("the photo-low weights are damaged", "reinstall wdsr")
+        loaded.append(kind)
+        if kind == "photo":
+            raise WdsrError("the photo weights are damaged", "reinstall wdsr")
         return _Nearest(kind)
 
-    with pytest.raises(WdsrError, match="photo-low weights are damaged"):
-        U.run_upscale(plan, load)
-    # a.png, before it, was written whole; nothing half-written is left
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png"]
+    summary = U.run_upscale(plan, load)
+    assert loaded == ["clean", "photo-low", "photo"]  # the damaged one was tried once
+    assert [Path(f["input"]).name for f in summary.failures] == ["d.jpg", "e.png", "f.png",
+                                                                 "g.jpg"]
+    assert {f["error"] for f in summary.failures} == \
+        {"the photo weights are damaged - reinstall wdsr"}
+    # the images of the other weights were written, after the failure as before it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["a_x2.png", "b_x2.png", "c_x2.png"]
+    with pytest.raises(WdsrError, match="4 of 7 images failed"):
+        summary.check()
 
 
 def test_each_row_counts_its_decode_also_when_its_model_loads_after_it(mixed, tmp_path,

@@ -490,12 +490,14 @@ class PerImage:
     """Which weights each image of a batch runs: job ``i``'s choice (``choices[i]``, filled in
     as images are read when it is :class:`ByNoise`), and one predictor per kind, made by
     ``load(kind)`` the first time an image needs it (on the calling thread: it may load a
-    model and say so)."""
+    model and say so). A kind that cannot load is tried once: its images fail with that
+    error, the others go on."""
 
     def __init__(self, choices: Sequence[Choice | ByNoise], scale: int,
                  load: Callable[[str | None], Any]) -> None:
         self.choices, self.scale, self.load = list(choices), scale, load
         self.loaded: dict[str | None, Any] = {}  # kind -> predictor, in order of first use
+        self.unloadable: dict[str | None, WdsrError] = {}  # kind -> why it did not load
 
     def read(self, index: int, source: Path
              ) -> tuple[str | None, Any, float, _Read | None]:
@@ -511,8 +513,14 @@ class PerImage:
         return choice[0], src, seconds, None if model is None else _prepare(model, src, seconds)
 
     def predictor(self, kind: str | None) -> Any:
+        if kind in self.unloadable:
+            raise self.unloadable[kind]
         if kind not in self.loaded:
-            self.loaded[kind] = self.load(kind)
+            try:
+                self.loaded[kind] = self.load(kind)
+            except WdsrError as exc:
+                self.unloadable[kind] = exc
+                raise
         return self.loaded[kind]
 
 
@@ -522,8 +530,8 @@ def upscale_batch(predictor, jobs: Sequence[Job],
                   on_done: Callable[[int, int, Job, dict[str, Any] | None, str | None], None]
                   | None = None, per_image: PerImage | None = None) -> dict[str, Any]:
     """Upscale every job with one model (with ``per_image``: the weights each image chooses,
-    each model loaded when first needed; an error loading one ends the batch); a file that
-    cannot be done is recorded and the batch goes on. Reading the next image (decode, noise
+    each model loaded when first needed); a file that cannot be done, or whose model cannot
+    load, is recorded and the batch goes on. Reading the next image (decode, noise
     reading, alpha bleed) and writing finished ones run in two background threads while the
     network computes. Callbacks, and ``per_image``'s loads, run on the calling thread:
     ``on_start(index, total, job)`` before an image's network pass, ``on_tile(done, total)``
@@ -562,8 +570,8 @@ def upscale_batch(predictor, jobs: Sequence[Job],
             except (WdsrError, OSError, MemoryError) as exc:
                 outcomes[index] = (None, _failure(job, exc))
             else:
-                model = per_image.predictor(kind)  # a model that cannot load ends the batch
                 try:
+                    model = per_image.predictor(kind)
                     if ready is None:  # its model was loaded just now
                         ready = _prepare(model, src, seconds)
                     if on_start is not None:
