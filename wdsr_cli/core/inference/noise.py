@@ -15,19 +15,22 @@ estimate. Two readings:
   every channel, as film grain and phones' chroma-denoised noise are), and also fine texture.
   To tell them apart it is read again on the image halved (2 x 2 means): white noise halves
   there, so twice that reading stays near the first; texture packs closer and reads higher
-  (an analog film photo at x4 LR reads 3.6, and 11.7 halved; the cat's fur reads 2.7 and is
-  too small to read halved). A brightness reading counts only when the halved one is at most
-  :data:`MAX_HALVED_RATIO` times it (and could be read at all).
+  (an analog film photo at x4 LR reads 3.6, and 10.0 halved). A brightness reading counts only
+  when the halved one is at most :data:`MAX_HALVED_RATIO` times it (and could be read at all).
+
+A small image, and the halved and quartered ones, are read on patches every 2 pixels or every
+pixel where every :data:`STRIDE` would give too few (:data:`MIN_PATCHES`): with few patches the
+sample-size correction grows without bound (the held-out photos' x4 LR, about 500 x 340 px,
+read a median 8.9 to 16.7 quartered when clean; now 1.6 to 2.0).
 
 Measured on the 38 photos of ``scripts/build_photos.py`` (their MATLAB-bicubic LR at x2, x3 and
 x4, 114 images per level, each as PNG and as a 4:2:0 JPEG at q97), how many are read as noisy:
-clean, none (the textured ones read brightness up to 4.1, and higher halved, as texture
-does); colour noise sigma 1, none; sigma 3, all of the PNGs (the colour reading: clean
-0.00-0.78, sigma 1 1.01-1.44, sigma 2 1.77-2.44, sigma 3 2.90-3.39) and 86% of the JPEGs; gray
-noise sigma 1, 1 of 228; sigma 1.5, 5%; sigma 2, 83% (PNG) / 87% (q97); sigma 3, 87% / 91% (the
-misses are the most textured photos, read as texture). The photo weights overtake the clean ones at
-colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62 dB, x4 +0.30), hence the
-thresholds.
+clean, none; colour noise sigma 1, none; sigma 2, 8 (PNG) / 6 (q97); sigma 3, all of the PNGs
+(the colour reading: clean 0.00-0.64, sigma 1 1.01-1.27, sigma 2 1.78-2.22, sigma 3 2.90-3.23)
+and 89% of the JPEGs; gray noise sigma 1, 0 / 3; sigma 1.5, 7 / 9; sigma 2, 89% / 89%; sigma 3,
+90% / 91% (the misses are the most textured photos, read as texture). The photo weights
+overtake the clean ones at colour sigma 2-2.5 and gray sigma 1.5 (x4: a tie) to 2 (x2 +0.62
+dB, x4 +0.30), hence the thresholds.
 
 JPEGs above quality 92 are read too (:func:`.weights.reads_noise`): every JPEG the quality alone
 would give the clean weights. Quantisation removes much of the noise the full-size brightness
@@ -37,10 +40,12 @@ quality. Noise at lower frequencies survives, so a JPEG is also noisy when the b
 on the image halved is at least :data:`JPEG_MIN_HALVED` and is not texture: read once more on
 the image quartered, it stays within :data:`JPEG_MAX_QUARTERED_RATIO` times it (white noise
 stays, texture grows). On the 114 LR images made with the bicubic, Lanczos-3 and box kernels
-(342 per quality, as q93, q95 and q96 JPEGs), that second rule takes no clean image for noisy;
-the first takes 1 of 342 at q93 and at q94 and 2 at q96 (the analog film photo, and the Path
-wallpaper box-downscaled at x4). Gray sigma 3 is seen in 41% at q93, 82% at q95, 90% at q96;
-gray sigma 2 in 10%, 29%, 36% (the first rule alone: 5%, 81%, 90% and 2%, 4%, 8%).
+(342 per quality, as q93, q95 and q96 JPEGs), neither rule takes a clean image for noisy (at
+q97 and q98, 2 and 5 of 342: textured photos box-downscaled). Gray sigma 3 is seen in 52% at
+q93, 86% at q95, 93% at q96; gray sigma 2 in 9%, 30%, 45%; colour sigma 3 in 13%, 27%, 40%.
+On 12 other photos (36 LR per level, fresh noise), no clean image at any quality, gray sigma
+3 in 47%, 78%, 86%. MIN_PATCHES and the two ratios were chosen together on these counts: the
+finer reading with the former ratios (2.5; 1.5) took 26 of 1,026 clean q93-96 JPEGs for noisy.
 """
 
 from __future__ import annotations
@@ -56,25 +61,29 @@ __all__ = ["NOISY_MIN_BRIGHTNESS", "NOISY_MIN_SIGMA", "NoiseReading", "noise_of"
 # Lossless inputs whose colour-noise estimate is at least this get the photo weights under
 # --weights auto (the model card, "Photo against clean weights": clean wins at sigma 1, ties
 # at sigma 2 at x2 and loses there by 0.1 dB at x4, photo wins from sigma 3 at every scale;
-# sigma 1 reads at most 1.44, sigma 3 at least 2.90).
+# sigma 1 reads at most 1.27, sigma 3 at least 2.90).
 NOISY_MIN_SIGMA = 2.2
 # ... and so do those whose brightness reading is at least this and is not texture (gray
-# sigma 1.5 reads 1.49-1.94 and ties at x4; sigma 2 reads 1.91-2.42 where photo wins).
+# sigma 1.5 reads a median 1.59 and ties at x4; sigma 2 a median 2.07, where photo wins).
 NOISY_MIN_BRIGHTNESS = 1.8
-# White noise reads the same halved (x 2); on the 114 clean LR the textured ones that reached
-# NOISY_MIN_BRIGHTNESS read 2.8x to 7.4x halved (or 0: too small), gray sigma 2 and 3 a median
-# 1.14x and 1.08x (90% under 3.3x and 2.0x).
-MAX_HALVED_RATIO = 2.5
+# White noise reads the same halved (x 2); on the 114 clean LR the three textured ones that
+# reached NOISY_MIN_BRIGHTNESS read 2.8x to 4.4x halved, gray sigma 2 and 3 a median 1.08x
+# and 1.05x (90% under 2.25x and 1.8x).
+MAX_HALVED_RATIO = 2.0
 # A JPEG is also noisy when its brightness reads at least this on the image halved and that is
 # not texture either: read once more, quartered, it stays within JPEG_MAX_QUARTERED_RATIO times
 # it (quantisation hides noise in the full-size reading, less so halved; see above).
 JPEG_MIN_HALVED = 2.2
-JPEG_MAX_QUARTERED_RATIO = 1.5
+JPEG_MAX_QUARTERED_RATIO = 1.25
 
 LUMA = np.array([0.299, 0.587, 0.114])  # JPEG's brightness: gray noise of sigma S reads S
 
 PATCH = 7
-STRIDE = 3  # patch positions are taken every STRIDE pixels
+STRIDE = 3  # patch positions are taken every STRIDE pixels ...
+# ... or every 2 or every pixel in a plane that would give fewer than this many at STRIDE (a
+# small image, or one halved or quartered; see above). The planes of a tiled image (GRID x GRID
+# tiles; quartered, 65,536 px) keep STRIDE.
+MIN_PATCHES = 7000
 TILE = 256  # a large image is read on a grid of TILE x TILE tiles, at most GRID x GRID
 GRID = 4
 ITERATIONS = 5
@@ -98,14 +107,20 @@ def _window_sums(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
 
 
-def _patch_corners(saturated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the top-left corners of the PATCH x PATCH patches every STRIDE pixels
-    that touch no clipped pixel (clipping hides the noise)."""
+def _stride(area: int) -> int:
+    """The patch stride for a plane of ``area`` pixels: :data:`STRIDE`, or finer where that
+    would give fewer than about :data:`MIN_PATCHES` patches."""
+    return int(min(max(np.sqrt(area / MIN_PATCHES), 1), STRIDE))
+
+
+def _patch_corners(saturated: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the top-left corners of the PATCH x PATCH patches every ``stride``
+    pixels that touch no clipped pixel (clipping hides the noise)."""
     h, w = saturated.shape
     if h < PATCH or w < PATCH:
         return np.empty(0, int), np.empty(0, int)
     clipped = _window_sums(saturated.astype(np.float64), PATCH, PATCH) > 0
-    rows, cols = np.arange(0, h - PATCH + 1, STRIDE), np.arange(0, w - PATCH + 1, STRIDE)
+    rows, cols = np.arange(0, h - PATCH + 1, stride), np.arange(0, w - PATCH + 1, stride)
     keep = ~clipped[np.ix_(rows, cols)]
     r, c = np.meshgrid(rows, cols, indexing="ij")
     return r[keep], c[keep]
@@ -231,18 +246,21 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
     colour = pixels.shape[2] >= 3
     planes: dict[str, list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]] = {
         "r-g": [], "b-g": [], "y": [], "y/2": [], "y/4": []}  # per tile: (plane, its corners)
-    for rows, cols in _tiles(*pixels.shape[:2]):
+    grid = _tiles(*pixels.shape[:2])
+    area = sum((r.stop - r.start) * (c.stop - c.start) for r, c in grid)
+    strides = _stride(area), _stride(area // 4), _stride(area // 16)  # full, halved, quartered
+    for rows, cols in grid:
         tile = pixels[rows, cols, :3].astype(np.float64) * (255.0 / peak)
         saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
-        corners = _patch_corners(saturated)
+        corners = _patch_corners(saturated, strides[0])
         y = tile @ LUMA if colour else tile[..., 0]
         if colour:
             planes["r-g"].append(((tile[..., 0] - tile[..., 1]) / np.sqrt(2.0), corners))
             planes["b-g"].append(((tile[..., 2] - tile[..., 1]) / np.sqrt(2.0), corners))
         planes["y"].append((y, corners))
         half, half_saturated = _halve(y), _halve(saturated) > 0
-        planes["y/2"].append((half, _patch_corners(half_saturated)))
-        planes["y/4"].append((_halve(half), _patch_corners(_halve(half_saturated) > 0)))
+        planes["y/2"].append((half, _patch_corners(half_saturated, strides[1])))
+        planes["y/4"].append((_halve(half), _patch_corners(_halve(half_saturated) > 0, strides[2])))
     sigma = {}
     for name, tiles in planes.items():  # one plane's patches at a time: bounded memory
         counts = [len(rows) for _, (rows, _) in tiles]
