@@ -246,21 +246,20 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "sort_keys=True,"):
         "indentation is whitespace: the summary a reader parses is the same",
     # the noise reading (noise.py)
-    ("noise", "TILE = 256  # a large image is read on a grid of TILE x TILE tiles, at most GRID "
-     "x GRID", "TILE = 257  # a large image is read on a grid of TILE x TILE tiles, at most "
-     "GRID x GRID"):
-        "patches start every 3 pixels and end 7 pixels in, so a 256- and a 257-pixel tile hold "
-        "the same patches (0 ... 249), its half is 128 either way (TILE // 2), and halving "
-        "keeps 256 rows of both",
+    ("noise", "strides = _stride(area), _stride(area // 4), _stride(area // 16)",
+     "strides = _stride(area), _stride(area / 4), _stride(area // 16)"):
+        "_stride's bands start at 4 and 9 times MIN_PATCHES, whole numbers: area / 4 "
+        "reaches one exactly when area // 4 does",
+    ("noise", "strides = _stride(area), _stride(area // 4), _stride(area // 16)",
+     "strides = _stride(area), _stride(area // 4), _stride(area / 16)"):
+        "_stride's bands start at 4 and 9 times MIN_PATCHES, whole numbers: area / 16 "
+        "reaches one exactly when area // 16 does",
     ("noise", "if h < PATCH or w < PATCH:", "if h < PATCH and w < PATCH:"):
         "with one side shorter than a patch, the patch rows (or columns) that follow are "
         "np.arange(0, h - PATCH + 1, STRIDE), empty: no patch either way",
     ("noise", "return np.empty(0, int), np.empty(0, int)",
      "return np.empty(0, int), np.empty(1, int)"):
         "the callers look at the number of rows only (_patches returns nothing for none)",
-    ("noise", "if len(r) == 0:", "if len(r) == 1:"):
-        "with no patch the general path gives empty arrays too (window sums indexed by empty "
-        "corners, pixels reshaped to 0 x 49); a single patch is below the 196 any reading needs",
     ("noise", "cov /= max(n - 1, 1)", "cov /= max(n - 1, 2)"):
         "n is at least 196 here (_channel_sigma reads nothing below 4 x 49 patches)",
     ("noise", "CHUNK = 8192  # patches summed at a time into a covariance (bounds the memory a "
@@ -276,15 +275,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "a patch whose energy equals the float threshold exactly: no test image has one, nor "
         "is one likely (the threshold is an irrational function of the variance)",
     ("noise", "break", "continue"):
-        "(both breaks) with too few weak patches the variance is unchanged, so the next "
+        "(the first break) with too few weak patches the variance is unchanged, so the next "
         "iteration selects the same patches and continues again until ITERATIONS: the same "
-        "number; after convergence the same holds (see the convergence test)",
-    ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
-     "if abs(new + var) <= 1e-4 * max(var, 1e-6):"): _FIXED_POINT,
+        "number",
     ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
      "if abs(new - var) < 1e-4 * max(var, 1e-6):"): _FIXED_POINT,
-    ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
-     "if abs(new - var) <= 1e-4 / max(var, 1e-6):"): _FIXED_POINT,
     ("noise", "if abs(new - var) <= 1e-4 * max(var, 1e-6):",
      "if abs(new - var) <= 1e-4 * max(var, 2e-06):"): _FIXED_POINT,
 }

@@ -198,12 +198,21 @@ def _golden_inputs() -> dict[str, np.ndarray]:
     ramp = np.linspace(0, 120, 1300)[:, None, None] + np.linspace(0, 40, 1100)[None, :, None]
     # large enough for the tile grid; its darkest rows clip at 0
     big = _noisy(np.broadcast_to(ramp, (1300, 1100, 3)), 2, seed=1, gray=True)
-    return {"photo": photo, "big": big}
+    # patches every 3 pixels full size, every 2 halved, every pixel quartered (each band just
+    # above its lower bound, so an area off by a little changes the reading)
+    mid = _noisy(read_rgb_uint8(SAMPLE / "leaves.png")[:168, :672].astype(np.float64), 2,
+                 seed=5, gray=True)
+    # ... every 3 pixels full size and halved, every 2 quartered
+    wide = _noisy(np.broadcast_to(ramp[:600, :760], (600, 760, 3)), 2, seed=6, gray=True)
+    return {"photo": photo, "big": big, "mid": mid, "wide": wide}
 
 
 GOLDEN = {"photo": (3.0974407242257276, 2.122975737466144, 2.0829481070389795,
                     3.5253319072080913),
-          "big": (0.0, 2.002665014541526, 2.0012397977193426, 1.9963524014047231)}
+          "big": (0.0, 2.002665014541526, 2.0012397977193426, 1.9963524014047231),
+          "mid": (0.10897290977404064, 2.1844415373949806, 2.6468223393241623,
+                  2.621204062103381),
+          "wide": (0.0, 2.0052697626872025, 2.0151477578862798, 2.00559931454041)}
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -246,10 +246,10 @@ def noise_reading(image: np.ndarray, peak: float = 255.0) -> NoiseReading:
     colour = pixels.shape[2] >= 3
     planes: dict[str, list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]] = {
         "r-g": [], "b-g": [], "y": [], "y/2": [], "y/4": []}  # per tile: (plane, its corners)
-    grid = _tiles(*pixels.shape[:2])
-    area = sum((r.stop - r.start) * (c.stop - c.start) for r, c in grid)
-    strides = _stride(area), _stride(area // 4), _stride(area // 16)  # full, halved, quartered
-    for rows, cols in grid:
+    # patch strides: full size, halved, quartered (a tiled image's are all STRIDE)
+    area = pixels.shape[0] * pixels.shape[1]
+    strides = _stride(area), _stride(area // 4), _stride(area // 16)
+    for rows, cols in _tiles(*pixels.shape[:2]):
         tile = pixels[rows, cols, :3].astype(np.float64) * (255.0 / peak)
         saturated = ((tile <= 0.0) | (tile >= 255.0)).any(axis=2)
         corners = _patch_corners(saturated, strides[0])
