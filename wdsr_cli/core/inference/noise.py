@@ -20,7 +20,7 @@ estimate. Two readings:
 
 A small image, and the halved and quartered ones, are read on patches every 2 pixels or every
 pixel where every :data:`STRIDE` would give too few (:data:`MIN_PATCHES`): with few patches the
-sample-size correction grows without bound (the held-out photos' x4 LR, about 500 x 340 px,
+sample-size correction grows without bound (the held-out photos' x4 LR, 250-480 px a side,
 read a median 8.9 to 16.7 quartered when clean; now 1.6 to 2.0).
 
 Measured on the 38 photos of ``scripts/build_photos.py`` (their MATLAB-bicubic LR at x2, x3 and
