@@ -259,15 +259,19 @@ def test_a_jpeg_is_noisy_when_its_halved_reading_is_noise_and_not_texture():
         "noise ~0.0 colour, ~0.5 brightness"
 
 
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    PILImage.fromarray(img).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    return np.asarray(PILImage.open(buf).convert("RGB"))
+
+
 def test_quantisation_hides_noise_from_the_full_size_reading_not_from_the_halved_one():
     # a sample photo with gray noise of sigma 3, saved at q93: the full-size reading is mostly
     # quantised away, the halved and quartered ones still see about 3; without the noise,
     # nothing is seen
     def read(img: np.ndarray) -> N.NoiseReading:
-        buf = io.BytesIO()
-        PILImage.fromarray(img).save(buf, format="JPEG", quality=93)
-        buf.seek(0)
-        return N.noise_reading(np.asarray(PILImage.open(buf).convert("RGB")))
+        return N.noise_reading(_jpeg(img, 93))
 
     clock = read_rgb_uint8(SAMPLE / "clock.png")
     r = read(_noisy(clock.astype(np.float64), 3, seed=4, gray=True))
@@ -275,13 +279,6 @@ def test_quantisation_hides_noise_from_the_full_size_reading_not_from_the_halved
     assert 2.5 < r.halved < 3.5 and 2.5 < r.quartered < 4.0
     assert r.noisy_at(93)
     assert not read(clock).noisy_at(93)
-
-
-def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    PILImage.fromarray(img).save(buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    return np.asarray(PILImage.open(buf).convert("RGB"))
 
 
 def test_a_small_noisy_jpeg_is_read_on_patches_at_every_pixel():
