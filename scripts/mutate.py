@@ -76,6 +76,9 @@ MODULES = [
     # weights (two of the sixteen sample photos: each one costs 0.7 s)
     Module("noise", "wdsr_cli/core/inference/noise.py",
            "test_noise.py -k 'not every_sample_photo or dogs or leaves'"),
+    # what a photo's colour profile and EXIF become in the output (a wrong Orientation turns
+    # every phone photo sideways)
+    Module("metadata", "wdsr_cli/core/data/metadata.py", "test_metadata.py"),
     Module("contract", "wdsr_cli/core/inference/contract.py", "test_contract.py"),
     Module("backends", "wdsr_cli/core/inference/backends/__init__.py", "test_contract.py",
            ("model_format", "load_exported")),

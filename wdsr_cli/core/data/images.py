@@ -22,7 +22,10 @@ What :func:`read_image` does with each kind of file:
 * 16-bit colour TIFFs are refused: Pillow would keep only their top 8 bits (16-bit gray TIFF
   and 16-bit colour PNG keep all 16).
 * The EXIF orientation tag (JPEG, PNG ``eXIf``, TIFF, WebP) is applied, so the
-  pixels come out upright as image viewers show them; the tag is not written back.
+  pixels come out upright as image viewers show them.
+* The ICC colour profile and the EXIF block are kept on the :class:`Image` and written
+  back with it (PNG, JPEG, WebP; TIFF the profile only), EXIF with Orientation 1 and the
+  new pixel size (:mod:`.metadata`).
 * A truncated or damaged file raises :class:`WdsrError` naming the file. Pillow's
   ``ImageFile.LOAD_TRUNCATED_IMAGES`` is forced off while decoding, and PNGs are
   additionally checked for their closing ``IEND`` chunk (Pillow accepts a PNG
@@ -50,6 +53,7 @@ import numpy as np
 from wdsr_cli.core.errors import WdsrError
 
 from . import png
+from .metadata import EXIF_HEADER, exif_for_output, icc_fits, split_exif
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -62,6 +66,7 @@ __all__ = [
     "to_rgb_float",
     "write_image",
     "write_rgb_uint8",
+    "written_metadata",
 ]
 
 
@@ -103,12 +108,17 @@ class Image:
     channel, if any, is kept apart in ``alpha`` (HxW, same dtype). ``bit_depth``
     is 8 or 16 and matches the dtype. ``source_mode`` is what the file held
     (Pillow's mode name, or e.g. ``"RGB;16"`` for a 16-bit colour PNG), for messages.
+    ``icc_profile`` (an RGB or gray profile, as the pixels are) and ``exif`` (the source's
+    TIFF block, orientation as in the file) are what the file said about its pixels; they
+    are written back with them (:mod:`.metadata`).
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     bit_depth: int = 8
     source_mode: str = ""
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
 
     def __post_init__(self) -> None:
         p = self.pixels
@@ -127,8 +137,16 @@ class Image:
                     f"Image.alpha must be {p.shape[:2]} {p.dtype}, got "
                     f"{getattr(a, 'shape', None)} {getattr(a, 'dtype', None)}"
                 )
+        if self.icc_profile is not None and not icc_fits(self.icc_profile, self.gray):
+            raise ValueError("Image.icc_profile must be a " + ("gray" if self.gray else "RGB")
+                             + " profile, as the pixels are")
         if not self.source_mode:
             self.source_mode = _describe(self)
+
+    @property
+    def metadata(self) -> dict[str, bytes | None]:
+        """The ``icc_profile`` and ``exif`` to hand on to an image made from this one."""
+        return {"icc_profile": self.icc_profile, "exif": self.exif}
 
     @property
     def gray(self) -> bool:
@@ -440,7 +458,16 @@ def _convert_pillow(f, meta: dict, mode: str, p: str) -> Image:
     if alpha is not None:
         alpha = _apply_orientation(alpha, orientation)
     depth = 8 if a.dtype == np.uint8 else 16
-    return Image(pixels=a, alpha=alpha, bit_depth=depth, source_mode=src)
+    return Image(pixels=a, alpha=alpha, bit_depth=depth, source_mode=src,
+                 **_metadata(meta.get("icc_profile"), meta.get("exif"), a.shape[2] == 1))
+
+
+def _metadata(icc: object, exif: object, gray: bool) -> dict[str, bytes | None]:
+    """What a file reported, as :class:`Image` keeps it: a profile only when it describes
+    the pixels as read (a CMYK file's does not), EXIF as its TIFF block."""
+    icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
+    exif = split_exif(bytes(exif)) if isinstance(exif, (bytes, bytearray)) else None
+    return {"icc_profile": icc if icc_fits(icc, gray) else None, "exif": exif}
 
 
 def _read_png16(p: str, data: bytes) -> Image:
@@ -485,7 +512,8 @@ def _read_png16(p: str, data: bytes) -> Image:
     if alpha is not None:
         alpha = _apply_orientation(np.ascontiguousarray(alpha), orientation)
     mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
-    return Image(pixels=arr, alpha=alpha, bit_depth=16, source_mode=mode)
+    return Image(pixels=arr, alpha=alpha, bit_depth=16, source_mode=mode,
+                 **_metadata(info.get("icc_profile"), info.get("exif"), arr.shape[2] == 1))
 
 
 # ---------------------------------------------------------------------------
@@ -531,6 +559,8 @@ def from_rgb_float(rgb: np.ndarray, like: Image, alpha: np.ndarray | None = None
     weights (0.299, 0.587, 0.114); they sum to 1, so a gray input replicated by
     :func:`to_rgb_float` comes back exactly.
 
+    ``like``'s colour profile and EXIF come along (:attr:`Image.metadata`).
+
     Alpha: pass ``alpha`` (HxW float on the 0..255 scale, e.g. the upscaled
     :func:`alpha_to_float`). Without it, ``like.alpha`` is kept when it has the
     same size as ``rgb``; when ``like`` has alpha of another size a ValueError is
@@ -557,7 +587,7 @@ def from_rgb_float(rgb: np.ndarray, like: Image, alpha: np.ndarray | None = None
                 f"pass alpha= resized to {rgb.shape[:2]}"
             )
         out_alpha = like.alpha.copy()
-    return Image(pixels=pixels, alpha=out_alpha, bit_depth=like.bit_depth)
+    return Image(pixels=pixels, alpha=out_alpha, bit_depth=like.bit_depth, **like.metadata)
 
 
 # ---------------------------------------------------------------------------
@@ -619,6 +649,7 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
     p = os.fspath(path)
     fmt = _format_for(p)
     arr, own_png = _prepare(img, fmt, p)
+    meta = _metadata_kwargs(img, fmt)
     folder = os.path.dirname(os.path.abspath(p))
     if not os.path.isdir(folder):
         raise WdsrError(f"cannot write image '{p}': folder '{folder}' does not exist")
@@ -627,9 +658,10 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
     try:
         with replacing(p, exclusive=exclusive) as tmp, open(tmp, "xb") as fh:
             if own_png:
-                fh.write(png.encode(arr, 16))
+                fh.write(png.encode(arr, 16, icc_profile=meta.get("icc_profile"),
+                                    exif=meta.get("exif")))
             else:
-                _write_with_pillow(fh, arr, fmt, quality)
+                _write_with_pillow(fh, arr, fmt, {**_save_kwargs(fmt, quality), **meta})
     except WdsrError:
         raise
     except OSError as e:
@@ -639,11 +671,30 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
         raise WdsrError(f"cannot write image '{p}': {type(e).__name__}: {e}") from None
 
 
-def _write_with_pillow(fh, arr: np.ndarray, fmt: str, quality: int | None) -> None:
+def _metadata_kwargs(img: Image, fmt: str) -> dict[str, bytes]:
+    """The colour profile and EXIF block for ``fmt`` (see :mod:`.metadata`): BMP holds
+    neither; TIFF keeps the profile (its own tags are where EXIF would go); a JPEG segment holds
+    at most 65,533 bytes, so a larger EXIF block (possible in a PNG) is left out of a JPEG."""
+    out: dict[str, bytes] = {}
+    if img.icc_profile and fmt != "BMP":
+        out["icc_profile"] = img.icc_profile
+    if fmt in ("PNG", "JPEG", "WEBP"):
+        exif = exif_for_output(img.exif, img.width, img.height)
+        if exif and not (fmt == "JPEG" and len(EXIF_HEADER + exif) > 65533):
+            out["exif"] = EXIF_HEADER + exif
+    return out
+
+
+def written_metadata(img: Image, path: str | os.PathLike) -> list[str]:
+    """What :func:`write_image` writes of ``img``'s metadata to ``path``, by its format:
+    ``"icc_profile"``, ``"exif"``, both or neither."""
+    return sorted(_metadata_kwargs(img, _format_for(os.fspath(path))))
+
+
+def _write_with_pillow(fh, arr: np.ndarray, fmt: str, kwargs: dict) -> None:
     import imageio.v3 as iio
 
     ext = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}[fmt]
-    kwargs = _save_kwargs(fmt, quality)
     # imageio infers the Pillow mode: L, LA, RGB, RGBA (uint8) or I;16 (2-D uint16)
     iio.imwrite(fh, arr, plugin="pillow", extension=ext, **kwargs)
 

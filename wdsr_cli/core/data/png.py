@@ -106,6 +106,10 @@ def decode(data: bytes) -> tuple[np.ndarray, dict]:
             info["trns"] = body
         elif ctype == b"eXIf":
             info["exif"] = body
+        elif ctype == b"iCCP":
+            profile = _icc_from_iccp(body)
+            if profile is not None:
+                info["icc_profile"] = profile
     if header is None:
         raise PngError("no IHDR chunk")
     w, h, depth, ctype_, comp, filt, interlace = header
@@ -236,8 +240,23 @@ def _filter_rows(x: np.ndarray, bpp: int) -> bytes:
     return bytes(out)
 
 
-def encode(arr: np.ndarray, bit_depth: int, level: int = 6) -> bytes:
-    """Encode HxW or HxWxC (C 1-4) uint8/uint16 as a non-interlaced PNG."""
+def _icc_from_iccp(body: bytes) -> bytes | None:
+    """The profile in an iCCP chunk (name, NUL, method 0, zlib data), or None if damaged:
+    a broken ancillary chunk costs the profile, not the image."""
+    name_end = body.find(b"\x00")
+    if not 0 < name_end < 80 or body[name_end + 1 : name_end + 2] != b"\x00":
+        return None
+    try:
+        return zlib.decompress(body[name_end + 2 :])
+    except zlib.error:
+        return None
+
+
+def encode(arr: np.ndarray, bit_depth: int, level: int = 6, icc_profile: bytes | None = None,
+           exif: bytes | None = None) -> bytes:
+    """Encode HxW or HxWxC (C 1-4) uint8/uint16 as a non-interlaced PNG, with an iCCP chunk
+    for ``icc_profile`` and an eXIf chunk for ``exif`` (a JPEG ``Exif\\0\\0`` header is
+    dropped: eXIf holds the TIFF block alone)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
     h, w, c = arr.shape
@@ -253,9 +272,16 @@ def encode(arr: np.ndarray, bit_depth: int, level: int = 6) -> bytes:
         return struct.pack(">I", len(body)) + t + body + struct.pack(">I", zlib.crc32(t + body))
 
     ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, ctype, 0, 0, 0)
+    # the PNG specification puts iCCP before IDAT; eXIf may go anywhere before IEND
+    extra = b""
+    if icc_profile:
+        extra += chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile, level))
+    if exif:
+        extra += chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
     return (
         SIGNATURE
         + chunk(b"IHDR", ihdr)
+        + extra
         + chunk(b"IDAT", zlib.compress(filtered, level))
         + chunk(b"IEND", b"")
     )
