@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_wdsr, save_tiny_checkpoint
 from PIL import Image as PILImage
+from PIL import ImageCms
 
 from wdsr_cli.core.data.images import Image, read_image, write_image
 from wdsr_cli.core.data.resize import bicubic_upscale
@@ -55,13 +56,17 @@ def batch(ckpt, tmp_path_factory):
     rgba_rgb = _picture(20, 26)
     rgba_rgb[alpha == 0] = 0  # transparent pixels are black, as many editors store them
     write_image(src / "rgba.png", Image(pixels=rgba_rgb, alpha=alpha))
-    write_image(src / "rgb16.png", Image(pixels=kinds["rgb16"], bit_depth=16))
+    # a colour profile and EXIF ride along (test_metadata.py has the details)
+    write_image(src / "rgb16.png", Image(pixels=kinds["rgb16"], bit_depth=16,
+                                         icc_profile=PROFILE, exif=_camera_exif(1)))
     write_image(src / "gray16.png", Image(pixels=kinds["gray16"], bit_depth=16))
     palette = PILImage.fromarray(_picture(16, 18)).convert("P", palette=PILImage.ADAPTIVE,
                                                            colors=12)
     palette.save(src / "palette.png")
     kinds["palette"] = np.asarray(palette.convert("RGB"))
-    PILImage.fromarray(_picture(24, 20)).save(src / "photo.jpg", quality=92)
+    PILImage.fromarray(_picture(24, 20)).save(src / "photo.jpg", quality=92,
+                                              icc_profile=PROFILE,
+                                              exif=b"Exif\x00\x00" + _camera_exif(6))
     good = (src / "rgb.png").read_bytes()
     (src / "broken.png").write_bytes(good[: len(good) // 2])
     (src / "notes.txt").write_text("not an image, not picked up from a folder")
@@ -72,6 +77,41 @@ def batch(ckpt, tmp_path_factory):
                    env={"COLUMNS": "250"})
     return {"res": res, "src": src, "out": out, "rgb": rgb, "alpha": alpha, "kinds": kinds,
             "summary": json.loads((d / "summary.json").read_text())}
+
+
+def _camera_exif(orientation: int) -> bytes:
+    ex = PILImage.Exif()
+    ex[0x0112], ex[0x010F] = orientation, "wdsr test camera"
+    return ex.tobytes()[6:]
+
+
+PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_profile_and_exif_reach_the_output_with_the_orientation_applied_once(batch):
+    meta = {Path(r["output"]).name: r["metadata"] for r in batch["summary"]["images"]}
+    assert meta["photo_x2.png"] == meta["rgb16_x2.png"] == ["exif", "icc_profile"]
+    assert meta["rgb_x2.png"] == []
+    for name in ("photo_x2.png", "rgb16_x2.png"):  # the 8-bit and the float/16-bit paths
+        with PILImage.open(batch["out"] / name) as im:
+            exif = im.getexif()
+            assert im.info["icc_profile"] == PROFILE
+            assert exif[0x010F] == "wdsr test camera" and exif[0x0112] == 1
+    with PILImage.open(batch["out"] / "rgb_x2.png") as im:
+        assert "icc_profile" not in im.info and not im.getexif()
+
+
+def test_strip_metadata_leaves_out_the_exif_and_keeps_the_colour_profile(ckpt, tmp_path):
+    PILImage.fromarray(_picture(10, 12)).save(tmp_path / "p.jpg", icc_profile=PROFILE,
+                                              exif=b"Exif\x00\x00" + _camera_exif(1))
+    res = run_wdsr("upscale", str(tmp_path / "p.jpg"), "--checkpoint", str(ckpt["x2"]),
+                   "--strip-metadata", "--json", str(tmp_path / "s.json"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["images"][0]["metadata"] == \
+        ["icc_profile"]
+    with PILImage.open(tmp_path / "p_x2.png") as im:
+        assert im.info["icc_profile"] == PROFILE and not im.getexif()
+        assert "exif" not in im.info
 
 
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601: docs/upscale.md "Every kind of image"
@@ -147,7 +187,7 @@ def test_palette_and_jpeg_become_rgb_png(batch, ckpt):
     _assert_pixels(pal.pixels, _expected(ckpt["x2"], batch["kinds"]["palette"]))
     photo = batch["out"] / "photo_x2.png"
     assert photo.read_bytes().startswith(b"\x89PNG")
-    assert read_image(photo).pixels.shape == (48, 40, 3)
+    assert read_image(photo).pixels.shape == (40, 48, 3)  # EXIF orientation 6: turned upright
 
 
 def test_rgba_keeps_its_alpha_upscaled_with_the_matlab_bicubic(batch):

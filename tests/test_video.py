@@ -260,6 +260,7 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
         (["clip.mp4", "--codec", "ffv1", "--crf", "10"], "--crf does not apply"),
         (["clip.mp4", "--crf", "70"], "--crf must be a whole number from 0 to 63"),
         (["photo.png", "--crf", "20"], "--codec and --crf are for video inputs"),
+        (["clip.mp4", "--strip-metadata"], "--strip-metadata is for images"),
     ]
     for args, needle in cases:
         line = one_line_error(run_wdsr("upscale", *args, "--checkpoint", str(tiny),

@@ -264,7 +264,8 @@ def upscale(
     weights_choice: str = O.UpWeights, backend: str = O.Backend,
     precision: str = O.UpPrecision, tile: int | None = O.Tile,
     self_ensemble: bool = O.UpSelfEnsemble, overwrite: bool = O.UpOverwrite,
-    crf: int | None = O.UpCrf, codec: str | None = O.UpCodec,
+    strip_metadata: bool = O.UpStripMetadata, crf: int | None = O.UpCrf,
+    codec: str | None = O.UpCodec,
     json_out: str | None = O.Json, device_target: str | None = O.DeviceTarget,
 ) -> None:
     """Super-resolve images or a video (works out of the box with the bundled weights).
@@ -279,7 +280,7 @@ def upscale(
 
     plan = U.plan_upscale(U.UpscaleRequest(
         inputs, output, scale, checkpoint, model, weights_choice, backend, precision,
-        self_ensemble, overwrite, json_out, outscale, crf, codec),
+        self_ensemble, overwrite, json_out, outscale, crf, codec, strip_metadata),
         _load_config(None, None, device_target).runtime)
     ui.upscale_notes(plan)
     with ui.upscale_progress(plan) as bar:  # each model loads when its first image is read

@@ -205,6 +205,9 @@ UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(
     False, "--self-ensemble", help="Average the 8 flips/transposes (8x slower).")
 UpOverwrite = typer.Option(False, "--overwrite", help="Replace existing outputs.")
+UpStripMetadata = typer.Option(
+    False, "--strip-metadata", help="Write no EXIF (capture date, camera, GPS) into the "
+    "outputs. The colour profile is kept: without it the colours would change. Images only.")
 UpOutscale = typer.Option(
     None, "--outscale", help="Output size factor, any number > 0 (e.g. 1.5): the network "
     "runs at --scale (default: the smallest bundled scale >= it), then a bicubic resize.")

@@ -68,6 +68,7 @@ class Job:
     target: Path
     overwrite: bool = False  # False: a target that appears while working is never replaced
     outscale: float | None = None  # --outscale: the output is this times the input size
+    keep_exif: bool = True  # False: --strip-metadata (the colour profile is kept regardless)
 
 
 # --------------------------------------------------------------------------- inputs/outputs
@@ -149,7 +150,7 @@ class JobPlan:
 
 
 def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool,
-              outscale: float | None = None) -> JobPlan:
+              outscale: float | None = None, keep_exif: bool = True) -> JobPlan:
     """Where each result goes; every check on names and folders happens here, before any
     image is read or anything is created.
 
@@ -163,9 +164,9 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool,
     is left out of the inputs.
 
     ``outscale`` (``--outscale``): names say that factor (``NAME_x1.5.png``) and each job
-    carries it. A video input (:func:`.video.is_video_file`) is named ``NAME_x2.mp4`` (its
-    own suffix), must be the only input, and its ``-o`` must be a video name (an image input's
-    an image name).
+    carries it, as it carries ``keep_exif``. A video input (:func:`.video.is_video_file`) is
+    named ``NAME_x2.mp4`` (its own suffix), must be the only input, and its ``-o`` must be a
+    video name (an image input's an image name).
     """
     from .outscale import label
     from .video import is_video_file
@@ -204,7 +205,8 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool,
 
     for folder in sorted({j.target.parent for j in jobs}):
         check_writable_folder(folder, "choose a writable -o folder")
-    return JobPlan([replace(j, overwrite=overwrite, outscale=outscale) for j in jobs], skipped)
+    return JobPlan([replace(j, overwrite=overwrite, outscale=outscale, keep_exif=keep_exif)
+                    for j in jobs], skipped)
 
 
 def _targets(inputs: Inputs, output: str | None, scale: int | str, video: bool) -> list[Job]:
@@ -335,11 +337,12 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
     """Alpha upscaled, converted to the output depth band by band, written atomically.
     ``network_seconds``: the network pass alone (the record's ``seconds`` adds read and
     write)."""
-    from ..data.images import Image, from_rgb_float, write_image
+    from ..data.images import Image, from_rgb_float, write_image, written_metadata
     from ..data.resize import bicubic_upscale
 
     start = time.perf_counter()
     src = read.src
+    meta = src.metadata if job.keep_exif else {**src.metadata, "exif": None}
     size = None
     if job.outscale is not None:  # --outscale: the network's result resized (outscale.py)
         from .outscale import output_size, resize_to
@@ -351,7 +354,7 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
         up_alpha = np.clip(bicubic_upscale(read.alpha, predictor.scale) if size is None
                            else resize_to(read.alpha, size), 0.0, 255.0)
     if sr.dtype == np.uint8:  # already the 8-bit RGB image (see _network)
-        out = Image(pixels=sr, bit_depth=8)
+        out = Image(pixels=sr, bit_depth=8, **meta)
     else:
         pixels, alphas = [], []
         for a in range(0, sr.shape[0], _BAND_ROWS):
@@ -362,13 +365,14 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
                 alphas.append(band.alpha)
         out = Image(pixels=np.concatenate(pixels, axis=0),
                     alpha=np.concatenate(alphas, axis=0) if alphas else None,
-                    bit_depth=src.bit_depth)
+                    bit_depth=src.bit_depth, **meta)
     job.target.parent.mkdir(parents=True, exist_ok=True)
     hold_if_asked(f"upscale-write-{job.source.name}")  # tests only (testpoint.py)
     write_image(job.target, out, exclusive=not job.overwrite)
     return {"input": str(job.source), "output": str(job.target), "mode": src.source_mode,
             "input_size": [src.width, src.height], "output_size": [out.width, out.height],
             "bit_depth": src.bit_depth, "alpha": src.alpha is not None,
+            "metadata": written_metadata(out, job.target),
             "network_calls": predictor.windows_for(src.height, src.width),
             "seconds": read.seconds + network_seconds + time.perf_counter() - start,
             "network_seconds": network_seconds,
@@ -707,6 +711,7 @@ class UpscaleRequest:
     outscale: str | None = None  # any factor > 0: the network's output resized to it
     crf: int | None = None  # video only
     codec: str | None = None  # video only
+    strip_metadata: bool = False  # images only: write no EXIF
 
 
 @dataclass
@@ -751,7 +756,8 @@ def plan_upscale(request: UpscaleRequest, runtime_cfg: Any) -> UpscalePlan:
                        device_id=runtime_cfg.device_id, precision=r.precision, bundled=kind)
 
     first = resolved("clean" if r.weights == "auto" else r.weights)
-    planned = plan_jobs(found, r.output, first.scale, r.overwrite, factor)
+    planned = plan_jobs(found, r.output, first.scale, r.overwrite, factor,
+                        keep_exif=not r.strip_metadata)
     jsonout.apart(r.json_out, [job.target for job in planned.jobs])
     notes = [line for line in (note, factor and O.describe(factor, first.scale)) if line]
     todo, failures, video = _preflight_request(r, planned.jobs)
@@ -777,6 +783,8 @@ def _preflight_request(r: UpscaleRequest, jobs: list[Job]) -> tuple[list[Job], l
 
     job = video_job(jobs)
     if job is not None:  # a bad clip or codec is one line before any model loads
+        if r.strip_metadata:
+            raise WdsrError("--strip-metadata is for images", "drop it for a video")
         info = V.probe(job.source)
         V.check_output(job.source, job.target, r.codec, r.crf)
         return [job], [], info
