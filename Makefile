@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # A normal (non-editable) install, so tests and the demo exercise what users get from pip.
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check ".[dev,onnx,openvino,video]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check ".[dev,onnx,openvino,video,heif]"
 
 demo: install
 	bash scripts/demo.sh $(WDSR)

@@ -280,6 +280,66 @@ def test_rgba_tiff_keeps_alpha(tmp_path):
     assert np.array_equal(got.pixels, px) and np.array_equal(got.alpha, al)
 
 
+@pytest.mark.parametrize("fmt,suffix", [("AVIF", ".avif"), ("HEIF", ".heic"),
+                                        ("HEIF", ".HEIF")])
+def test_avif_and_heic_photos_are_read_upright_with_their_profile(tmp_path, fmt, suffix):
+    """The web's AVIF (Pillow) and the iPhone's HEIC (pillow-heif, an extra `make install`
+    brings): a photo turned by its EXIF orientation comes out upright, once, whichever of
+    the decoder or the reader turns it."""
+    import pillow_heif
+    from PIL import ImageCms
+
+    pillow_heif.register_heif_opener()  # to write one; wdsr reads without being told
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    px = _smooth(24, 40, 3)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to show
+    path = tmp_path / f"photo{suffix}"
+    PILImage.fromarray(px).save(path, fmt, quality=95, exif=exif.tobytes(),
+                                icc_profile=profile)
+    assert is_image_file(path) and suffix.lower() in IMAGE_SUFFIXES
+    got = read_image(path)
+    assert got.pixels.shape == (40, 24, 3) and got.icc_profile == profile
+    err = [np.abs(got.pixels.astype(int) - np.rot90(px, k)).mean() for k in (-1, 1)]
+    assert err[0] < 8 < 40 < err[1]  # lossy, but turned clockwise (not the other way)
+    assert images.probe_image(path) == (40, 24)
+    assert suffix.lower() not in images.OUTPUT_SUFFIXES
+    with pytest.raises(WdsrError, match="unknown image format"):
+        write_image(tmp_path / f"out{suffix}", got)
+
+
+def test_a_camera_jpeg_with_a_preview_inside_is_its_photo(tmp_path):
+    """Cameras and phones often write a JPEG with a preview or depth image after the photo
+    (Multi-Picture Format; Pillow calls it MPO and counts 2 frames): it is one photo, read
+    upright with its quality, not refused as an animation."""
+    from wdsr_cli.core.data.compression import jpeg_quality_of
+
+    px = _smooth(24, 40, 3)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "DSC_0001.JPG"
+    PILImage.fromarray(px).save(path, "MPO", save_all=True, quality=85, exif=exif.tobytes(),
+                                append_images=[PILImage.fromarray(px[::4, ::4].copy())])
+    with PILImage.open(path) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))  # frame 0
+    got = read_image(path)
+    assert got.pixels.shape == (40, 24, 3) and np.array_equal(got.pixels, want)
+    assert images.probe_image(path) == (40, 24) and jpeg_quality_of(path) == 85
+
+
+def test_a_heic_photo_without_pillow_heif_says_what_to_install(tmp_path, monkeypatch):
+    fake = tmp_path / "IMG_0001.HEIC"
+    fake.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64)
+    with pytest.raises(WdsrError, match="not an image file"):  # pillow-heif cannot read it
+        read_image(fake)
+    monkeypatch.setattr(images, "_HEIF", False)
+    for read in (read_image, images.probe_image):
+        with pytest.raises(WdsrError, match="need pillow-heif") as info:
+            read(fake)
+        assert "wdsr-cli[heif]" in info.value.hint
+
+
 @pytest.mark.skipif(".webp" not in IMAGE_SUFFIXES, reason="Pillow built without WebP")
 def test_webp(tmp_path):
     px, al = _smooth(16, 16, 3), _smooth(16, 16, 1)[:, :, 0]

@@ -364,7 +364,8 @@ def test_one_pixel_and_unreadable_single_images(ckpt, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [(["--scale", "5"], "unsupported scale 5"),
-                                         (["-o", "no-suffix"], "has no image suffix")])
+                                         (["-o", "no-suffix"], "has no image suffix"),
+                                         (["-o", "x.heic"], "no image suffix wdsr writes")])
 def test_bad_options(tmp_path, args, needle):
     img = tmp_path / "x.png"
     write_image(img, Image(pixels=_picture(5, 5)))

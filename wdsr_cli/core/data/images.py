@@ -43,6 +43,7 @@ JPEG is written at quality 95 with 4:4:4 chroma, WebP lossy at quality 95 unless
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import struct
 import threading
@@ -57,6 +58,7 @@ from .metadata import EXIF_HEADER, exif_for_output, icc_fits, split_exif
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "OUTPUT_SUFFIXES",
     "Image",
     "from_rgb_float",
     "is_image_file",
@@ -70,21 +72,45 @@ __all__ = [
 ]
 
 
-def _webp_available() -> bool:
+def _pillow_reads(feature: str) -> bool:
     try:
         from PIL import features
 
-        return bool(features.check("webp"))
+        return bool(features.check(feature))
     except Exception:  # pragma: no cover - a broken Pillow build
         return False
 
 
-_WEBP = _webp_available()
+_WEBP = _pillow_reads("webp")
+# HEIC/HEIF (what iPhones save) needs pillow-heif, an optional extra (`pip install
+# wdsr[heif]`); it is imported on the first read of such a file, not here (--help stays fast)
+_HEIF = importlib.util.find_spec("pillow_heif") is not None
 
-#: Suffixes (lower case) that :func:`read_image` and :func:`write_image` handle.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") + (
+#: Suffixes (lower case) that :func:`write_image` writes.
+OUTPUT_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") + (
     (".webp",) if _WEBP else ()
 )
+#: Suffixes (lower case) that :func:`read_image` reads: the output ones, AVIF where Pillow
+#: has it, HEIC/HEIF with pillow-heif.
+IMAGE_SUFFIXES: tuple[str, ...] = OUTPUT_SUFFIXES + ((".avif",) if _pillow_reads("avif") else ()) \
+    + ((".heic", ".heif") if _HEIF else ())
+
+_heif_registered = threading.Lock(), [False]
+
+
+def _open_heif_too() -> None:
+    """Let Pillow open HEIC/HEIF files (once, when pillow-heif is installed). The decoder
+    applies the file's rotation and mirroring and resets the EXIF orientation to 1, so the
+    pixels come upright as from any other format."""
+    lock, done = _heif_registered
+    if not _HEIF or done[0]:
+        return
+    with lock:
+        if not done[0]:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            done[0] = True
 
 _FORMATS = {
     ".png": "PNG",
@@ -242,6 +268,14 @@ def _cannot_read(path: str | os.PathLike, reason: str, hint: str | None = None) 
     return WdsrError(f"cannot read image '{os.fspath(path)}': {reason}", hint)
 
 
+def _unknown_format(path: str | os.PathLike) -> WdsrError:
+    if os.path.splitext(os.fspath(path))[1].lower() in (".heic", ".heif") and not _HEIF:
+        return _cannot_read(path, "HEIC/HEIF photos need pillow-heif, which is not installed",
+                            "pip install 'wdsr-cli[heif]' (or convert the photo to JPEG or PNG)")
+    return _cannot_read(path, "not an image file, or a format Pillow cannot read",
+                        "supported: " + ", ".join(IMAGE_SUFFIXES))
+
+
 def read_image(path: str | os.PathLike) -> Image:
     """Read an image file fully; raise :class:`WdsrError` naming it if it can't be read."""
     p = os.fspath(path)
@@ -281,9 +315,11 @@ _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 def check_still_image(im, path: str | os.PathLike) -> None:
     """Refuse what :func:`read_image` would silently get wrong, from an open Pillow image
     (header only): several frames (only one would be used) and 16-bit colour TIFF (Pillow
-    keeps only the top 8 bits)."""
+    keeps only the top 8 bits). A camera JPEG that carries a preview or a depth map beside
+    its photo (Pillow's MPO: CIPA's Multi-Picture Format) is one photo: the first image, the
+    one every viewer shows."""
     frames = getattr(im, "n_frames", 1)
-    if frames > 1:
+    if frames > 1 and im.format != "MPO":
         raise _cannot_read(path, f"it has {frames} frames (animated or multi-page)",
                            "save the frame you want as a PNG and pass that")
     if im.format == "TIFF" and im.mode not in ("I;16", "I;16B", "I;16L", "I"):
@@ -300,6 +336,7 @@ def has_alpha(path: str | os.PathLike) -> bool:
     from PIL import Image as PILImage
 
     try:
+        _open_heif_too()
         with PILImage.open(path) as im:
             return im.mode in _ALPHA_MODES or "transparency" in im.info
     except Exception:  # noqa: BLE001 - the reader reports unreadable files
@@ -323,11 +360,12 @@ def probe_image(path: str | os.PathLike) -> tuple[int, int]:
         if sig == png.SIGNATURE and not png.is_complete(path):
             raise WdsrError(f"cannot read image '{path}': file is truncated",
                             "the file is incomplete: copy or download it again")
+        _open_heif_too()
         with PILImage.open(path) as im:
             check_still_image(im, path)
             width, height = im.size
             orientation = 1
-            if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
+            if im.format in ("JPEG", "TIFF", "WEBP", "MPO", "AVIF", "HEIF"):
                 try:
                     orientation = int(im.getexif().get(0x0112, 1))
                 except Exception:  # noqa: BLE001 - a broken EXIF block means no orientation
@@ -335,8 +373,7 @@ def probe_image(path: str | os.PathLike) -> tuple[int, int]:
     except WdsrError:
         raise
     except UnidentifiedImageError:
-        raise WdsrError(f"cannot read image '{path}': not an image file, or a format "
-                        "Pillow cannot read", "supported: " + ", ".join(IMAGE_SUFFIXES)) from None
+        raise _unknown_format(path) from None
     except OSError as exc:
         raise WdsrError(f"cannot read image '{path}': {exc.strerror or exc}",
                         "check that the file is readable (permissions)") from None
@@ -353,6 +390,7 @@ def _read_with_pillow(p: str) -> Image:
     from PIL import Image as PILImage
 
     try:
+        _open_heif_too()
         with PILImage.open(p) as im:
             check_still_image(im, p)
         with _NoTruncatedLoading(), iio.imopen(p, "r", plugin="pillow") as f:
@@ -379,11 +417,7 @@ def _classify(p: str, e: Exception) -> WdsrError:
     if name == "InitializationError" or any(
         s in low for s in ("cannot identify", "can not read", "can not handle")
     ):
-        return _cannot_read(
-            p,
-            "not an image file, or a format Pillow cannot read",
-            "supported: " + ", ".join(IMAGE_SUFFIXES),
-        )
+        return _unknown_format(p)
     if "truncated" in low or isinstance(e, EOFError):
         return _cannot_read(
             p, "file is truncated", "the file is incomplete: copy or export it again"
@@ -600,7 +634,7 @@ def _format_for(path: str) -> str:
     if fmt is None or (fmt == "WEBP" and not _WEBP):
         raise WdsrError(
             f"cannot write image '{path}': unknown image format '{suffix or '(no suffix)'}'",
-            "use one of " + ", ".join(IMAGE_SUFFIXES),
+            "use one of " + ", ".join(OUTPUT_SUFFIXES),
         )
     return fmt
 
