@@ -14,7 +14,7 @@ from conftest import one_line_error, run_wdsr
 from PIL import Image as PILImage
 
 from wdsr_cli.core.checkpoints import bundled_checkpoint
-from wdsr_cli.core.data.degrade import jpeg_quality_of
+from wdsr_cli.core.data.compression import jpeg_quality_of, lossy_format_of
 from wdsr_cli.core.data.images import read_rgb_uint8
 from wdsr_cli.core.errors import WdsrError
 from wdsr_cli.core.inference import weights as W
@@ -38,6 +38,40 @@ def test_a_jpeg_says_its_quality_and_a_png_is_lossless(quality, tmp_path):
     assert jpeg_quality_of(tmp_path / "b.jpg") is None  # unreadable: the reader reports it
 
 
+def _lossy_files(folder: Path) -> None:
+    """The lossy formats that are not JPEG, and lossless WebP: what lossy_format_of says."""
+    import pillow_heif
+    from PIL import ImageCms
+
+    pillow_heif.register_heif_opener()  # to write HEIC here
+    rgb = PILImage.fromarray(_crop())
+    rgba = PILImage.fromarray(np.dstack([_crop(), np.full((60, 60), 200, np.uint8)]))
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb.save(folder / "lossy.webp", quality=80)  # simple format: VP8 first
+    rgb.save(folder / "light.webp", quality=95)
+    rgba.save(folder / "alpha.webp", quality=80)  # extended: VP8X, ALPH, then VP8
+    rgb.save(folder / "icc.webp", quality=80, icc_profile=profile)  # VP8X, ICCP, VP8
+    rgb.save(folder / "lossless.webp", lossless=True)  # VP8L
+    rgba.save(folder / "lossless_alpha.webp", lossless=True)  # VP8X, VP8L
+    rgb.save(folder / "phone.heic", quality=80)
+    rgb.save(folder / "web.avif", quality=60)
+
+
+def test_lossy_formats_are_told_from_their_first_bytes(tmp_path):
+    _lossy_files(tmp_path)
+    PILImage.fromarray(_crop()).save(tmp_path / "a.jpg", quality=60)
+    PILImage.fromarray(_crop()).save(tmp_path / "a.png")
+    (tmp_path / "cut.webp").write_bytes((tmp_path / "icc.webp").read_bytes()[:40])
+    (tmp_path / "text.heic").write_text("not an image")
+    got = {p.name: lossy_format_of(p) for p in sorted(tmp_path.iterdir())}
+    assert got == {"a.jpg": None, "a.png": None, "alpha.webp": "WebP", "cut.webp": None,
+                   "light.webp": "WebP",
+                   "icc.webp": "WebP", "lossless.webp": None, "lossless_alpha.webp": None,
+                   "lossy.webp": "WebP", "phone.heic": "HEIC", "text.heic": None,
+                   "web.avif": "AVIF"}
+    assert lossy_format_of(tmp_path / "missing.webp") is None  # the reader says why
+
+
 def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2) == ("clean", "auto: lossless input")
     assert W.bundled_kind("auto", 85, 2) == ("photo", "auto: JPEG q~85")
@@ -57,6 +91,25 @@ def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("photo", 50, 2) == ("photo", "--weights photo")
     assert W.bundled_kind("photo-low", None, 2) == ("photo-low", "--weights photo-low")
     assert W.bundled_kind("auto", 75, 8)[0] == "clean"  # no x8 photo weights bundled
+    # lossy, no quality in the file: WebP blocks as JPEG does; HEIC and AVIF are read as
+    # lossless inputs are (weights.PHOTO_LOSSY_FORMATS has the measurements)
+    assert W.bundled_kind("auto", None, 2, lossy="WebP") == ("photo", "auto: lossy WebP")
+    top = W.WEBP_PHOTO_MAX_QUALITY
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=top) == \
+        ("photo", f"auto: WebP q~{top}")
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=top + 1) == \
+        ("clean", f"auto: WebP q~{top + 1}; lightly compressed")
+    # measured: photo wins at q75 (by 0.21 dB at x2 and x4), clean at q90 (by 0.12)
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=75)[0] == "photo"
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=90)[0] == "clean"
+    assert W.bundled_kind("auto", None, 2, lossy="HEIC") == ("clean", "auto: HEIC input")
+    from wdsr_cli.core.inference.noise import NoiseReading
+
+    noisy = NoiseReading(9.0, 9.0, 9.0, 9.0)
+    assert W.bundled_kind("auto", None, 2, noisy, lossy="AVIF")[1].startswith(
+        "auto: noisy AVIF input; noise ~")
+    assert W.bundled_kind("auto", None, 8, lossy="WebP")[0] == "clean"
+    assert W.bundled_kind("clean", None, 2, lossy="WebP") == ("clean", "--weights clean")
     with pytest.raises(WdsrError, match="unknown --weights"):
         W.bundled_kind("sharp", None, 2)
 
@@ -276,6 +329,34 @@ def test_each_input_is_decoded_once_and_each_model_loads_when_first_needed(mixed
     assert loaded == ["clean", "photo-low", "photo"]  # in order of first use, each once
     assert summary.engine["backend"] == "stand-in for clean"  # the first that ran
     assert summary.to_json()["weights"] == ["clean", "photo", "photo-low"]
+
+
+def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
+        tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    _lossy_files(src)
+    import pillow_heif  # noqa: F401 - registered by _lossy_files
+
+    # AV1 smooths colour noise away (4:2:0): this one is seen in the brightness
+    noisy = _crop("coffee.png", 120) + np.random.default_rng(1).standard_normal((120, 120, 3)) * 12
+    PILImage.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(
+        src / "noisy.avif", quality=95)
+    summary, loaded, decoded = _run(src, tmp_path / "out", monkeypatch)
+    rows = {Path(r["input"]).name: r for r in summary.images}
+    assert sorted(decoded) == sorted(rows) == sorted(p.name for p in src.iterdir())
+    why = {name: (r["weights"], r["weights_why"].split("; noise")[0]) for name, r in
+           rows.items()}
+    # a WebP's quality is read to within one step of libwebp's quantizer table: on this
+    # 60-pixel crop q80 reads 81 and q95 reads 96
+    assert why == {
+        "lossy.webp": ("photo", "auto: WebP q~81"), "alpha.webp": ("photo", "auto: WebP q~81"),
+        "icc.webp": ("photo", "auto: WebP q~81"),
+        "light.webp": ("clean", "auto: WebP q~96; lightly compressed"),
+        "lossless.webp": ("clean", "auto: lossless input"),
+        "lossless_alpha.webp": ("clean", "auto: lossless input"),
+        "phone.heic": ("clean", "auto: HEIC input"), "web.avif": ("clean", "auto: AVIF input"),
+        "noisy.avif": ("photo", "auto: noisy AVIF input")}
 
 
 def test_a_folder_of_clean_pngs_loads_the_clean_weights_alone(mixed, tmp_path, monkeypatch):

@@ -222,45 +222,6 @@ def degrade_lr(chain: Chain, lr: np.ndarray) -> np.ndarray:
     return lr
 
 
-# ------------------------------------------------------------------------------- JPEG inputs
-
-# The IJG (libjpeg) standard luminance quantization table, natural order: what quality Q
-# scales (Q < 50: by 5000 / Q percent, else by 200 - 2 Q percent).
-_IJG_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.int64)
-
-
-def _ijg_luma_sum(quality: int) -> int:
-    pct = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return int(np.clip((_IJG_LUMA * pct + 50) // 100, 1, 255).sum())
-
-
-_IJG_SUMS = {q: _ijg_luma_sum(q) for q in range(1, 101)}
-
-
-def jpeg_quality_of(path: Any) -> int | None:
-    """The IJG quality (1..100) a JPEG file's luminance table matches best, or None when the
-    file is not a JPEG (or has no tables). Compares table sums, so the table's storage order
-    does not matter; a camera's own tables get the IJG quality of the same strength."""
-    from PIL import Image as PILImage
-
-    try:
-        with PILImage.open(path) as im:
-            if im.format != "JPEG":
-                return None
-            tables = getattr(im, "quantization", None) or {}
-    except (OSError, ValueError, SyntaxError):
-        return None
-    luma = tables.get(0)
-    if not luma:
-        return None
-    total = int(sum(luma))
-    return min(_IJG_SUMS, key=lambda q: (abs(_IJG_SUMS[q] - total), -q))
-
-
 def jpeg_quality_in(chain: Chain) -> int | None:
     """The quality of a chain's last JPEG (what a file made by it would say), or None."""
     return chain.jpegs[-1].quality if chain.jpegs else None

@@ -211,7 +211,7 @@ def plan_jobs(inputs: Inputs, output: str | None, scale: int, overwrite: bool,
 
 def _targets(inputs: Inputs, output: str | None, scale: int | str, video: bool) -> list[Job]:
     """The output of each input (see :func:`plan_jobs`), its name and folder checked."""
-    from ..data.images import IMAGE_SUFFIXES
+    from ..data.images import OUTPUT_SUFFIXES
     from .video import VIDEO_SUFFIXES
 
     sources = inputs.files
@@ -230,10 +230,10 @@ def _targets(inputs: Inputs, output: str | None, scale: int | str, video: bool) 
                         "name", "name a file ending in " + ", ".join(VIDEO_SUFFIXES))
     if not video and out.suffix.lower() in VIDEO_SUFFIXES:
         raise WdsrError(f"'{sources[0]}' is an image, but output '{output}' is a video name",
-                        "name a file ending in " + ", ".join(IMAGE_SUFFIXES))
-    if not video and out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise WdsrError(f"output '{output}' has no image suffix",
-                        "name a file ending in " + ", ".join(IMAGE_SUFFIXES)
+                        "name a file ending in " + ", ".join(OUTPUT_SUFFIXES))
+    if not video and out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise WdsrError(f"output '{output}' has no image suffix wdsr writes",
+                        "name a file ending in " + ", ".join(OUTPUT_SUFFIXES)
                         + ", or end the name with '/' for a folder")
     if not out.parent.is_dir() and str(out.parent) not in ("", "."):
         problem = "is not a folder" if out.parent.exists() else "does not exist"
@@ -448,13 +448,14 @@ class ByNoise:
     """A choice of weights its noise makes, once the image is read (a lossless or nearly
     lossless input under ``--weights auto``; :func:`.weights.reads_noise`)."""
 
-    jpeg_quality: int | None  # None: lossless
+    jpeg_quality: int | None  # None: lossless, or a lossy format read as lossless is
+    lossy: str | None = None  # that format (HEIC, AVIF: see weights.WEBP_PHOTO_MAX_QUALITY)
 
     def decide(self, image: Any, scale: int) -> tuple[str, str]:
         from .noise import noise_of
         from .weights import bundled_kind
 
-        return bundled_kind("auto", self.jpeg_quality, scale, noise_of(image))
+        return bundled_kind("auto", self.jpeg_quality, scale, noise_of(image), self.lossy)
 
     def kinds(self, scale: int) -> list[str]:
         """What :meth:`decide` may give: [for a quiet image, for a noisy one]."""
@@ -462,7 +463,8 @@ class ByNoise:
         from .weights import bundled_kind
 
         quiet, noisy = NoiseReading(0.0, 0.0, 0.0), NoiseReading(99.0, 99.0, 99.0, 99.0)
-        return [bundled_kind("auto", self.jpeg_quality, scale, n)[0] for n in (quiet, noisy)]
+        return [bundled_kind("auto", self.jpeg_quality, scale, n, self.lossy)[0]
+                for n in (quiet, noisy)]
 
 
 Choice = tuple[str | None, str]  # (kind of bundled weights, None: the file the user named; why)
@@ -471,11 +473,12 @@ Choice = tuple[str | None, str]  # (kind of bundled weights, None: the file the 
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choice | ByNoise]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`) as far
     as the file's header decides it: the photo weights (photo-low for a strongly compressed
-    one) for a JPEG input, unless ``requested`` says; a lossless or nearly lossless input is
-    left :class:`ByNoise`, decided when the image is read. A video gets the photo weights:
-    its frames are compressed, by how much no table says."""
+    one) for a JPEG or a lossy WebP input up to a quality, unless ``requested`` says; a
+    lossless or nearly lossless input, or a HEIC or AVIF one, is left :class:`ByNoise`,
+    decided when the image is read. A video gets the photo weights: its frames are
+    compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
-    from ..data.degrade import jpeg_quality_of
+    from ..data.compression import jpeg_quality_of, lossy_format_of, webp_quality_of
     from .video import is_video_file
     from .weights import bundled_kind, reads_noise
 
@@ -484,8 +487,12 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choi
             return bundled_kind(requested, None, scale)
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video; compressed frames"
-        quality = jpeg_quality_of(job.source)
-        return ByNoise(quality) if reads_noise(quality) else bundled_kind(requested, quality, scale)
+        quality, lossy = jpeg_quality_of(job.source), lossy_format_of(job.source)
+        if lossy == "WebP":
+            return bundled_kind(requested, None, scale, lossy=lossy,
+                                webp_quality=webp_quality_of(job.source))
+        return ByNoise(quality, lossy) if reads_noise(quality) else \
+            bundled_kind(requested, quality, scale)
 
     return [one(job) for job in jobs]
 

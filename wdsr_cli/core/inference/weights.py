@@ -87,6 +87,15 @@ PHOTO_MAX_QUALITY = 92
 # at q85 and above at every scale, win at q75 and below at every scale, and at q80 win at x2
 # and x3 by 0.03-0.04 dB and tie at x4; the model card, "Photo against clean weights").
 PHOTO_LOW_MAX_QUALITY = 80
+# Lossy inputs that are not JPEG (:mod:`data.compression`), measured on the held-out photos
+# (`scripts/lossy_gains.py`; the model card, "Other lossy formats"). A lossy WebP blocks as a
+# JPEG does: at x4 q75 clean +1.05 dB over bicubic, photo +1.27; q80 +1.26 / +1.37; q85 a tie
+# (+1.45 both, at x2 too); q90 +1.63 / +1.51. So up to q85 (read from its quantizer) it gets
+# the photo weights, above it the clean ones.
+# HEIC and AVIF smooth where JPEG blocks and the clean weights gain more (x4 HEIC q50 +1.43 /
+# +1.35, AVIF q75 +1.53 / +1.44; AVIF q50 is the exception, +0.78 / +0.94): their quality is
+# not read, and they are treated as lossless inputs are (their noise decides).
+WEBP_PHOTO_MAX_QUALITY = 85
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,14 @@ def check_weights_choice(requested: str) -> None:
 
 
 def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None,
-                 noise: NoiseReading | None = None) -> tuple[str, str]:
+                 noise: NoiseReading | None = None, lossy: str | None = None,
+                 webp_quality: int | None = None) -> tuple[str, str]:
     """(kind, why) of the bundled weights for one input: ``requested`` is ``--weights``;
-    ``jpeg_quality`` the input's (:func:`data.degrade.jpeg_quality_of`), None if lossless;
-    ``noise`` its :func:`.noise.noise_reading`, None if not read (:func:`reads_noise`).
+    ``jpeg_quality`` the input's (:func:`data.compression.jpeg_quality_of`), None if lossless;
+    ``noise`` its :func:`.noise.noise_reading`, None if not read (:func:`reads_noise`);
+    ``lossy`` the lossy format of a file that is not a JPEG (``WebP``, ``HEIC``, ``AVIF``:
+    :func:`data.compression.lossy_format_of`), ``webp_quality`` a lossy WebP's quality, None if
+    unread (:data:`WEBP_PHOTO_MAX_QUALITY`).
     ``auto`` falls back to the clean weights where no photo weights are bundled for
     ``scale``."""
     from ..checkpoints import bundled_checkpoint
@@ -160,8 +173,13 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     def why(form: str, facts: list[str]) -> str:  # "auto: <form>[; facts]": brief() keeps form
         return f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
 
-    if reads_noise(jpeg_quality):  # lossless or nearly so: only noise asks for photo weights
-        form = "lossless input" if jpeg_quality is None else f"JPEG q~{jpeg_quality}"
+    if lossy == "WebP":
+        form, facts = "lossy WebP" if webp_quality is None else f"WebP q~{webp_quality}", []
+        if webp_quality is not None and webp_quality > WEBP_PHOTO_MAX_QUALITY:
+            return "clean", why(form, ["lightly compressed"])
+    elif reads_noise(jpeg_quality):  # lossless or nearly so: only noise asks for photo weights
+        form = f"JPEG q~{jpeg_quality}" if jpeg_quality is not None else \
+            f"{lossy} input" if lossy else "lossless input"
         if noise is None or not noise.noisy_at(jpeg_quality):
             facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
                 ([] if noise is None else [noise.describe(jpeg_quality)])
