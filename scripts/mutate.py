@@ -79,6 +79,10 @@ MODULES = [
     # what a photo's colour profile and EXIF become in the output (a wrong Orientation turns
     # every phone photo sideways)
     Module("metadata", "wdsr_cli/core/data/metadata.py", "test_metadata.py"),
+    # how hard an input was compressed: what --weights auto decides on (a WebP's VP8 header)
+    Module("compression", "wdsr_cli/core/data/compression.py",
+           "test_compression.py test_photo_weights.py test_images.py "
+           "-k 'compression or lossy_formats or camera_jpeg'"),
     Module("contract", "wdsr_cli/core/inference/contract.py", "test_contract.py"),
     Module("backends", "wdsr_cli/core/inference/backends/__init__.py", "test_contract.py",
            ("model_format", "load_exported")),
@@ -248,6 +252,38 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "sort_keys=True,", "text = json.dumps({fileio.SUMMARY_MARK: command, **data}, indent=2, "
      "sort_keys=True,"):
         "indentation is whitespace: the summary a reader parses is the same",
+    # how hard an input was compressed (compression.py)
+    ("compression", "pct = 5000 // quality if quality < 50 else 200 - 2 * quality",
+     "pct = 5001 // quality if quality < 50 else 200 - 2 * quality"):
+        "5001 // q differs from 5000 // q only at q = 3 (1667 for 1666), where the scaled table "
+        "rounds to the same values",
+    ("compression", "pct = 5000 // quality if quality < 50 else 200 - 2 * quality",
+     "pct = 5000 // quality if quality <= 50 else 200 - 2 * quality"):
+        "at q = 50 both of IJG's formulas give 100 percent",
+    ("compression", "pct = 5000 // quality if quality < 50 else 200 - 2 * quality",
+     "pct = 5000 // quality if quality < 51 else 200 - 2 * quality"):
+        "at q = 50 both of IJG's formulas give 100 percent",
+    ("compression", "brands = head[8:12] + f.read(max(0, min(box, 256) - 12))[4:]  # minor "
+     "version skipped", "brands = head[8:13] + f.read(max(0, min(box, 256) - 12))[4:]  # minor "
+     "version skipped"):
+        "head holds 12 bytes: [8:13] is [8:12]",
+    ("compression", "brands = head[8:12] + f.read(max(0, min(box, 256) - 12))[4:]  # minor "
+     "version skipped", "brands = head[8:12] + f.read(max(1, min(box, 256) - 12))[4:]  # minor "
+     "version skipped"):
+        "it differs only for a box shorter than 13 bytes, whose one extra byte [4:] drops",
+    ("compression", "brands = head[8:12] + f.read(max(0, min(box, 256) - 12))[4:]  # minor "
+     "version skipped", "brands = head[8:12] + f.read(max(0, min(box, 257) - 12))[4:]  # minor "
+     "version skipped"):
+        "a box over 256 bytes gains one byte, a partial brand that the 4-byte steps never "
+        "read whole",
+    ("compression", "names = {brands[i:i + 4] for i in range(0, len(brands) - 3, 4)}",
+     "names = {brands[i:i + 4] for i in range(0, len(brands) + 3, 4)}"):
+        "the extra slices are shorter than 4 bytes and match no brand",
+    ("compression", 'if head[:4] != b"RIFF" or head[8:12] != b"WEBP":',
+     'if head[:4] != b"RIFF" or head[8:13] != b"WEBP":'):
+        "head holds 12 bytes: [8:13] is [8:12]",
+    ("compression", "return f.read(64)", "return f.read(65)"):
+        "the frame header up to the quantizer takes at most 35 bytes; one more is never read",
     # the noise reading (noise.py)
     ("noise", "strides = _stride(area), _stride(area // 4), _stride(area // 16)",
      "strides = _stride(area), _stride(area / 4), _stride(area // 16)"):

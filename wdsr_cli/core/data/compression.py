@@ -90,74 +90,66 @@ def lossy_format_of(path: Any) -> str | None:
 # ------------------------------------------------------------------------------------ WebP
 
 
-def _webp_image_chunk(path: Any, size: int = 64) -> bytes | None:
-    """The first ``size`` bytes of a lossy WebP's VP8 chunk (its frame header), or None when
-    the file is not a lossy WebP. The chunks before it (VP8X, ICCP, ANIM, ALPH) are skipped."""
+def _webp_image_chunk(path: Any) -> bytes | None:
+    """The start of a lossy WebP's VP8 chunk (its frame header: 64 bytes hold it), or None when
+    the file is not a lossy WebP. The chunks before it (VP8X, ICCP, ANIM, ALPH) are skipped; a
+    lossless WebP's VP8L chunk is skipped too, and the file ends without a VP8 one."""
     with open(path, "rb") as f:
         head = f.read(12)
         if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
             return None
-        for _ in range(16):
-            chunk = f.read(8)
-            if len(chunk) < 8 or chunk[:4] == b"VP8L":
-                return None
+        while len(chunk := f.read(8)) == 8:
             if chunk[:4] == b"VP8 ":
-                return f.read(size)
+                return f.read(64)
             length = int.from_bytes(chunk[4:], "little")
-            f.seek(length + (length & 1), os.SEEK_CUR)
+            f.seek(length + (length & 1), os.SEEK_CUR)  # chunks are padded to even sizes
     return None
 
 
-class _BoolDecoder:
-    """VP8's boolean entropy decoder (RFC 6386, section 7), enough to read a frame header."""
+class _Bits:
+    """The bits of a VP8 frame header, most significant first.
+
+    VP8 codes its header with a boolean arithmetic coder (RFC 6386, section 7), every field up
+    to the quantizers at probability 1/2. At that probability the coder's range, once the
+    first bit is a 0, stays at 128 and each later bit moves its window by one: the coded bytes
+    are the fields' bits themselves. The first field is the colour space, whose only defined
+    value is 0; a header that says otherwise is not read (:func:`_vp8_quantizer`)."""
 
     def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 2
-        self.value, self.range, self.bits = int.from_bytes(data[:2], "big"), 255, 0
-
-    def bit(self) -> int:  # probability 1/2: every header field is coded so
-        split = 1 + ((self.range - 1) >> 1)
-        if self.value >= split << 8:
-            self.range -= split
-            self.value -= split << 8
-            out = 1
-        else:
-            self.range, out = split, 0
-        while self.range < 128:
-            self.value, self.range, self.bits = (self.value << 1) & 0xFFFF, self.range << 1, \
-                self.bits + 1
-            if self.bits == 8:
-                if self.pos >= len(self.data):
-                    raise EOFError("VP8 header cut short")
-                self.bits, self.value = 0, self.value | self.data[self.pos]
-                self.pos += 1
-        return out
+        self.data, self.pos = data, 0
 
     def number(self, bits: int) -> int:
         value = 0
         for _ in range(bits):
-            value = (value << 1) | self.bit()
+            byte = self.pos >> 3
+            if byte >= len(self.data):
+                raise EOFError("VP8 header cut short")
+            value = (value << 1) | (self.data[byte] >> (7 - (self.pos & 7))) & 1
+            self.pos += 1
         return value
 
     def optional(self, bits: int, signed: bool = True) -> None:
         """A flag, and if it is set a value of ``bits`` bits (and a sign): skipped."""
-        if self.bit():
+        if self.number(1):
             self.number(bits + signed)
 
 
 def _vp8_quantizer(frame: bytes) -> int | None:
     """The luma AC quantizer index (0..127) of a VP8 key frame: the first field of its
     quantizer section, after the colour, segmentation, loop-filter and partition fields (RFC
-    6386, section 9.2-9.6, 19.2). None when the frame is not a key frame or is cut short."""
-    if len(frame) < 12 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
+    6386, sections 9.2-9.6 and 19.2). None when the frame is not a key frame, its colour space
+    is not 0, or it is cut short."""
+    if frame[3:6] != b"\x9d\x01\x2a" or frame[0] & 1:
         return None
-    d = _BoolDecoder(frame[10:])
+    d = _Bits(frame[10:])
     try:
-        d.number(2)  # colour space, clamping type
-        if d.bit():  # segmentation enabled
-            update_map, update_data = d.bit(), d.bit()
+        if d.number(1):  # colour space (see _Bits)
+            return None
+        d.number(1)  # clamping type
+        if d.number(1):  # segmentation enabled
+            update_map, update_data = d.number(1), d.number(1)
             if update_data:
-                d.bit()  # absolute values or deltas
+                d.number(1)  # absolute values or deltas
                 for _ in range(4):
                     d.optional(7)  # each segment's quantizer
                 for _ in range(4):
@@ -166,7 +158,7 @@ def _vp8_quantizer(frame: bytes) -> int | None:
                 for _ in range(3):
                     d.optional(8, signed=False)  # the segment tree's probabilities
         d.number(1 + 6 + 3)  # filter type, level, sharpness
-        if d.bit() and d.bit():  # loop-filter deltas enabled, and updated
+        if d.number(1) and d.number(1):  # loop-filter deltas enabled, and updated
             for _ in range(8):
                 d.optional(6)
         d.number(2)  # log2 of the number of DCT partitions

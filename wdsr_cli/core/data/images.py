@@ -43,6 +43,7 @@ JPEG is written at quality 95 with 4:4:4 chroma, WebP lossy at quality 95 unless
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import struct
@@ -83,7 +84,7 @@ def _pillow_reads(feature: str) -> bool:
 
 _WEBP = _pillow_reads("webp")
 # HEIC/HEIF (what iPhones save) needs pillow-heif, an optional extra (`pip install
-# wdsr[heif]`); it is imported on the first read of such a file, not here (--help stays fast)
+# 'wdsr-cli[heif]'`), imported on the first read of an image, not here (--help stays fast)
 _HEIF = importlib.util.find_spec("pillow_heif") is not None
 
 #: Suffixes (lower case) that :func:`write_image` writes.
@@ -95,22 +96,16 @@ OUTPUT_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".t
 IMAGE_SUFFIXES: tuple[str, ...] = OUTPUT_SUFFIXES + ((".avif",) if _pillow_reads("avif") else ()) \
     + ((".heic", ".heif") if _HEIF else ())
 
-_heif_registered = threading.Lock(), [False]
 
-
+@functools.cache
 def _open_heif_too() -> None:
     """Let Pillow open HEIC/HEIF files (once, when pillow-heif is installed). The decoder
     applies the file's rotation and mirroring and resets the EXIF orientation to 1, so the
     pixels come upright as from any other format."""
-    lock, done = _heif_registered
-    if not _HEIF or done[0]:
-        return
-    with lock:
-        if not done[0]:
-            import pillow_heif
+    if _HEIF:
+        import pillow_heif
 
-            pillow_heif.register_heif_opener()
-            done[0] = True
+        pillow_heif.register_heif_opener()
 
 _FORMATS = {
     ".png": "PNG",

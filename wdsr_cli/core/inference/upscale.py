@@ -448,8 +448,8 @@ class ByNoise:
     """A choice of weights its noise makes, once the image is read (a lossless or nearly
     lossless input under ``--weights auto``; :func:`.weights.reads_noise`)."""
 
-    jpeg_quality: int | None  # None: lossless, or a lossy format read as lossless is
-    lossy: str | None = None  # that format (HEIC, AVIF: see weights.WEBP_PHOTO_MAX_QUALITY)
+    jpeg_quality: int | None  # None: lossless, or HEIC or AVIF (read as lossless inputs are)
+    lossy: str | None = None  # "HEIC" or "AVIF" (data.compression.lossy_format_of), for the why
 
     def decide(self, image: Any, scale: int) -> tuple[str, str]:
         from .noise import noise_of
@@ -487,10 +487,11 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choi
             return bundled_kind(requested, None, scale)
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video; compressed frames"
-        quality, lossy = jpeg_quality_of(job.source), lossy_format_of(job.source)
+        lossy = lossy_format_of(job.source)
         if lossy == "WebP":
             return bundled_kind(requested, None, scale, lossy=lossy,
                                 webp_quality=webp_quality_of(job.source))
+        quality = jpeg_quality_of(job.source)
         return ByNoise(quality, lossy) if reads_noise(quality) else \
             bundled_kind(requested, quality, scale)
 
