@@ -69,7 +69,6 @@ __all__ = [
     "to_rgb_float",
     "write_image",
     "write_rgb_uint8",
-    "written_metadata",
 ]
 
 
@@ -669,11 +668,12 @@ def _save_kwargs(fmt: str, quality: int | None) -> dict:
 
 
 def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
-                exclusive: bool = False) -> None:
+                exclusive: bool = False) -> list[str]:
     """Write ``img`` to ``path`` atomically (temporary file in the same folder, then
     ``os.replace``; ``exclusive``: never over a file that appeared meanwhile, see
     ``fileio.commit``). The format comes from the suffix; see the module docstring for
-    how 16-bit and alpha are treated. Raises :class:`WdsrError` on any failure,
+    how 16-bit and alpha are treated. Returns what of ``img``'s metadata the format held:
+    ``"exif"``, ``"icc_profile"``, both or neither. Raises :class:`WdsrError` on any failure,
     before touching ``path`` when the suffix or the image can't be written."""
     p = os.fspath(path)
     fmt = _format_for(p)
@@ -698,6 +698,7 @@ def write_image(path: str | os.PathLike, img: Image, quality: int | None = None,
                         "check free disk space and the folder's permissions") from None
     except Exception as e:  # noqa: BLE001 - encoder failures become one clear line
         raise WdsrError(f"cannot write image '{p}': {type(e).__name__}: {e}") from None
+    return sorted(meta)
 
 
 def _metadata_kwargs(img: Image, fmt: str) -> dict[str, bytes]:
@@ -712,12 +713,6 @@ def _metadata_kwargs(img: Image, fmt: str) -> dict[str, bytes]:
         if exif and not (fmt == "JPEG" and len(EXIF_HEADER + exif) > 65533):
             out["exif"] = EXIF_HEADER + exif
     return out
-
-
-def written_metadata(img: Image, path: str | os.PathLike) -> list[str]:
-    """What :func:`write_image` writes of ``img``'s metadata to ``path``, by its format:
-    ``"icc_profile"``, ``"exif"``, both or neither."""
-    return sorted(_metadata_kwargs(img, _format_for(os.fspath(path))))
 
 
 def _write_with_pillow(fh, arr: np.ndarray, fmt: str, kwargs: dict) -> None:

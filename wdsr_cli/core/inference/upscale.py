@@ -337,7 +337,7 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
     """Alpha upscaled, converted to the output depth band by band, written atomically.
     ``network_seconds``: the network pass alone (the record's ``seconds`` adds read and
     write)."""
-    from ..data.images import Image, from_rgb_float, write_image, written_metadata
+    from ..data.images import Image, from_rgb_float, write_image
     from ..data.resize import bicubic_upscale
 
     start = time.perf_counter()
@@ -368,11 +368,11 @@ def _write(job: Job, read: _Read, sr: np.ndarray, predictor, network_seconds: fl
                     bit_depth=src.bit_depth, **meta)
     job.target.parent.mkdir(parents=True, exist_ok=True)
     hold_if_asked(f"upscale-write-{job.source.name}")  # tests only (testpoint.py)
-    write_image(job.target, out, exclusive=not job.overwrite)
+    kept = write_image(job.target, out, exclusive=not job.overwrite)
     return {"input": str(job.source), "output": str(job.target), "mode": src.source_mode,
             "input_size": [src.width, src.height], "output_size": [out.width, out.height],
             "bit_depth": src.bit_depth, "alpha": src.alpha is not None,
-            "metadata": written_metadata(out, job.target),
+            "metadata": kept,
             "network_calls": predictor.windows_for(src.height, src.width),
             "seconds": read.seconds + network_seconds + time.perf_counter() - start,
             "network_seconds": network_seconds,
