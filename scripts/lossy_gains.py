@@ -5,7 +5,8 @@ whose LR was saved in a lossy format that is not JPEG (WebP, HEIC, AVIF), one qu
     python scripts/lossy_gains.py --scale 4 --specs webp:50,webp:75,heic:50,avif:75
 
 What `upscale --weights auto` gives a lossy WebP, HEIC or AVIF input rests on these numbers
-(`core/inference/weights.py`, PHOTO_LOSSY_FORMATS; the model card, "Other lossy formats").
+(`core/inference/weights.py`, WEBP_PHOTO_MAX_QUALITY and the AVIF bands; the model card,
+"Other lossy formats").
 For each photo of `data/photos/DIV2K_valid_HR` (`scripts/build_photos.py --full data/photos`):
 the MATLAB-bicubic LR, saved by Pillow (HEIC by pillow-heif) at the quality, decoded; the gain
 is PSNR-Y of the weights' output minus that of the MATLAB bicubic of the same decoded LR

@@ -238,3 +238,466 @@ def test_an_inter_frame_or_a_cut_header_has_no_quantizer():
     # colour space 1 is reserved, and its header would not be read as plain bits
     assert C._vp8_quantizer(_frame(37, segments=0, data=0, tree=0, deltas=0, update=0,
                                    colour=1)) is None
+
+
+# ------------------------------------------------------------------------------------ AVIF
+
+
+def _avif(px: np.ndarray, quality: int, **options) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(px).save(buf, "AVIF", quality=quality, **options)
+    return buf.getvalue()
+
+
+def _q_index(data: bytes, tmp_path) -> int | None:
+    """base_q_idx of an AVIF file's primary image, through the module's own walk."""
+    (tmp_path / "q.avif").write_bytes(data)
+    sequence = None
+    for kind, extension, payload in C._obus(C._avif_image_item(tmp_path / "q.avif")):
+        if kind == 1:
+            sequence = C._av1_sequence(C._Bits(payload))
+        elif kind in (3, 6):
+            return C._av1_base_q_idx(payload, sequence, extension)
+    return None
+
+
+def test_the_avif_quantizer_table_is_the_libavif_installed(tmp_path):
+    """Every quality 0-100 of Pillow's libavif (libaom, a still image), on two photos: the
+    key frame's base_q_idx is the table's exactly (libaom's quantizer steps: multiples of 4,
+    then 249 and 255). A libavif that maps quality otherwise fails here: then measure the
+    table again and check the crossover (weights.AVIF_PHOTO_MAX_QUALITY)."""
+    for photo, size in (("astronaut.png", 64), ("dogs.png", 48)):
+        px = np.ascontiguousarray(read_rgb_uint8(SAMPLE / photo)[:size, :size + 32])
+        got = tuple(_q_index(_avif(px, quality), tmp_path) for quality in range(101))
+        assert got == C._AVIF_Q_INDEX, photo
+
+
+def test_an_avifs_quality_is_read_back_and_ties_go_up(tmp_path):
+    """Qualities that share a quantizer read as the highest of them (0-2 all quantize at 255:
+    2), as for JPEG and WebP; every quality reads back to one with its own quantizer."""
+    px = np.ascontiguousarray(read_rgb_uint8(SAMPLE / "dogs.png")[:64, :64])
+    read = {}
+    for quality in range(101):
+        (tmp_path / "a.avif").write_bytes(_avif(px, quality))
+        read[quality] = C.avif_quality_of(tmp_path / "a.avif")
+        assert C._AVIF_Q_INDEX[read[quality]] == C._AVIF_Q_INDEX[quality], quality
+        assert read[quality] >= quality
+    assert (read[0], read[1], read[2], read[50], read[60], read[100]) == (2, 2, 2, 51, 61, 100)
+
+
+@pytest.mark.parametrize("shape,options", [
+    ((256, 512), {"tile_cols_log2": 2, "tile_rows_log2": 1}),  # uniform tiles, both ways
+    ((256, 256), {"tile_cols_log2": 1}),
+    ((600, 700), {"autotiling": True}),
+    ((16, 4200), {}),  # wider than one tile may be: at least 2 tile columns
+    ((4400, 16), {}),
+])
+def test_an_avifs_tiles_are_walked(shape, options, tmp_path):
+    px = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    (tmp_path / "t.avif").write_bytes(_avif(px, 60, **options))
+    assert C.avif_quality_of(tmp_path / "t.avif") == 61
+
+
+def test_a_full_sequence_header_is_walked(tmp_path):
+    """An AVIF image sequence (what Pillow writes for frames): libaom's full sequence and
+    frame headers, not the reduced ones of a still; its key frame is quantized as libavif
+    says for video, ((100 - q) * 63 + 50) // 100 steps of libaom's table."""
+    rng = np.random.default_rng(1)
+    frames = [PILImage.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+              for _ in range(2)]
+    for quality in (0, 30, 50, 60, 75, 100):
+        buf = io.BytesIO()
+        frames[0].save(buf, "AVIF", save_all=True, append_images=frames[1:], quality=quality)
+        assert _q_index(buf.getvalue(), tmp_path) == \
+            C._AOM_Q_INDEX[((100 - quality) * 63 + 50) // 100], quality
+
+
+# ---------------------------------------------------------- AV1 headers written here
+
+
+class _BitWriter:
+    def __init__(self) -> None:
+        self.bits: list[int] = []
+
+    def put(self, value: int, bits: int) -> _BitWriter:
+        self.bits += [(int(value) >> k) & 1 for k in reversed(range(bits))]
+        return self
+
+    def uvlc(self, value: int) -> None:
+        zeros = (value + 1).bit_length() - 1
+        self.put(0, zeros).put(1, 1).put(value + 1 - (1 << zeros), zeros)
+
+    def ns(self, value: int, n: int) -> None:
+        w = n.bit_length()
+        m = (1 << w) - n
+        if value < m:
+            self.put(value, w - 1)
+        else:
+            self.put((value + m) >> 1, w - 1).put((value + m) & 1, 1)
+
+    def bytes(self) -> bytes:
+        bits = self.bits + [1] + [0] * (-(len(self.bits) + 1) % 8)  # trailing bits
+        return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+
+
+# Operating points: (idc, level, decoder model present, initial display delay present)
+_POINTS = ((0, 8, True, True), (0x103, 3, False, False), (0x201, 9, True, False))
+
+
+def _av1_headers(q: int, *, reduced=False, timing=False, equal=False, model=False,
+                 delay=False, frame_ids=False, big=False, order_hint=False,
+                 screen=2, integer_mv=2, superres=False, override=False, render=False,
+                 use_superres=False, cdf=0, removal=False, tiles=None, intrabc=1,
+                 width=200, height=120, layer=(0, 0)) -> tuple[bytes, bytes]:
+    """(sequence header, frame header) OBU payloads of a shown key frame, field by field as
+    the AV1 spec (5.5, 5.9) orders them; ``tiles``: None for one uniform tile, ("uniform",
+    cols increments, rows increments) or ("sizes", widths, heights) in superblocks."""
+    s = _BitWriter().put(0, 3).put(1, 1).put(reduced, 1)
+    if reduced:
+        s.put(8, 5)
+    else:
+        s.put(timing, 1)
+        if timing:
+            s.put(1001, 32).put(60000, 32).put(equal, 1)
+            if equal:
+                s.uvlc(5)
+            s.put(model, 1)
+            if model:
+                s.put(9, 5).put(1000, 32).put(11, 5).put(6, 5)  # delay 10, removal 12, time 7
+        s.put(delay, 1).put(len(_POINTS) - 1, 5)
+        for idc, level, present, initial in _POINTS:
+            s.put(idc, 12).put(level, 5)
+            if level > 7:
+                s.put(1, 1)
+            if timing and model:
+                s.put(present, 1)
+                if present:
+                    s.put(777, 10).put(555, 10).put(1, 1)
+            if delay:
+                s.put(initial, 1)
+                if initial:
+                    s.put(9, 4)
+    s.put(15, 4).put(15, 4).put(8191, 16).put(8191, 16)  # 16-bit sizes, 8192 x 8192 at most
+    if not reduced:
+        s.put(frame_ids, 1)
+        if frame_ids:
+            s.put(5, 4).put(3, 3)  # 7 + 4 bits
+    s.put(big, 1).put(0b11, 2)
+    if not reduced:
+        s.put(0b1010, 4).put(order_hint, 1)
+        if order_hint:
+            s.put(0b11, 2)
+        s.put(screen == 2, 1)
+        if screen != 2:
+            s.put(screen, 1)
+        if screen:
+            s.put(integer_mv == 2, 1)
+            if integer_mv != 2:
+                s.put(integer_mv, 1)
+        if order_hint:
+            s.put(6, 3)  # 7 bits
+    s.put(superres, 1).put(0b111, 3)  # cdef, restoration; colour config and on: not read
+
+    f = _BitWriter()
+    if not reduced:
+        f.put(0, 1).put(0, 2).put(1, 1)  # not an existing frame, key, shown
+        if timing and model and not equal:
+            f.put(100, 7)
+    f.put(cdf, 1)
+    chosen = screen if screen != 2 else 1
+    if screen == 2:
+        f.put(1, 1)
+    if chosen and integer_mv == 2:
+        f.put(0, 1)
+    if frame_ids and not reduced:
+        f.put(1234, 11)
+    if not reduced:
+        f.put(override, 1)
+    if order_hint and not reduced:
+        f.put(0, 7)
+    if timing and model and not reduced:
+        f.put(removal, 1)
+        if removal:
+            temporal, spatial = layer
+            for idc, _, present, _ in _POINTS:
+                if present and (idc == 0 or (idc >> temporal & 1 and idc >> (spatial + 8) & 1)):
+                    f.put(2049, 12)
+    w, h = (width, height) if override and not reduced else (8192, 8192)
+    if override and not reduced:
+        f.put(width - 1, 16).put(height - 1, 16)
+    upscaled = w
+    if superres:
+        f.put(use_superres, 1)
+        if use_superres:
+            f.put(7, 3)  # denominator 16: half the width
+            w = (upscaled * 8 + 8) // 16
+    f.put(render, 1)
+    if render:
+        f.put(99, 16).put(66, 16)
+    if chosen and upscaled == w:
+        f.put(intrabc, 1)
+    if not (reduced or cdf):
+        f.put(1, 1)
+    shift = 5 if big else 4
+    sb_cols = (2 * ((w + 7) >> 3) + (1 << shift) - 1) >> shift
+    sb_rows = (2 * ((h + 7) >> 3) + (1 << shift) - 1) >> shift
+    if tiles is None:
+        tiles = ("uniform", 0, 0)
+    if tiles[0] == "uniform":
+        f.put(1, 1)
+        f.put((1 << tiles[1]) - 1, tiles[1])
+        cols_log2 = C._tile_log2(4096 >> (shift + 2), sb_cols) + tiles[1]
+        if cols_log2 < C._tile_log2(1, min(sb_cols, 64)):
+            f.put(0, 1)
+        rows_log2 = max(C._tile_log2((4096 * 2304) >> (2 * (shift + 2)), sb_rows * sb_cols)
+                        - cols_log2, 0) + tiles[2]
+        f.put((1 << tiles[2]) - 1, tiles[2])
+        if rows_log2 < C._tile_log2(1, min(sb_rows, 64)):
+            f.put(0, 1)
+    else:
+        _, widths, heights = tiles
+        assert sum(widths) == sb_cols and sum(heights) == sb_rows
+        f.put(0, 1)
+        start = 0
+        for size in widths:
+            f.ns(size - 1, min(sb_cols - start, 4096 >> (shift + 2)))
+            start += size
+        min_log2 = max(C._tile_log2(4096 >> (shift + 2), sb_cols),
+                       C._tile_log2((4096 * 2304) >> (2 * (shift + 2)), sb_rows * sb_cols))
+        area = (sb_rows * sb_cols) >> (min_log2 + 1) if min_log2 else sb_rows * sb_cols
+        start = 0
+        for size in heights:
+            f.ns(size - 1, min(sb_rows - start, max(area // max(widths), 1)))
+            start += size
+        cols_log2, rows_log2 = C._tile_log2(1, len(widths)), C._tile_log2(1, len(heights))
+    if cols_log2 or rows_log2:
+        f.put(5, cols_log2 + rows_log2).put(3, 2)
+    f.put(q, 8).put(0b101, 3)  # base_q_idx, then the delta flags
+    return s.bytes(), f.bytes()
+
+
+@pytest.mark.parametrize("fields", [
+    {"reduced": True},
+    {"reduced": True, "big": True, "superres": True, "use_superres": True},
+    {"reduced": True, "render": True, "intrabc": 0},
+    {},
+    {"timing": True},
+    {"timing": True, "equal": True, "model": True, "removal": True},
+    {"timing": True, "model": True, "removal": True, "delay": True},
+    {"timing": True, "model": True, "removal": False},
+    {"delay": True, "frame_ids": True, "order_hint": True},
+    {"screen": 0}, {"screen": 1, "integer_mv": 0}, {"screen": 1, "integer_mv": 2},
+    {"override": True, "superres": True, "use_superres": True, "cdf": 1},
+    {"override": True, "superres": True, "use_superres": False, "render": True},
+    {"override": True, "width": 5000, "height": 3000},  # wider than a tile: 2 columns
+    {"override": True, "width": 4000, "height": 3000},
+    {"override": True, "tiles": ("uniform", 2, 1)},
+    {"override": True, "big": True, "tiles": ("uniform", 1, 0)},
+    {"override": True, "width": 800, "height": 640, "tiles": ("sizes", (5, 8), (10,))},
+    {"override": True, "width": 800, "height": 640, "tiles": ("sizes", (13,), (3, 4, 3))},
+    {"override": True, "width": 800, "height": 640, "big": True,
+     "tiles": ("sizes", (3, 4), (5,))},
+    {"tiles": ("sizes", (64, 32, 32), (16,) * 8)},  # 8192 x 8192: 8 tiles at least
+])
+def test_every_optional_field_before_the_quantizer_is_walked(fields):
+    for q in (0, 91, 255):
+        sequence, frame = _av1_headers(q, **fields)
+        assert C._av1_base_q_idx(frame, C._av1_sequence(C._Bits(sequence)), 0) == q, fields
+
+
+@pytest.mark.parametrize("temporal,spatial,times", [(0, 0, 1), (0, 1, 2), (1, 1, 1),
+                                                    (1, 0, 1)])
+def test_buffer_removal_times_follow_the_frames_layer(temporal, spatial, times):
+    """An operating point with a decoder model has a removal time in the frame header when it
+    holds the frame's layer (temporal and spatial, from the OBU's extension byte) or every
+    layer (idc 0): point 0 always, point 2 (idc 0x201: temporal 0, spatial 1) at (0, 1)."""
+    sequence, frame = _av1_headers(77, timing=True, model=True, removal=True,
+                                   layer=(temporal, spatial))
+    s = C._av1_sequence(C._Bits(sequence))
+    assert s.decoder_models == [(0, True), (0x103, False), (0x201, True)]
+    assert sum(present and (idc == 0 or (idc >> temporal & 1 and idc >> spatial + 8 & 1))
+               for idc, present in s.decoder_models) == times
+    assert C._av1_base_q_idx(frame, s, temporal << 5 | spatial << 3 | 0b111) == 77
+
+
+@pytest.mark.parametrize("change", ["existing", "inter", "hidden"])
+def test_only_a_shown_key_frame_is_read(change):
+    sequence, frame = _av1_headers(77)
+    s = C._av1_sequence(C._Bits(sequence))
+    bits = "".join(f"{byte:08b}" for byte in frame)
+    bits = {"existing": "1" + bits[1:], "inter": bits[:1] + "01" + bits[3:],
+            "hidden": bits[:3] + "0" + bits[4:]}[change]
+    data = bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+    assert C._av1_base_q_idx(data, s, 0) is None
+
+
+# ---------------------------------------------------------- HEIF boxes written here
+
+
+def _box(kind: bytes, payload: bytes, *, large: bool = False) -> bytes:
+    if large:  # a 64-bit size
+        return struct.pack(">I", 1) + kind + struct.pack(">Q", 16 + len(payload)) + payload
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _full(kind: bytes, version: int, payload: bytes) -> bytes:
+    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def _avif_file(obus: bytes, decoy: bytes, *, grid: bool = False, idat: bool = False,
+               split: bool = False, wide: bool = False, iloc_version: int = 0,
+               method: int | None = None, primary: bytes = b"av01", lead: bytes = b"",
+               tail: bytes = b"", before: bytes = b"") -> bytes:
+    """An AVIF's boxes around ``obus`` (the primary image's, or its first tile's) with
+    ``decoy`` OBUs (another quality) in the items beside it: an alpha plane listed first, a
+    second tile. ``wide``: 32-bit item ids everywhere, and the meta box after a 64-bit mdat.
+    ``lead`` and ``tail``: bytes first and last in the meta box (after ``idat``), ``before``:
+    at the top, between ``ftyp`` and ``meta``."""
+    n = 4 if wide else 2
+    items = [(5, b"av01", decoy)]
+    items += [(1, b"grid", bytes(8)), (2, b"av01", obus), (3, b"av01", decoy)] if grid else \
+        [(1, primary, obus)]
+    target = 2 if grid else 1
+    v = 1 if wide else 0
+    pitm = _full(b"pitm", v, (1).to_bytes(n, "big"))
+    infe = b"".join(_full(b"infe", 3 if wide else 2, i.to_bytes(n, "big") + b"\0\0" + t + b"\0")
+                    for i, t, _ in items)
+    iinf = _full(b"iinf", v, len(items).to_bytes(n, "big") + infe)
+    ref = (5).to_bytes(n, "big") + b"\0\1" + (1).to_bytes(n, "big")
+    iref = _full(b"iref", v, _box(b"auxl", ref)
+                 + _box(b"dimg", (1).to_bytes(n, "big") + b"\0\2" + (2).to_bytes(n, "big")
+                        + (3).to_bytes(n, "big")))
+    # the data, laid out: the target item's second half before its first when split
+    pieces, layout = [], {}
+    for i, _, data in items:
+        parts = [data[:10], data[10:]] if split and i == target else [data]
+        layout[i] = []
+        for part in (reversed(parts) if split and i == target else parts):
+            layout[i].append((sum(map(len, pieces)), len(part)))
+            pieces.append(part)
+        if split and i == target:
+            layout[i].reverse()
+    blob = b"".join(pieces)
+
+    def iloc(base: int) -> bytes:
+        index = 4 if iloc_version == 2 else 0
+        body = bytes([iloc_version, 0, 0, 0, 0x44, (4 if iloc_version else 0) << 4 | index])
+        w = 4 if iloc_version == 2 else 2
+        body += len(items).to_bytes(w, "big")
+        for i, _, _ in items:
+            body += i.to_bytes(w, "big")
+            if iloc_version:
+                m = method if method is not None and i == target else (1 if idat else 0)
+                body += m.to_bytes(2, "big")
+            body += b"\0\0"
+            if iloc_version:
+                body += (0 if idat else base).to_bytes(4, "big")
+            body += len(layout[i]).to_bytes(2, "big")
+            for offset, length in layout[i]:
+                body += bytes(index) + (offset + (0 if idat or iloc_version else base)
+                                        ).to_bytes(4, "big") + length.to_bytes(4, "big")
+        return _box(b"iloc", body)
+
+    ftyp = _box(b"ftyp", b"avif\0\0\0\0mif1miafavif")
+
+    def meta(base: int) -> bytes:
+        boxes = lead + _full(b"hdlr", 0, bytes(4) + b"pict" + bytes(13)) + pitm + iloc(base)
+        boxes += iinf + (iref if grid else b"") + (_box(b"idat", blob) if idat else b"") + tail
+        return _full(b"meta", 0, boxes)
+
+    ftyp += before
+    if wide:  # mdat (64-bit size) first, then meta
+        mdat = _box(b"mdat", b"" if idat else blob, large=True)
+        return ftyp + mdat + meta(len(ftyp) + 16)
+    head = len(ftyp) + len(meta(0)) + 8
+    return ftyp + meta(head) + _box(b"mdat", b"" if idat else blob)
+
+
+@pytest.fixture(scope="module")
+def av1_items(tmp_path_factory):
+    """The OBUs of a small photo as libavif writes them at q50 (read back as 51: q51 shares
+    its quantizer) and at q90 (read back as 90)."""
+    px = np.ascontiguousarray(read_rgb_uint8(SAMPLE / "dogs.png")[:48, :48])
+    folder = tmp_path_factory.mktemp("av1")
+    out = []
+    for quality in (50, 90):
+        (folder / f"{quality}.avif").write_bytes(_avif(px, quality))
+        out.append(C._avif_image_item(folder / f"{quality}.avif"))
+        assert len(out[-1]) < C._ITEM_HEAD  # the whole item
+    return out
+
+
+@pytest.mark.parametrize("layout", [
+    {}, {"grid": True}, {"idat": True, "iloc_version": 1}, {"split": True},
+    {"split": True, "iloc_version": 1}, {"wide": True, "iloc_version": 2},
+    {"wide": True, "grid": True, "split": True, "iloc_version": 2},
+    {"grid": True, "idat": True, "iloc_version": 1},
+    {"idat": True, "iloc_version": 1, "split": True},
+    # a box with a 64-bit size first in meta, an empty box before meta, a box to the end
+    {"lead": _box(b"free", bytes(20), large=True)},
+    {"before": _box(b"free", b"")},
+    {"tail": b"\0\0\0\0free" + bytes(30)},
+])
+def test_the_primary_images_quantizer_is_found_among_the_boxes(layout, av1_items, tmp_path):
+    obus, decoy = av1_items
+    (tmp_path / "a.avif").write_bytes(_avif_file(obus, decoy, **layout))
+    assert C.avif_quality_of(tmp_path / "a.avif") == 51
+    (tmp_path / "b.avif").write_bytes(_avif_file(decoy, obus, **layout))
+    assert C.avif_quality_of(tmp_path / "b.avif") == 90
+
+
+@pytest.mark.parametrize("change", ["hvc1", "method 2", "no pitm", "no meta", "cut meta",
+                                    "cut item", "no sequence", "not a file", "png"])
+def test_an_avif_whose_quantizer_cannot_be_found_has_no_quality(change, av1_items, tmp_path):
+    obus, decoy = av1_items
+    data = {"hvc1": lambda: _avif_file(obus, decoy, primary=b"hvc1"),
+            "method 2": lambda: _avif_file(obus, decoy, iloc_version=1, method=2),
+            "no pitm": lambda: _avif_file(obus, decoy).replace(b"pitm", b"pit_"),
+            "no meta": lambda: _avif_file(obus, decoy).replace(b"meta", b"meta"[::-1]),
+            "cut meta": lambda: _avif_file(obus, decoy)[:100],
+            "cut item": lambda: _avif_file(obus[:12], decoy),
+            "no sequence": lambda: _avif_file(obus[obus.index(b"\x32"):], decoy),
+            "not a file": lambda: None,
+            "png": lambda: (SAMPLE / "dogs.png").read_bytes()}[change]()
+    path = tmp_path / "x.avif"
+    if data is None:
+        path.mkdir()
+    else:
+        path.write_bytes(data)
+    assert C.avif_quality_of(path) is None
+
+
+def test_a_meta_box_is_read_up_to_its_limit(av1_items, tmp_path):
+    """A meta box of _META_LIMIT bytes (after its header) is read, one byte more is not."""
+    obus, decoy = av1_items
+    size = len(_avif_file(obus, decoy).split(b"meta", 1)[1].split(b"mdat")[0]) - 4
+    for extra, quality in ((0, 51), (1, None)):
+        pad = C._META_LIMIT - size - 8 + extra  # a free box's payload
+        (tmp_path / "a.avif").write_bytes(_avif_file(obus, decoy, lead=_box(b"free", bytes(pad))))
+        assert C.avif_quality_of(tmp_path / "a.avif") == quality, extra
+    assert C._META_LIMIT == 1 << 22
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_items_first_bytes_are_read_and_no_more(split, av1_items, tmp_path):
+    obus, decoy = av1_items
+    big = obus + bytes(3 * C._ITEM_HEAD)
+    (tmp_path / "a.avif").write_bytes(_avif_file(big, decoy, split=split))
+    assert C._avif_image_item(tmp_path / "a.avif") == big[:C._ITEM_HEAD]
+    assert C._ITEM_HEAD == 4096
+
+
+@pytest.mark.parametrize("cut", [1, 3])
+def test_a_location_box_cut_short_is_not_read(cut, av1_items, tmp_path):
+    """The location box ends inside the last extent's length (the primary item's): a length
+    read from fewer bytes is not a length (from 1 byte it would be 0: to the end)."""
+    obus, decoy = av1_items
+    data = _avif_file(obus, decoy, idat=True, iloc_version=1)  # offsets inside meta
+    at, meta = data.index(b"iloc") - 4, data.index(b"meta") - 4
+    size = int.from_bytes(data[at:at + 4], "big")
+    shorter = (size - cut).to_bytes(4, "big") + data[at + 4:at + size - cut]
+    data = data[:at] + shorter + data[at + size:]
+    data = data[:meta] + (int.from_bytes(data[meta:meta + 4], "big") - cut).to_bytes(4, "big") \
+        + data[meta + 4:]
+    (tmp_path / "a.avif").write_bytes(data)
+    assert C.avif_quality_of(tmp_path / "a.avif") is None

@@ -91,23 +91,37 @@ def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("photo", 50, 2) == ("photo", "--weights photo")
     assert W.bundled_kind("photo-low", None, 2) == ("photo-low", "--weights photo-low")
     assert W.bundled_kind("auto", 75, 8)[0] == "clean"  # no x8 photo weights bundled
-    # lossy, no quality in the file: WebP blocks as JPEG does; HEIC and AVIF are read as
-    # lossless inputs are (weights.PHOTO_LOSSY_FORMATS has the measurements)
+    # lossy, no quality read: WebP blocks as JPEG does; HEIC and AVIF are read as lossless
+    # inputs are (weights.py, above WEBP_PHOTO_MAX_QUALITY, has the measurements)
     assert W.bundled_kind("auto", None, 2, lossy="WebP") == ("photo", "auto: lossy WebP")
     top = W.WEBP_PHOTO_MAX_QUALITY
-    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=top) == \
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", lossy_quality=top) == \
         ("photo", f"auto: WebP q~{top}")
-    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=top + 1) == \
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", lossy_quality=top + 1) == \
         ("clean", f"auto: WebP q~{top + 1}; lightly compressed")
     # measured: photo wins at q75 (by 0.21 dB at x2 and x4), clean at q90 (by 0.12)
-    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=75)[0] == "photo"
-    assert W.bundled_kind("auto", None, 2, lossy="WebP", webp_quality=90)[0] == "clean"
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", lossy_quality=75)[0] == "photo"
+    assert W.bundled_kind("auto", None, 2, lossy="WebP", lossy_quality=90)[0] == "clean"
     assert W.bundled_kind("auto", None, 2, lossy="HEIC") == ("clean", "auto: HEIC input")
     from wdsr_cli.core.inference.noise import NoiseReading
 
     noisy = NoiseReading(9.0, 9.0, 9.0, 9.0)
     assert W.bundled_kind("auto", None, 2, noisy, lossy="AVIF")[1].startswith(
         "auto: noisy AVIF input; noise ~")
+    # an AVIF by its quality (measured: photo wins at q65, clean at q70; photo-low at q50)
+    top, low = W.AVIF_PHOTO_MAX_QUALITY, W.AVIF_PHOTO_LOW_MAX_QUALITY
+    assert (top, low) == (65, 50)
+    assert W.bundled_kind("auto", None, 2, lossy="AVIF", lossy_quality=top) == \
+        ("photo", f"auto: AVIF q~{top}")
+    assert W.bundled_kind("auto", None, 2, lossy="AVIF", lossy_quality=top + 1) == \
+        ("clean", f"auto: AVIF q~{top + 1}")
+    assert W.bundled_kind("auto", None, 2, lossy="AVIF", lossy_quality=low) == \
+        ("photo-low", f"auto: AVIF q~{low}; strongly compressed")
+    assert W.bundled_kind("auto", None, 2, lossy="AVIF", lossy_quality=low + 1)[0] == "photo"
+    assert W.bundled_kind("auto", None, 2, lossy="AVIF") == ("clean", "auto: AVIF input")
+    assert W.bundled_kind("auto", None, 2, noisy, lossy="AVIF", lossy_quality=90)[:1] == \
+        ("photo",)  # noisy, lightly compressed: photo, never photo-low
+    assert W.bundled_kind("auto", None, 8, lossy="AVIF", lossy_quality=40)[0] == "clean"
     assert W.bundled_kind("auto", None, 8, lossy="WebP")[0] == "clean"
     assert W.bundled_kind("clean", None, 2, lossy="WebP") == ("clean", "--weights clean")
     with pytest.raises(WdsrError, match="unknown --weights"):
@@ -342,6 +356,8 @@ def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
     noisy = _crop("coffee.png", 120) + np.random.default_rng(1).standard_normal((120, 120, 3)) * 12
     PILImage.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(
         src / "noisy.avif", quality=95)
+    PILImage.fromarray(_crop()).save(src / "site.avif", quality=80)
+    PILImage.fromarray(_crop()).save(src / "small.avif", quality=40)
     summary, loaded, decoded = _run(src, tmp_path / "out", monkeypatch)
     rows = {Path(r["input"]).name: r for r in summary.images}
     assert sorted(decoded) == sorted(rows) == sorted(p.name for p in src.iterdir())
@@ -355,8 +371,13 @@ def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
         "light.webp": ("clean", "auto: WebP q~96; lightly compressed"),
         "lossless.webp": ("clean", "auto: lossless input"),
         "lossless_alpha.webp": ("clean", "auto: lossless input"),
-        "phone.heic": ("clean", "auto: HEIC input"), "web.avif": ("clean", "auto: AVIF input"),
-        "noisy.avif": ("photo", "auto: noisy AVIF input")}
+        "phone.heic": ("clean", "auto: HEIC input"),
+        # an AVIF's quality is read from its AV1 quantizer: q60 and q61 share one (61), as
+        # q80 and q81 do, and q40 and q41; the photo weights up to q65, photo-low up to q50
+        # (weights.AVIF_PHOTO_MAX_QUALITY, AVIF_PHOTO_LOW_MAX_QUALITY)
+        "web.avif": ("photo", "auto: AVIF q~61"), "site.avif": ("clean", "auto: AVIF q~81"),
+        "small.avif": ("photo-low", "auto: AVIF q~41; strongly compressed"),
+        "noisy.avif": ("photo", "auto: noisy AVIF q~95")}
 
 
 def test_a_folder_of_clean_pngs_loads_the_clean_weights_alone(mixed, tmp_path, monkeypatch):

@@ -4,21 +4,25 @@ decides on (:func:`inference.upscale.choose_weights`).
 * **JPEG**: the IJG quality its luminance quantization table matches (:func:`jpeg_quality_of`).
 * **WebP**: lossy (VP8) or lossless (VP8L), and a lossy one's quality from the quantizer in
   its VP8 frame header (:func:`webp_quality_of`).
-* **HEIC** and **AVIF**: lossy, by their ``ftyp`` brands (:func:`lossy_format_of`); their
-  quantizers sit deep in HEVC and AV1 headers and are not read.
+* **HEIC** and **AVIF**: lossy, by their ``ftyp`` brands (:func:`lossy_format_of`); an
+  AVIF's quality from the ``base_q_idx`` of its AV1 key frame (:func:`avif_quality_of`). A
+  HEIC's (HEVC's) quantizer is not read.
 
-Headers only: nothing is decoded, so this costs a few hundred bytes of reading per file. Each
+Headers only: nothing is decoded, so this costs a few hundred bytes of reading per file (an
+AVIF: its ``meta`` box and the first 4 KB of its image). Each
 function returns None for a file it does not recognise (reading the image says why).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["jpeg_quality_of", "lossy_format_of", "webp_quality_of"]
+__all__ = ["avif_quality_of", "jpeg_quality_of", "lossy_format_of", "webp_quality_of"]
 
 # ------------------------------------------------------------------------------------ JPEG
 
@@ -107,13 +111,14 @@ def _webp_image_chunk(path: Any) -> bytes | None:
 
 
 class _Bits:
-    """The bits of a VP8 frame header, most significant first.
+    """The bits of a VP8 or AV1 frame header, most significant first.
 
-    VP8 codes its header with a boolean arithmetic coder (RFC 6386, section 7), every field up
-    to the quantizers at probability 1/2. At that probability the coder's range, once the
-    first bit is a 0, stays at 128 and each later bit moves its window by one: the coded bytes
-    are the fields' bits themselves. The first field is the colour space, whose only defined
-    value is 0; a header that says otherwise is not read (:func:`_vp8_quantizer`)."""
+    AV1 writes its sequence and frame headers as plain bits. VP8 codes its header with a
+    boolean arithmetic coder (RFC 6386, section 7), every field up to the quantizers at
+    probability 1/2. At that probability the coder's range, once the first bit is a 0, stays at
+    128 and each later bit moves its window by one: the coded bytes are the fields' bits
+    themselves. The first field is the colour space, whose only defined value is 0; a header
+    that says otherwise is not read (:func:`_vp8_quantizer`)."""
 
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
@@ -191,3 +196,355 @@ def webp_quality_of(path: Any) -> int | None:
     if index is None:
         return None
     return min(range(101), key=lambda q: (abs(_WEBP_QUANTIZER[q] - index), -q))
+
+
+# ------------------------------------------------------------------------------------ AVIF
+
+_META_LIMIT = 1 << 22  # the bytes of a meta box read at most (an ICC profile may sit in it)
+_ITEM_HEAD = 4096  # the bytes of an image item read: its sequence and frame headers fit
+
+
+class _Bytes:
+    """Big-endian fields of an ISOBMFF box, read in order."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def int(self, size: int) -> int:
+        if self.pos + size > len(self.data):
+            raise EOFError("box cut short")
+        self.pos += size
+        return int.from_bytes(self.data[self.pos - size:self.pos], "big")
+
+
+def _boxes(data: bytes, start: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    """(type, payload) of each ISOBMFF box in ``data[start:]``, up to one that runs past the
+    end."""
+    while start + 8 <= len(data):
+        size, head = int.from_bytes(data[start:start + 4], "big"), 8
+        kind = data[start + 4:start + 8]
+        if size == 1:  # a 64-bit size follows
+            size, head = int.from_bytes(data[start + 8:start + 16], "big"), 16
+        elif size == 0:  # to the end
+            size = len(data) - start
+        if size < head or start + size > len(data):
+            return
+        yield kind, data[start + head:start + size]
+        start += size
+
+
+def _meta_box(f: Any) -> bytes | None:
+    """The payload of a HEIF file's top-level ``meta`` box, after its version and flags; the
+    boxes before it (``ftyp``, perhaps ``mdat``) are skipped, not read."""
+    while len(head := f.read(8)) == 8:
+        size, kind = int.from_bytes(head[:4], "big"), head[4:]
+        if size == 1:
+            size = int.from_bytes(f.read(8), "big") - 8
+        if size < 8:  # 0 (to the end) is never a meta box's; below 8 is not a box
+            return None
+        if kind == b"meta":
+            return f.read(size - 8)[4:] if size - 8 <= _META_LIMIT else None
+        f.seek(size - 8, os.SEEK_CUR)
+    return None
+
+
+def _avif_image_item(path: Any) -> bytes | None:
+    """The first bytes of an AVIF file's primary image item (of its first tile when the image
+    is a grid of tiles): AV1 OBUs. None when the file has no such item (or is not HEIF).
+
+    HEIF (ISO/IEC 23008-12) names the primary item (``pitm``), gives each item's type
+    (``iinf``), a grid's tiles (``iref`` ``dimg``) and where each item's bytes are
+    (``iloc``: in the file, or in the ``idat`` box)."""
+    with open(path, "rb") as f:
+        if (meta := _meta_box(f)) is None:
+            return None
+        boxes = dict(_boxes(meta))
+        try:
+            item = _primary_av1_item(boxes)
+            extents = [] if item is None else _item_extents(boxes[b"iloc"], item)
+            data = bytearray()
+            for in_idat, offset, length in extents:
+                want = min(length or _ITEM_HEAD, _ITEM_HEAD - len(data))
+                if in_idat:
+                    data += boxes[b"idat"][offset:offset + want]
+                else:
+                    f.seek(offset)
+                    data += f.read(want)
+        except (EOFError, KeyError):  # a box cut short, or missing
+            return None
+    return bytes(data) or None
+
+
+def _primary_av1_item(boxes: dict[bytes, bytes]) -> int | None:
+    """The id of the AV1 item that holds the primary image: the primary item, or a grid's
+    first tile."""
+    pitm = _Bytes(boxes[b"pitm"])
+    item = pitm.int(2 if pitm.int(4) >> 24 == 0 else 4)
+    iinf = _Bytes(boxes[b"iinf"])
+    types = {}
+    for kind, infe in _boxes(iinf.data, 4 + (2 if iinf.int(4) >> 24 == 0 else 4)):
+        entry = _Bytes(infe)
+        version = entry.int(4) >> 24
+        if kind == b"infe" and version >= 2:
+            item_id = entry.int(2 if version == 2 else 4)
+            entry.int(2)  # protection index
+            types[item_id] = entry.data[entry.pos:entry.pos + 4]
+    if types.get(item) == b"grid":
+        iref = _Bytes(boxes[b"iref"])
+        wide = 2 if iref.int(4) >> 24 == 0 else 4
+        tiles = [_Bytes(ref) for kind, ref in _boxes(iref.data, 4) if kind == b"dimg"]
+        tile = next((t for t in tiles if t.int(wide) == item), None)
+        if tile is None or not tile.int(2):
+            return None
+        item = tile.int(wide)
+    return item if types.get(item) == b"av01" else None
+
+
+def _item_extents(iloc: bytes, item: int) -> list[tuple[bool, int, int]]:
+    """(in the ``idat`` box?, offset, length) of each extent of ``item`` (ISO/IEC 14496-12,
+    ItemLocationBox); a length of 0 runs to the end of the file."""
+    box = _Bytes(iloc)
+    version = box.int(4) >> 24
+    sizes = box.int(2)
+    offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
+    index_size = sizes & 15 if version in (1, 2) else 0
+    wide = 4 if version == 2 else 2
+    for _ in range(box.int(wide)):
+        item_id = box.int(wide)
+        method = box.int(2) & 15 if version in (1, 2) else 0
+        box.int(2)  # data reference index
+        base = box.int(base_size)
+        extents = []
+        for _ in range(box.int(2)):
+            box.int(index_size)
+            extents.append((method == 1, base + box.int(offset_size), box.int(length_size)))
+        if item_id == item:
+            return extents if method in (0, 1) else []
+    return []
+
+
+def _obus(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(type, extension byte or 0, payload) of each AV1 OBU in ``data`` (AV1 spec, 5.3); one
+    without a size runs to the end."""
+    pos = 0
+    while pos < len(data):
+        header, pos = data[pos], pos + 1
+        extension = 0
+        if header & 4:
+            extension, pos = data[pos] if pos < len(data) else 0, pos + 1
+        size = len(data) - pos
+        if header & 2:  # leb128
+            size = 0
+            for k in range(8):
+                if pos >= len(data):
+                    return
+                size |= (data[pos] & 127) << (7 * k)
+                pos += 1
+                if data[pos - 1] < 128:
+                    break
+        yield header >> 3 & 15, extension, data[pos:pos + size]
+        pos += size
+
+
+@dataclass
+class _Av1Sequence:
+    """What an AV1 frame header's fields up to ``base_q_idx`` depend on, from the sequence
+    header (AV1 spec, 5.5)."""
+
+    reduced: bool = False  # reduced_still_picture_header
+    equal_interval: bool = False
+    presentation_bits: int = 0  # frame_presentation_time_length (0: no decoder model)
+    removal_bits: int = 0  # buffer_removal_time_length
+    decoder_models: list[tuple[int, bool]] = field(default_factory=list)  # (idc, present)
+    width_bits: int = 0
+    height_bits: int = 0
+    max_width: int = 0
+    max_height: int = 0
+    frame_id_bits: int = 0  # 0: frame ids not present
+    big_superblock: bool = False
+    screen_content: int = 2  # seq_force_screen_content_tools (2: chosen per frame)
+    integer_mv: int = 2  # seq_force_integer_mv (2: chosen per frame)
+    order_hint_bits: int = 0
+    superres: bool = False
+
+
+def _uvlc(d: _Bits) -> int:
+    zeros = 0
+    while not d.number(1):
+        zeros += 1
+        if zeros >= 32:
+            return (1 << 32) - 1
+    return d.number(zeros) + (1 << zeros) - 1
+
+
+def _av1_sequence(d: _Bits) -> _Av1Sequence:
+    """The fields of a sequence header OBU that its frame headers depend on."""
+    s = _Av1Sequence()
+    d.number(3 + 1)  # profile, still picture
+    s.reduced = bool(d.number(1))
+    if s.reduced:
+        d.number(5)  # level
+    else:
+        model, delay_bits = 0, 0
+        if d.number(1):  # timing info
+            d.number(32 + 32)
+            s.equal_interval = bool(d.number(1))
+            if s.equal_interval:
+                _uvlc(d)
+            model = d.number(1)  # a decoder model (only with timing info)
+        if model:
+            delay_bits = d.number(5) + 1
+            d.number(32)
+            s.removal_bits, s.presentation_bits = d.number(5) + 1, d.number(5) + 1
+        initial_delay = d.number(1)
+        for _ in range(d.number(5) + 1):  # operating points
+            idc, level = d.number(12), d.number(5)
+            if level > 7:
+                d.number(1)  # tier
+            present = bool(model and d.number(1))
+            if present:
+                d.number(2 * delay_bits + 1)
+            if initial_delay and d.number(1):
+                d.number(4)
+            s.decoder_models.append((idc, present))
+    s.width_bits, s.height_bits = d.number(4) + 1, d.number(4) + 1
+    s.max_width, s.max_height = d.number(s.width_bits) + 1, d.number(s.height_bits) + 1
+    if not s.reduced and d.number(1):  # frame ids
+        s.frame_id_bits = d.number(4) + 2 + d.number(3) + 1
+    s.big_superblock = bool(d.number(1))
+    d.number(2)  # filter intra, intra edge filter
+    if not s.reduced:
+        d.number(4)  # inter-intra, masked compound, warped motion, dual filter
+        order_hint = d.number(1)
+        if order_hint:
+            d.number(2)  # joint compound, reference frame motion vectors
+        s.screen_content = 2 if d.number(1) else d.number(1)
+        if s.screen_content:
+            s.integer_mv = 2 if d.number(1) else d.number(1)
+        if order_hint:
+            s.order_hint_bits = d.number(3) + 1
+    s.superres = bool(d.number(1))
+    return s
+
+
+def _tile_log2(size: int, target: int) -> int:
+    k = 0
+    while size << k < target:
+        k += 1
+    return k
+
+
+def _skip_tile_info(d: _Bits, s: _Av1Sequence, width: int, height: int) -> None:
+    """The tile_info() fields of a frame ``width`` x ``height`` (AV1 spec, 5.9.15)."""
+    shift = 5 if s.big_superblock else 4
+    mi_cols, mi_rows = 2 * ((width + 7) >> 3), 2 * ((height + 7) >> 3)
+    sb_cols, sb_rows = (mi_cols + (1 << shift) - 1) >> shift, (mi_rows + (1 << shift) - 1) >> shift
+    max_width_sb, max_area_sb = 4096 >> (shift + 2), (4096 * 2304) >> (2 * (shift + 2))
+    min_log2_cols = _tile_log2(max_width_sb, sb_cols)
+    min_log2_tiles = max(min_log2_cols, _tile_log2(max_area_sb, sb_rows * sb_cols))
+    if d.number(1):  # uniform spacing
+        cols_log2 = min_log2_cols
+        while cols_log2 < _tile_log2(1, min(sb_cols, 64)) and d.number(1):
+            cols_log2 += 1
+        rows_log2 = max(min_log2_tiles - cols_log2, 0)
+        while rows_log2 < _tile_log2(1, min(sb_rows, 64)) and d.number(1):
+            rows_log2 += 1
+    else:
+        widest, start, cols = 0, 0, 0
+        while start < sb_cols:
+            size = _ns(d, min(sb_cols - start, max_width_sb)) + 1
+            widest, start, cols = max(widest, size), start + size, cols + 1
+        area = (sb_rows * sb_cols) >> (min_log2_tiles + 1) if min_log2_tiles else sb_rows * sb_cols
+        start, rows = 0, 0
+        while start < sb_rows:
+            start, rows = start + _ns(d, min(sb_rows - start, max(area // widest, 1))) + 1, rows + 1
+        cols_log2, rows_log2 = _tile_log2(1, cols), _tile_log2(1, rows)
+    if cols_log2 or rows_log2:
+        d.number(cols_log2 + rows_log2 + 2)  # context_update_tile_id, tile_size_bytes_minus_1
+
+
+def _ns(d: _Bits, n: int) -> int:
+    """A value below ``n`` in the fewest bits (AV1 spec, 4.10.7)."""
+    w = n.bit_length()
+    m = (1 << w) - n
+    v = d.number(w - 1)
+    return v if v < m else (v << 1) - m + d.number(1)
+
+
+def _av1_base_q_idx(frame: bytes, s: _Av1Sequence, extension: int) -> int | None:
+    """``base_q_idx`` (0..255) of a shown key frame's header, after walking the fields before
+    it (AV1 spec, 5.9.2 to 5.9.12); None for any other frame. ``extension``: the OBU's
+    extension byte (its temporal and spatial layer)."""
+    d = _Bits(frame)
+    if not s.reduced:
+        if d.number(1) or d.number(2) or not d.number(1):  # shown existing, not key, not shown
+            return None
+        if s.presentation_bits and not s.equal_interval:
+            d.number(s.presentation_bits)  # temporal point info
+    cdf_fixed = d.number(1)  # disable_cdf_update
+    screen_content = d.number(1) if s.screen_content == 2 else s.screen_content
+    if screen_content and s.integer_mv == 2:
+        d.number(1)  # force_integer_mv
+    d.number(s.frame_id_bits)  # current_frame_id
+    size_override = not s.reduced and d.number(1)
+    d.number(s.order_hint_bits)
+    if s.presentation_bits and d.number(1):  # buffer removal times
+        temporal, spatial = extension >> 5, extension >> 3 & 3
+        for idc, present in s.decoder_models:
+            if present and (idc == 0 or (idc >> temporal & 1 and idc >> (spatial + 8) & 1)):
+                d.number(s.removal_bits)
+    width, height = s.max_width, s.max_height
+    if size_override:
+        width, height = d.number(s.width_bits) + 1, d.number(s.height_bits) + 1
+    upscaled = width
+    if s.superres and d.number(1):
+        denom = d.number(3) + 9
+        width = (upscaled * 8 + denom // 2) // denom
+    if d.number(1):  # render size
+        d.number(32)
+    if screen_content and upscaled == width:
+        d.number(1)  # allow_intrabc
+    if not (s.reduced or cdf_fixed):
+        d.number(1)  # disable_frame_end_update_cdf
+    _skip_tile_info(d, s, width, height)
+    return d.number(8)
+
+
+# libaom's quantizer steps: base_q_idx for its encoder quantizer 0..63.
+_AOM_Q_INDEX = (*range(0, 248, 4), 249, 255)
+# The base_q_idx libavif (1.4, libaom) gives a still image at each quality 0..100 (measured
+# through Pillow; the same for every photo, chroma subsampling and speed tried, as it is
+# libavif's own mapping; tests/test_compression.py checks it against the libavif installed).
+# An image sequence is quantized otherwise: ((100 - q) * 63 + 50) // 100 steps of the table.
+_AVIF_Q_INDEX = (
+    255, 255, 255, 249, 249, 249, 244, 244, 240, 240, 236, 236, 232, 232, 228, 228, 224, 224,
+    220, 220, 216, 216, 212, 212, 208, 208, 204, 204, 200, 200, 196, 196, 192, 192, 188, 184,
+    184, 180, 180, 176, 172, 172, 168, 168, 164, 160, 160, 156, 156, 152, 148, 148, 144, 144,
+    140, 136, 132, 132, 128, 124, 120, 120, 116, 112, 108, 108, 104, 100, 96, 96, 92, 88, 84,
+    84, 80, 76, 72, 72, 68, 64, 60, 60, 56, 52, 48, 48, 44, 40, 36, 36, 32, 28, 24, 24, 20,
+    16, 12, 12, 8, 4, 0)
+
+
+def avif_quality_of(path: Any) -> int | None:
+    """The libavif quality (0..100) whose quantizer an AVIF's primary image has (its AV1 key
+    frame's ``base_q_idx``), nearest, ties to the higher quality; None when the file is not
+    an AVIF or its headers cannot be read."""
+    try:
+        item = _avif_image_item(path)
+    except OSError:
+        return None
+    if item is None:
+        return None
+    sequence, index = None, None
+    try:
+        for kind, extension, payload in _obus(item):
+            if kind == 1:  # sequence header
+                sequence = _av1_sequence(_Bits(payload))
+            elif kind in (3, 6) and sequence is not None:  # frame header, frame
+                index = _av1_base_q_idx(payload, sequence, extension)
+                break
+    except EOFError:
+        return None
+    if index is None:
+        return None
+    return min(range(101), key=lambda q: (abs(_AVIF_Q_INDEX[q] - index), -q))

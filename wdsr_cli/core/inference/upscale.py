@@ -445,26 +445,30 @@ def _failure(job: Job, exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class ByNoise:
-    """A choice of weights its noise makes, once the image is read (a lossless or nearly
-    lossless input under ``--weights auto``; :func:`.weights.reads_noise`)."""
+    """A choice of weights its noise makes, once the image is read (under ``--weights auto``,
+    an input its compression alone would give the clean weights: :func:`.weights.reads_noise`)."""
 
-    jpeg_quality: int | None  # None: lossless, or HEIC or AVIF (read as lossless inputs are)
+    jpeg_quality: int | None  # None: not a JPEG
     lossy: str | None = None  # "HEIC" or "AVIF" (data.compression.lossy_format_of), for the why
+    lossy_quality: int | None = None  # an AVIF's, if read
 
     def decide(self, image: Any, scale: int) -> tuple[str, str]:
         from .noise import noise_of
-        from .weights import bundled_kind
 
-        return bundled_kind("auto", self.jpeg_quality, scale, noise_of(image), self.lossy)
+        return self._kind(scale, noise_of(image))
 
     def kinds(self, scale: int) -> list[str]:
         """What :meth:`decide` may give: [for a quiet image, for a noisy one]."""
         from .noise import NoiseReading
-        from .weights import bundled_kind
 
         quiet, noisy = NoiseReading(0.0, 0.0, 0.0), NoiseReading(99.0, 99.0, 99.0, 99.0)
-        return [bundled_kind("auto", self.jpeg_quality, scale, n, self.lossy)[0]
-                for n in (quiet, noisy)]
+        return [self._kind(scale, n)[0] for n in (quiet, noisy)]
+
+    def _kind(self, scale: int, noise: Any) -> tuple[str, str]:
+        from .weights import bundled_kind
+
+        return bundled_kind("auto", self.jpeg_quality, scale, noise, self.lossy,
+                            self.lossy_quality)
 
 
 Choice = tuple[str | None, str]  # (kind of bundled weights, None: the file the user named; why)
@@ -473,12 +477,17 @@ Choice = tuple[str | None, str]  # (kind of bundled weights, None: the file the 
 def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choice | ByNoise]:
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`) as far
     as the file's header decides it: the photo weights (photo-low for a strongly compressed
-    one) for a JPEG or a lossy WebP input up to a quality, unless ``requested`` says; a
-    lossless or nearly lossless input, or a HEIC or AVIF one, is left :class:`ByNoise`,
+    one) for a JPEG, a lossy WebP or an AVIF input up to a quality, unless ``requested``
+    says; a lossless or nearly lossless input, or a HEIC one, is left :class:`ByNoise`,
     decided when the image is read. A video gets the photo weights: its frames are
     compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint
-    from ..data.compression import jpeg_quality_of, lossy_format_of, webp_quality_of
+    from ..data.compression import (
+        avif_quality_of,
+        jpeg_quality_of,
+        lossy_format_of,
+        webp_quality_of,
+    )
     from .video import is_video_file
     from .weights import bundled_kind, reads_noise
 
@@ -488,12 +497,12 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choi
         if is_video_file(job.source) and bundled_checkpoint(scale, "photo") is not None:
             return "photo", "auto: video; compressed frames"
         lossy = lossy_format_of(job.source)
-        if lossy == "WebP":
-            return bundled_kind(requested, None, scale, lossy=lossy,
-                                webp_quality=webp_quality_of(job.source))
-        quality = jpeg_quality_of(job.source)
-        return ByNoise(quality, lossy) if reads_noise(quality) else \
-            bundled_kind(requested, quality, scale)
+        quality = None if lossy else jpeg_quality_of(job.source)
+        lossy_quality = webp_quality_of(job.source) if lossy == "WebP" else \
+            avif_quality_of(job.source) if lossy == "AVIF" else None
+        if reads_noise(quality, lossy, lossy_quality):
+            return ByNoise(quality, lossy, lossy_quality)
+        return bundled_kind(requested, quality, scale, lossy=lossy, lossy_quality=lossy_quality)
 
     return [one(job) for job in jobs]
 

@@ -92,10 +92,17 @@ PHOTO_LOW_MAX_QUALITY = 80
 # JPEG does: at x4 q75 clean +1.05 dB over bicubic, photo +1.27; q80 +1.26 / +1.37; q85 a tie
 # (+1.45 both, at x2 too); q90 +1.63 / +1.51. So up to q85 (read from its quantizer) it gets
 # the photo weights, above it the clean ones.
-# HEIC and AVIF smooth where JPEG blocks and the clean weights gain more (x4 HEIC q50 +1.43 /
-# +1.35, AVIF q75 +1.53 / +1.44; AVIF q50 is the exception, +0.78 / +0.94): their quality is
-# not read, and they are treated as lossless inputs are (their noise decides).
+# HEIC smooths where JPEG blocks and the clean weights gain more at every quality measured (x4
+# q50 +1.43 / +1.35): its quality is not read, and it is treated as lossless inputs are (its
+# noise decides). AVIF smooths too, down to a quality: the photo weights win at q65 (x4 +1.27
+# / +1.21, x2 +1.03 / +1.00) and below, the clean ones from q70 (x4 +1.43 / +1.40, x2 +1.24 /
+# +1.17). So an AVIF whose quality (read from its AV1 quantizer) is up to q65 gets the photo
+# weights, one above it, or unread, is treated as a lossless input. Up to q50 the photo-low
+# weights gain a little more (q50 x2 +0.73 / +0.66, x3 +0.84 / +0.80, x4 a tie; q40 x2 +0.51 /
+# +0.40, x4 +0.64 / +0.59); q55 is a tie.
 WEBP_PHOTO_MAX_QUALITY = 85
+AVIF_PHOTO_MAX_QUALITY = 65
+AVIF_PHOTO_LOW_MAX_QUALITY = 50
 
 
 @dataclass(frozen=True)
@@ -155,13 +162,13 @@ def check_weights_choice(requested: str) -> None:
 
 def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = None,
                  noise: NoiseReading | None = None, lossy: str | None = None,
-                 webp_quality: int | None = None) -> tuple[str, str]:
+                 lossy_quality: int | None = None) -> tuple[str, str]:
     """(kind, why) of the bundled weights for one input: ``requested`` is ``--weights``;
     ``jpeg_quality`` the input's (:func:`data.compression.jpeg_quality_of`), None if lossless;
     ``noise`` its :func:`.noise.noise_reading`, None if not read (:func:`reads_noise`);
     ``lossy`` the lossy format of a file that is not a JPEG (``WebP``, ``HEIC``, ``AVIF``:
-    :func:`data.compression.lossy_format_of`), ``webp_quality`` a lossy WebP's quality, None if
-    unread (:data:`WEBP_PHOTO_MAX_QUALITY`).
+    :func:`data.compression.lossy_format_of`), ``lossy_quality`` a lossy WebP's or an AVIF's
+    quality, None if unread (:data:`WEBP_PHOTO_MAX_QUALITY`, :data:`AVIF_PHOTO_MAX_QUALITY`).
     ``auto`` falls back to the clean weights where no photo weights are bundled for
     ``scale``."""
     from ..checkpoints import bundled_checkpoint
@@ -173,33 +180,41 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     def why(form: str, facts: list[str]) -> str:  # "auto: <form>[; facts]": brief() keeps form
         return f"auto: {form}" + (f"; {', '.join(facts)}" if facts else "")
 
+    facts: list[str] = []
+    form = f"JPEG q~{jpeg_quality}" if jpeg_quality is not None else \
+        f"{lossy} q~{lossy_quality}" if lossy_quality is not None else \
+        "lossy WebP" if lossy == "WebP" else f"{lossy} input" if lossy else "lossless input"
     if lossy == "WebP":
-        form, facts = "lossy WebP" if webp_quality is None else f"WebP q~{webp_quality}", []
-        if webp_quality is not None and webp_quality > WEBP_PHOTO_MAX_QUALITY:
+        if lossy_quality is not None and lossy_quality > WEBP_PHOTO_MAX_QUALITY:
             return "clean", why(form, ["lightly compressed"])
-    elif reads_noise(jpeg_quality):  # lossless or nearly so: only noise asks for photo weights
-        form = f"JPEG q~{jpeg_quality}" if jpeg_quality is not None else \
-            f"{lossy} input" if lossy else "lossless input"
+    elif reads_noise(jpeg_quality, lossy, lossy_quality):  # only noise asks for photo weights
         if noise is None or not noise.noisy_at(jpeg_quality):
             facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
                 ([] if noise is None else [noise.describe(jpeg_quality)])
             return "clean", why(form, facts)
         form, facts = f"noisy {form}", [noise.describe(jpeg_quality)]
-    else:
-        form, facts = f"JPEG q~{jpeg_quality}", []
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
         return "clean", why(form, [f"no x{scale} photo weights are bundled"])
-    low = jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY and (
+    low = (jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY
+           or lossy == "AVIF" and lossy_quality is not None
+           and lossy_quality <= AVIF_PHOTO_LOW_MAX_QUALITY) and (
         scale is None or bundled_checkpoint(scale, "photo-low") is not None)
     return ("photo-low", why(form, [*facts, "strongly compressed"])) if low else \
         ("photo", why(form, facts))
 
 
-def reads_noise(jpeg_quality: int | None) -> bool:
-    """Whether ``--weights auto`` reads an input's noise: a lossless one (None), or a JPEG its
-    quality alone would give the clean weights (above :data:`PHOTO_MAX_QUALITY`). Noise costs
-    the clean weights most there: at q95 x2 with gray sigma 3 they gain -0.26 dB over
-    bicubic, the photo ones +1.27 (:mod:`.noise`)."""
+def reads_noise(jpeg_quality: int | None, lossy: str | None = None,
+                lossy_quality: int | None = None) -> bool:
+    """Whether ``--weights auto`` reads an input's noise: one its compression alone would give
+    the clean weights. A lossless input (``jpeg_quality`` None), a JPEG above
+    :data:`PHOTO_MAX_QUALITY`, a HEIC, an AVIF above :data:`AVIF_PHOTO_MAX_QUALITY` or of a
+    quality unread; never a lossy WebP (its quality alone decides). Noise costs the clean
+    weights most there: at q95 x2 with gray sigma 3 they gain -0.26 dB over bicubic, the
+    photo ones +1.27 (:mod:`.noise`)."""
+    if lossy == "WebP":
+        return False
+    if lossy == "AVIF" and lossy_quality is not None:
+        return lossy_quality > AVIF_PHOTO_MAX_QUALITY
     return jpeg_quality is None or jpeg_quality > PHOTO_MAX_QUALITY
 
 
