@@ -3,6 +3,7 @@
 whose LR was saved in a lossy format that is not JPEG (WebP, HEIC, AVIF), one quality at a time.
 
     python scripts/lossy_gains.py --scale 4 --specs webp:50,webp:75,heic:50,avif:75
+    python scripts/lossy_gains.py --scale 2 --specs gray3+heic:90,colour3+avif:90
 
 What `upscale --weights auto` gives a lossy WebP, HEIC or AVIF input rests on these numbers
 (`core/inference/weights.py`, WEBP_PHOTO_MAX_QUALITY and the AVIF bands; the model card,
@@ -11,7 +12,9 @@ For each photo of `data/photos/DIV2K_valid_HR` (`scripts/build_photos.py --full 
 the MATLAB-bicubic LR, saved by Pillow (HEIC by pillow-heif) at the quality, decoded; the gain
 is PSNR-Y of the weights' output minus that of the MATLAB bicubic of the same decoded LR
 (border = scale), averaged over the photos. fp32, the engine `auto` picks. JPEG specs
-(`jpeg:75`, 4:2:0) are there to compare with `wdsr evaluate --degrade jpeg:75`.
+(`jpeg:75`, 4:2:0) are there to compare with `wdsr evaluate --degrade jpeg:75`. A spec may
+start with noise added to the LR before it is saved: `gray3+` (the same Gaussian noise of
+sigma 3 in every channel) or `colour3+` (each channel its own), drawn from a seed per photo.
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ from wdsr_cli.core.metrics import psnr  # noqa: E402
 
 FORMATS = {"webp": "WEBP", "heic": "HEIF", "avif": "AVIF", "jpeg": "JPEG"}
 KINDS = ("clean", "photo", "photo-low")
+
+
+def noisy(lr: np.ndarray, noise: str, seed: int) -> np.ndarray:
+    """``lr`` with Gaussian noise ``gray<sigma>`` or ``colour<sigma>`` (of 255) added."""
+    if not noise:
+        return lr
+    rng = np.random.default_rng(seed)
+    gray = noise.startswith("gray")
+    sigma = float(noise.removeprefix("gray" if gray else "colour"))
+    shape = lr.shape[:2] + ((1,) if gray else (3,))
+    return np.clip(np.round(lr + rng.standard_normal(shape) * sigma), 0, 255).astype(np.uint8)
 
 
 def saved(lr: np.ndarray, spec: str) -> tuple[np.ndarray, float]:
@@ -74,12 +88,13 @@ def main() -> int:
     for spec in args.specs.split(","):
         gains: dict[str, list[float]] = {kind: [] for kind in KINDS}
         bits = []
-        for path in photos:
+        noise, _, saved_as = spec.rpartition("+")
+        for seed, path in enumerate(photos):
             hr = read_image(path).pixels
             hr = hr[: hr.shape[0] // args.scale * args.scale, : hr.shape[1] // args.scale
                     * args.scale]
             lr = bicubic_downscale(hr, args.scale)  # uint8 in, uint8 out: MATLAB's rounding
-            decoded, bpp = saved(lr, spec)
+            decoded, bpp = saved(noisy(lr, noise, seed), saved_as)
             bits.append(bpp)
             base = psnr(bicubic_upscale(decoded, args.scale), hr, args.scale)
             for kind, model in models.items():

@@ -244,21 +244,21 @@ def test_which_inputs_are_read():
 def test_a_jpeg_is_noisy_when_its_halved_reading_is_noise_and_not_texture():
     h, ratio = N.JPEG_MIN_HALVED, N.JPEG_MAX_QUARTERED_RATIO
     assert (h, ratio) == (2.2, 1.25)  # as calibrated (docs/upscale.md)
-    assert not N.NoiseReading(0.0, 0.5, 3.0, 6.0).noisy_at(95)  # twice as high quartered
-    assert N.NoiseReading(0.0, 0.5, h, 0.5).noisy_at(95)  # lower quartered: not texture
-    assert N.NoiseReading(0.0, 0.5, h, h).noisy_at(95)
-    assert not N.NoiseReading(0.0, 0.5, h - 0.01, h).noisy_at(95)  # too little
-    assert N.NoiseReading(0.0, 0.5, h, ratio * h).noisy_at(95)  # at the ratio: still noise
-    assert not N.NoiseReading(0.0, 0.5, h, ratio * h + 0.01).noisy_at(95)  # texture
-    assert not N.NoiseReading(0.0, 0.5, h, 0.0).noisy_at(95)  # too small to read quartered
-    assert not N.NoiseReading(0.0, 0.5, h, h).noisy_at(None)  # lossless: the full-size rule
+    assert not N.NoiseReading(0.0, 0.5, 3.0, 6.0).noisy_at(True)  # twice as high quartered
+    assert N.NoiseReading(0.0, 0.5, h, 0.5).noisy_at(True)  # lower quartered: not texture
+    assert N.NoiseReading(0.0, 0.5, h, h).noisy_at(True)
+    assert not N.NoiseReading(0.0, 0.5, h - 0.01, h).noisy_at(True)  # too little
+    assert N.NoiseReading(0.0, 0.5, h, ratio * h).noisy_at(True)  # at the ratio: still noise
+    assert not N.NoiseReading(0.0, 0.5, h, ratio * h + 0.01).noisy_at(True)  # texture
+    assert not N.NoiseReading(0.0, 0.5, h, 0.0).noisy_at(True)  # too small to read quartered
+    assert not N.NoiseReading(0.0, 0.5, h, h).noisy_at(False)  # lossless: the full-size rule
     assert not N.NoiseReading(0.0, 0.5, h, h).noisy
     loud = N.NoiseReading(3.0, 0.5, 0.0, 0.0)  # the full-size rule holds for a JPEG too
-    assert loud.noisy_at(95) and loud.noisy_at(None)
-    assert loud.describe(95) == str(loud) == "noise ~3.0 colour, ~0.5 brightness"
-    assert N.NoiseReading(0.0, 0.5, 2.345, 2.4).describe(95) == \
+    assert loud.noisy_at(True) and loud.noisy_at(False)
+    assert loud.describe(True) == str(loud) == "noise ~3.0 colour, ~0.5 brightness"
+    assert N.NoiseReading(0.0, 0.5, 2.345, 2.4).describe(True) == \
         "noise ~0.0 colour, ~0.5 brightness, ~2.3 halved"
-    assert N.NoiseReading(0.0, 0.5, 2.345, 2.4).describe(None) == \
+    assert N.NoiseReading(0.0, 0.5, 2.345, 2.4).describe(False) == \
         "noise ~0.0 colour, ~0.5 brightness"
 
 
@@ -280,8 +280,8 @@ def test_quantisation_hides_noise_from_the_full_size_reading_not_from_the_halved
     r = read(_noisy(clock.astype(np.float64), 3, seed=4, gray=True))
     assert r.brightness < N.NOISY_MIN_BRIGHTNESS and not r.noisy
     assert 2.5 < r.halved < 3.5 and 2.5 < r.quartered < 4.0
-    assert r.noisy_at(93)
-    assert not read(clock).noisy_at(93)
+    assert r.noisy_at(True)
+    assert not read(clock).noisy_at(True)
 
 
 def test_a_small_noisy_jpeg_is_read_on_patches_at_every_pixel():
@@ -294,8 +294,8 @@ def test_a_small_noisy_jpeg_is_read_on_patches_at_every_pixel():
     small = imresize(read_rgb_uint8(SAMPLE / "clock.png"), scale=0.5)
     clean = N.noise_reading(_jpeg(small, 93))
     noisy = N.noise_reading(_jpeg(_noisy(small.astype(np.float64), 3, seed=2, gray=True), 93))
-    assert not clean.noisy_at(93) and clean.quartered < 2.2
-    assert noisy.noisy_at(93) and not noisy.noisy  # seen by the halved rule alone
+    assert not clean.noisy_at(True) and clean.quartered < 2.2
+    assert noisy.noisy_at(True) and not noisy.noisy  # seen by the halved rule alone
     assert 2.5 < noisy.halved < 3.5 and 2.5 < noisy.quartered < 4.0
 
 

@@ -122,6 +122,16 @@ def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2, noisy, lossy="AVIF", lossy_quality=90)[:1] == \
         ("photo",)  # noisy, lightly compressed: photo, never photo-low
     assert W.bundled_kind("auto", None, 8, lossy="AVIF", lossy_quality=40)[0] == "clean"
+    # noise seen on the image halved only: enough in a lossy input (JPEG, HEIC, AVIF), whose
+    # codec removed the finest of it; not in a lossless one (weights.py, noise.py)
+    halved = NoiseReading(0.0, 0.5, 3.0, 3.0)
+    for lossy in ("HEIC", "AVIF"):
+        assert W.bundled_kind("auto", None, 2, halved, lossy=lossy) == (
+            "photo", f"auto: noisy {lossy} input; noise ~0.0 colour, ~0.5 brightness, "
+            "~3.0 halved")
+    assert W.bundled_kind("auto", 95, 2, halved)[0] == "photo"
+    assert W.bundled_kind("auto", None, 2, halved) == (
+        "clean", "auto: lossless input; noise ~0.0 colour, ~0.5 brightness")
     assert W.bundled_kind("auto", None, 8, lossy="WebP")[0] == "clean"
     assert W.bundled_kind("clean", None, 2, lossy="WebP") == ("clean", "--weights clean")
     with pytest.raises(WdsrError, match="unknown --weights"):
@@ -357,6 +367,10 @@ def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
     PILImage.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(
         src / "noisy.avif", quality=95)
     PILImage.fromarray(_crop()).save(src / "site.avif", quality=80)
+    # gray noise AV1 smoothed at full size, seen on the image halved (as a JPEG's is)
+    grain = _crop("clock.png", 240) + np.random.default_rng(1).standard_normal((240, 240, 1)) * 4
+    PILImage.fromarray(np.clip(np.round(grain), 0, 255).astype(np.uint8)).save(
+        src / "grain.avif", quality=75)
     PILImage.fromarray(_crop()).save(src / "small.avif", quality=40)
     summary, loaded, decoded = _run(src, tmp_path / "out", monkeypatch)
     rows = {Path(r["input"]).name: r for r in summary.images}
@@ -377,7 +391,9 @@ def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
         # (weights.AVIF_PHOTO_MAX_QUALITY, AVIF_PHOTO_LOW_MAX_QUALITY)
         "web.avif": ("photo", "auto: AVIF q~61"), "site.avif": ("clean", "auto: AVIF q~81"),
         "small.avif": ("photo-low", "auto: AVIF q~41; strongly compressed"),
-        "noisy.avif": ("photo", "auto: noisy AVIF q~95")}
+        "noisy.avif": ("photo", "auto: noisy AVIF q~95"),
+        "grain.avif": ("photo", "auto: noisy AVIF q~75")}
+    assert rows["grain.avif"]["weights_why"].endswith(" halved")
 
 
 def test_a_folder_of_clean_pngs_loads_the_clean_weights_alone(mixed, tmp_path, monkeypatch):

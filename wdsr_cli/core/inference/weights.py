@@ -188,11 +188,12 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
         if lossy_quality is not None and lossy_quality > WEBP_PHOTO_MAX_QUALITY:
             return "clean", why(form, ["lightly compressed"])
     elif reads_noise(jpeg_quality, lossy, lossy_quality):  # only noise asks for photo weights
-        if noise is None or not noise.noisy_at(jpeg_quality):
+        compressed = jpeg_quality is not None or lossy is not None
+        if noise is None or not noise.noisy_at(compressed):
             facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
-                ([] if noise is None else [noise.describe(jpeg_quality)])
+                ([] if noise is None else [noise.describe(compressed)])
             return "clean", why(form, facts)
-        form, facts = f"noisy {form}", [noise.describe(jpeg_quality)]
+        form, facts = f"noisy {form}", [noise.describe(compressed)]
     if scale is not None and bundled_checkpoint(scale, "photo") is None:
         return "clean", why(form, [f"no x{scale} photo weights are bundled"])
     low = (jpeg_quality is not None and jpeg_quality <= PHOTO_LOW_MAX_QUALITY
