@@ -324,8 +324,11 @@ class _BitWriter:
         return self
 
     def uvlc(self, value: int) -> None:
+        """32 leading zeros or more stand for 2**32 - 1, with no value bits after them."""
         zeros = (value + 1).bit_length() - 1
-        self.put(0, zeros).put(1, 1).put(value + 1 - (1 << zeros), zeros)
+        self.put(0, zeros).put(1, 1)
+        if zeros < 32:
+            self.put(value + 1 - (1 << zeros), zeros)
 
     def ns(self, value: int, n: int) -> None:
         w = n.bit_length()
@@ -340,53 +343,69 @@ class _BitWriter:
         return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
 
 
-# Operating points: (idc, level, decoder model present, initial display delay present)
-_POINTS = ((0, 8, True, True), (0x103, 3, False, False), (0x201, 9, True, False))
+# Operating points: (idc, decoder model present, initial display delay present)
+_POINTS = ((0, True, True), (0x103, False, False), (0x201, True, False))
 
 
-def _av1_headers(q: int, *, reduced=False, timing=False, equal=False, model=False,
-                 delay=False, frame_ids=False, big=False, order_hint=False,
+def _av1_headers(q: int, seed: int = 0, *, reduced=False, timing=False, equal=False,
+                 model=False, delay=False, frame_ids=False, big=False, order_hint=False,
                  screen=2, integer_mv=2, superres=False, override=False, render=False,
-                 use_superres=False, cdf=0, removal=False, tiles=None, intrabc=1,
-                 width=200, height=120, layer=(0, 0)) -> tuple[bytes, bytes]:
+                 use_superres=False, removal=False, tiles="uniform", width=200, height=120,
+                 layer=(0, 0), ticks=None) -> tuple[bytes, bytes]:
     """(sequence header, frame header) OBU payloads of a shown key frame, field by field as
-    the AV1 spec (5.5, 5.9) orders them; ``tiles``: None for one uniform tile, ("uniform",
-    cols increments, rows increments) or ("sizes", widths, heights) in superblocks."""
-    s = _BitWriter().put(0, 3).put(1, 1).put(reduced, 1)
+    the AV1 spec (5.5, 5.9) orders them. The keywords choose the optional sections; what the
+    reader skips (times, ids, levels, flags, lengths, the tiles' layout) is drawn from
+    ``seed``, so a reader that skips the wrong number of bits does not land right by chance.
+    ``tiles``: "uniform" (spacing), or "sizes" (each tile's width and height drawn)."""
+    rng = np.random.default_rng(seed)
+
+    def val(bits: int) -> int:
+        return int(rng.integers(1 << bits)) if bits else 0
+
+    def between(low: int, high: int) -> int:
+        return int(rng.integers(low, high + 1))
+
+    s = _BitWriter().put(val(3), 3).put(val(1), 1).put(reduced, 1)
+    delay_bits, removal_bits, time_bits = between(1, 32), between(1, 32), between(1, 32)
     if reduced:
-        s.put(8, 5)
+        s.put(val(5), 5)
     else:
         s.put(timing, 1)
         if timing:
-            s.put(1001, 32).put(60000, 32).put(equal, 1)
+            s.put(val(32), 32).put(val(32), 32).put(equal, 1)
             if equal:
-                s.uvlc(5)
+                s.uvlc(between(0, 5000) if ticks is None else ticks)
             s.put(model, 1)
             if model:
-                s.put(9, 5).put(1000, 32).put(11, 5).put(6, 5)  # delay 10, removal 12, time 7
+                s.put(delay_bits - 1, 5).put(val(32), 32)
+                s.put(removal_bits - 1, 5).put(time_bits - 1, 5)
         s.put(delay, 1).put(len(_POINTS) - 1, 5)
-        for idc, level, present, initial in _POINTS:
+        for idc, present, initial in _POINTS:
+            level = between(0, 31)
             s.put(idc, 12).put(level, 5)
             if level > 7:
-                s.put(1, 1)
+                s.put(val(1), 1)
             if timing and model:
                 s.put(present, 1)
                 if present:
-                    s.put(777, 10).put(555, 10).put(1, 1)
+                    s.put(val(delay_bits), delay_bits).put(val(delay_bits), delay_bits)
+                    s.put(val(1), 1)
             if delay:
                 s.put(initial, 1)
                 if initial:
-                    s.put(9, 4)
+                    s.put(val(4), 4)
     s.put(15, 4).put(15, 4).put(8191, 16).put(8191, 16)  # 16-bit sizes, 8192 x 8192 at most
+    id_delta, id_extra = between(0, 15), between(0, 7)
     if not reduced:
         s.put(frame_ids, 1)
         if frame_ids:
-            s.put(5, 4).put(3, 3)  # 7 + 4 bits
-    s.put(big, 1).put(0b11, 2)
+            s.put(id_delta, 4).put(id_extra, 3)
+    s.put(big, 1).put(val(2), 2)
+    hint_bits = between(1, 8)
     if not reduced:
-        s.put(0b1010, 4).put(order_hint, 1)
+        s.put(val(4), 4).put(order_hint, 1)
         if order_hint:
-            s.put(0b11, 2)
+            s.put(val(2), 2)
         s.put(screen == 2, 1)
         if screen != 2:
             s.put(screen, 1)
@@ -395,33 +414,35 @@ def _av1_headers(q: int, *, reduced=False, timing=False, equal=False, model=Fals
             if integer_mv != 2:
                 s.put(integer_mv, 1)
         if order_hint:
-            s.put(6, 3)  # 7 bits
-    s.put(superres, 1).put(0b111, 3)  # cdef, restoration; colour config and on: not read
+            s.put(hint_bits - 1, 3)
+    s.put(superres, 1).put(val(16), 16)  # cdef, restoration, colour config...: not read
 
     f = _BitWriter()
     if not reduced:
         f.put(0, 1).put(0, 2).put(1, 1)  # not an existing frame, key, shown
         if timing and model and not equal:
-            f.put(100, 7)
+            f.put(val(time_bits), time_bits)
+    cdf = val(1)
     f.put(cdf, 1)
-    chosen = screen if screen != 2 else 1
+    allowed = val(1) if screen == 2 else screen
     if screen == 2:
-        f.put(1, 1)
-    if chosen and integer_mv == 2:
-        f.put(0, 1)
+        f.put(allowed, 1)
+    if allowed and integer_mv == 2:
+        f.put(val(1), 1)
     if frame_ids and not reduced:
-        f.put(1234, 11)
+        bits = id_delta + id_extra + 3
+        f.put(val(bits), bits)
     if not reduced:
         f.put(override, 1)
     if order_hint and not reduced:
-        f.put(0, 7)
+        f.put(val(hint_bits), hint_bits)
     if timing and model and not reduced:
         f.put(removal, 1)
         if removal:
             temporal, spatial = layer
-            for idc, _, present, _ in _POINTS:
+            for idc, present, _ in _POINTS:
                 if present and (idc == 0 or (idc >> temporal & 1 and idc >> (spatial + 8) & 1)):
-                    f.put(2049, 12)
+                    f.put(val(removal_bits), removal_bits)
     w, h = (width, height) if override and not reduced else (8192, 8192)
     if override and not reduced:
         f.put(width - 1, 16).put(height - 1, 16)
@@ -429,80 +450,119 @@ def _av1_headers(q: int, *, reduced=False, timing=False, equal=False, model=Fals
     if superres:
         f.put(use_superres, 1)
         if use_superres:
-            f.put(7, 3)  # denominator 16: half the width
-            w = (upscaled * 8 + 8) // 16
+            coded = val(3)
+            f.put(coded, 3)
+            w = (upscaled * 8 + (coded + 9) // 2) // (coded + 9)
     f.put(render, 1)
     if render:
-        f.put(99, 16).put(66, 16)
-    if chosen and upscaled == w:
-        f.put(intrabc, 1)
+        f.put(val(16), 16).put(val(16), 16)
+    if allowed and upscaled == w:
+        f.put(val(1), 1)
     if not (reduced or cdf):
-        f.put(1, 1)
-    shift = 5 if big else 4
-    sb_cols = (2 * ((w + 7) >> 3) + (1 << shift) - 1) >> shift
-    sb_rows = (2 * ((h + 7) >> 3) + (1 << shift) - 1) >> shift
-    if tiles is None:
-        tiles = ("uniform", 0, 0)
-    if tiles[0] == "uniform":
-        f.put(1, 1)
-        f.put((1 << tiles[1]) - 1, tiles[1])
-        cols_log2 = C._tile_log2(4096 >> (shift + 2), sb_cols) + tiles[1]
-        if cols_log2 < C._tile_log2(1, min(sb_cols, 64)):
-            f.put(0, 1)
-        rows_log2 = max(C._tile_log2((4096 * 2304) >> (2 * (shift + 2)), sb_rows * sb_cols)
-                        - cols_log2, 0) + tiles[2]
-        f.put((1 << tiles[2]) - 1, tiles[2])
-        if rows_log2 < C._tile_log2(1, min(sb_rows, 64)):
-            f.put(0, 1)
-    else:
-        _, widths, heights = tiles
-        assert sum(widths) == sb_cols and sum(heights) == sb_rows
-        f.put(0, 1)
-        start = 0
-        for size in widths:
-            f.ns(size - 1, min(sb_cols - start, 4096 >> (shift + 2)))
-            start += size
-        min_log2 = max(C._tile_log2(4096 >> (shift + 2), sb_cols),
-                       C._tile_log2((4096 * 2304) >> (2 * (shift + 2)), sb_rows * sb_cols))
-        area = (sb_rows * sb_cols) >> (min_log2 + 1) if min_log2 else sb_rows * sb_cols
-        start = 0
-        for size in heights:
-            f.ns(size - 1, min(sb_rows - start, max(area // max(widths), 1)))
-            start += size
-        cols_log2, rows_log2 = C._tile_log2(1, len(widths)), C._tile_log2(1, len(heights))
-    if cols_log2 or rows_log2:
-        f.put(5, cols_log2 + rows_log2).put(3, 2)
-    f.put(q, 8).put(0b101, 3)  # base_q_idx, then the delta flags
+        f.put(val(1), 1)
+    _tile_info(f, rng, tiles, big, w, h)
+    f.put(q, 8).put(val(7), 7)  # base_q_idx, then the delta flags
     return s.bytes(), f.bytes()
 
 
-@pytest.mark.parametrize("fields", [
+def _tile_info(f: _BitWriter, rng, tiles: str, big: bool, w: int, h: int) -> None:
+    """tile_info() of a frame ``w`` x ``h`` (AV1 spec, 5.9.15), its layout drawn."""
+    shift = 5 if big else 4
+    sb_cols = (2 * ((w + 7) >> 3) + (1 << shift) - 1) >> shift
+    sb_rows = (2 * ((h + 7) >> 3) + (1 << shift) - 1) >> shift
+    max_width_sb, max_area_sb = 4096 >> (shift + 2), (4096 * 2304) >> (2 * (shift + 2))
+
+    def log2(size: int, target: int) -> int:
+        k = 0
+        while size << k < target:
+            k += 1
+        return k
+
+    min_cols = log2(max_width_sb, sb_cols)
+    min_tiles = max(min_cols, log2(max_area_sb, sb_rows * sb_cols))
+    if tiles == "uniform":
+        f.put(1, 1)
+        cols_log2 = min_cols
+        for _ in range(int(rng.integers(0, log2(1, min(sb_cols, 64)) - min_cols + 1))):
+            f.put(1, 1)
+            cols_log2 += 1
+        if cols_log2 < log2(1, min(sb_cols, 64)):
+            f.put(0, 1)
+        rows_log2 = max(min_tiles - cols_log2, 0)
+        for _ in range(int(rng.integers(0, max(log2(1, min(sb_rows, 64)) - rows_log2, 0) + 1))):
+            f.put(1, 1)
+            rows_log2 += 1
+        if rows_log2 < log2(1, min(sb_rows, 64)):
+            f.put(0, 1)
+    else:
+        f.put(0, 1)
+        start, widths = 0, []
+        while start < sb_cols:
+            most = min(sb_cols - start, max_width_sb)
+            widths.append(int(rng.integers(1, most + 1)))
+            f.ns(widths[-1] - 1, most)
+            start += widths[-1]
+        area = (sb_rows * sb_cols) >> (min_tiles + 1) if min_tiles else sb_rows * sb_cols
+        start, rows = 0, 0
+        while start < sb_rows:
+            most = min(sb_rows - start, max(area // max(widths), 1))
+            size = int(rng.integers(1, most + 1))
+            f.ns(size - 1, most)
+            start, rows = start + size, rows + 1
+        cols_log2, rows_log2 = log2(1, len(widths)), log2(1, rows)
+    if cols_log2 or rows_log2:
+        f.put(int(rng.integers(1 << (cols_log2 + rows_log2))), cols_log2 + rows_log2)
+        f.put(int(rng.integers(4)), 2)
+
+
+_FIELDS = [
     {"reduced": True},
     {"reduced": True, "big": True, "superres": True, "use_superres": True},
-    {"reduced": True, "render": True, "intrabc": 0},
+    {"reduced": True, "render": True},
     {},
     {"timing": True},
     {"timing": True, "equal": True, "model": True, "removal": True},
+    {"timing": True, "equal": True, "ticks": 0}, {"timing": True, "equal": True, "ticks": 20},
+    {"timing": True, "equal": True, "ticks": (1 << 32) - 1},  # 32 zeros and more: the most
     {"timing": True, "model": True, "removal": True, "delay": True},
     {"timing": True, "model": True, "removal": False},
     {"delay": True, "frame_ids": True, "order_hint": True},
-    {"screen": 0}, {"screen": 1, "integer_mv": 0}, {"screen": 1, "integer_mv": 2},
-    {"override": True, "superres": True, "use_superres": True, "cdf": 1},
+    {"screen": 0}, {"screen": 1, "integer_mv": 0}, {"screen": 1, "integer_mv": 1},
+    {"screen": 1, "integer_mv": 2},
+    {"override": True, "superres": True, "use_superres": True},
     {"override": True, "superres": True, "use_superres": False, "render": True},
     {"override": True, "width": 5000, "height": 3000},  # wider than a tile: 2 columns
     {"override": True, "width": 4000, "height": 3000},
-    {"override": True, "tiles": ("uniform", 2, 1)},
-    {"override": True, "big": True, "tiles": ("uniform", 1, 0)},
-    {"override": True, "width": 800, "height": 640, "tiles": ("sizes", (5, 8), (10,))},
-    {"override": True, "width": 800, "height": 640, "tiles": ("sizes", (13,), (3, 4, 3))},
-    {"override": True, "width": 800, "height": 640, "big": True,
-     "tiles": ("sizes", (3, 4), (5,))},
-    {"tiles": ("sizes", (64, 32, 32), (16,) * 8)},  # 8192 x 8192: 8 tiles at least
-])
+    {"override": True, "width": 65, "height": 65},  # a 64-pixel superblock and one pixel
+    {"override": True, "width": 129, "height": 1025, "big": True},
+    {"override": True, "width": 800, "height": 640, "tiles": "sizes"},
+    {"override": True, "width": 800, "height": 640, "big": True, "tiles": "sizes"},
+    {"override": True, "width": 4100, "height": 700, "tiles": "sizes"},
+    {"tiles": "sizes"},  # 8192 x 8192: 8 tiles at least
+    {"tiles": "sizes", "big": True},
+]
+
+
+@pytest.mark.parametrize("fields", _FIELDS)
 def test_every_optional_field_before_the_quantizer_is_walked(fields):
-    for q in (0, 91, 255):
-        sequence, frame = _av1_headers(q, **fields)
-        assert C._av1_base_q_idx(frame, C._av1_sequence(C._Bits(sequence)), 0) == q, fields
+    for seed in range(6):
+        q = (0, 91, 255, 1, 128, 254)[seed]
+        sequence, frame = _av1_headers(q, seed, **fields)
+        assert C._av1_base_q_idx(frame, C._av1_sequence(C._Bits(sequence)), 0) == q, seed
+
+
+def test_random_frame_sizes_and_tiles_are_walked():
+    """Frames of random sizes (with and without 128-pixel superblocks and superres) and their
+    tiles, uniform or sized one by one."""
+    rng = np.random.default_rng(3)
+    for seed in range(200):
+        fields = {"override": True, "width": int(rng.integers(1, 9000)),
+                  "height": int(rng.integers(1, 9000)), "big": bool(seed % 2),
+                  "tiles": ("uniform", "sizes")[seed // 2 % 2],
+                  "superres": seed % 3 == 0, "use_superres": seed % 6 == 0}
+        sequence, frame = _av1_headers(seed % 256, seed, **fields)
+        assert C._av1_base_q_idx(frame, C._av1_sequence(C._Bits(sequence)), 0) == seed % 256, \
+            fields
 
 
 @pytest.mark.parametrize("temporal,spatial,times", [(0, 0, 1), (0, 1, 2), (1, 1, 1),
@@ -511,24 +571,44 @@ def test_buffer_removal_times_follow_the_frames_layer(temporal, spatial, times):
     """An operating point with a decoder model has a removal time in the frame header when it
     holds the frame's layer (temporal and spatial, from the OBU's extension byte) or every
     layer (idc 0): point 0 always, point 2 (idc 0x201: temporal 0, spatial 1) at (0, 1)."""
-    sequence, frame = _av1_headers(77, timing=True, model=True, removal=True,
-                                   layer=(temporal, spatial))
-    s = C._av1_sequence(C._Bits(sequence))
-    assert s.decoder_models == [(0, True), (0x103, False), (0x201, True)]
-    assert sum(present and (idc == 0 or (idc >> temporal & 1 and idc >> spatial + 8 & 1))
-               for idc, present in s.decoder_models) == times
-    assert C._av1_base_q_idx(frame, s, temporal << 5 | spatial << 3 | 0b111) == 77
+    for seed in range(4):
+        sequence, frame = _av1_headers(77, seed, timing=True, model=True, removal=True,
+                                       layer=(temporal, spatial))
+        s = C._av1_sequence(C._Bits(sequence))
+        assert s.decoder_models == [(0, True), (0x103, False), (0x201, True)]
+        assert sum(present and (idc == 0 or (idc >> temporal & 1 and idc >> spatial + 8 & 1))
+                   for idc, present in s.decoder_models) == times
+        assert C._av1_base_q_idx(frame, s, temporal << 5 | spatial << 3 | 0b111) == 77
 
 
-@pytest.mark.parametrize("change", ["existing", "inter", "hidden"])
+@pytest.mark.parametrize("change", ["existing", "inter", "intra only", "hidden"])
 def test_only_a_shown_key_frame_is_read(change):
     sequence, frame = _av1_headers(77)
     s = C._av1_sequence(C._Bits(sequence))
     bits = "".join(f"{byte:08b}" for byte in frame)
     bits = {"existing": "1" + bits[1:], "inter": bits[:1] + "01" + bits[3:],
-            "hidden": bits[:3] + "0" + bits[4:]}[change]
+            "intra only": bits[:1] + "10" + bits[3:], "hidden": bits[:3] + "0" + bits[4:]}[change]
     data = bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
     assert C._av1_base_q_idx(data, s, 0) is None
+
+
+def test_obus_are_split_by_their_headers():
+    """Each OBU's type, extension byte and payload: sizes in one or more leb128 bytes (at most
+    8), an extension byte, and a last OBU without a size that runs to the end."""
+    long = bytes(range(200))
+    data = (bytes([1 << 3 | 2, 3]) + b"abc"  # sequence header, size 3
+            + bytes([6 << 3 | 4 | 2, 0b01001000, 200 | 128, 1]) + long  # frame, extension
+            + bytes([2 << 3 | 2, 0])  # temporal delimiter, empty
+            + bytes([3 << 3]) + b"rest")  # frame header without a size
+    assert list(C._obus(data)) == [(1, 0, b"abc"), (6, 0b01001000, long), (2, 0, b""),
+                                   (3, 0, b"rest")]
+    eight = bytes([128] * 7 + [0])  # 8 bytes of size: 0
+    assert list(C._obus(bytes([1 << 3 | 2]) + eight + bytes([2 << 3 | 2, 0]))) == \
+        [(1, 0, b""), (2, 0, b"")]
+    nine = bytes([128] * 8 + [5])  # a ninth size byte is not read: it is the next OBU's header
+    assert list(C._obus(bytes([1 << 3 | 2]) + nine))[:1] == [(1, 0, b"")]
+    assert list(C._obus(bytes([1 << 3 | 2, 128]))) == []  # the size cut short
+    assert list(C._obus(bytes([6 << 3 | 4]))) == [(6, 0, b"")]  # the extension cut short
 
 
 # ---------------------------------------------------------- HEIF boxes written here
@@ -540,33 +620,39 @@ def _box(kind: bytes, payload: bytes, *, large: bool = False) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 
 
-def _full(kind: bytes, version: int, payload: bytes) -> bytes:
-    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+def _full(kind: bytes, version: int, payload: bytes, flags: int = 0) -> bytes:
+    return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + payload)
 
 
 def _avif_file(obus: bytes, decoy: bytes, *, grid: bool = False, idat: bool = False,
                split: bool = False, wide: bool = False, iloc_version: int = 0,
                method: int | None = None, primary: bytes = b"av01", lead: bytes = b"",
-               tail: bytes = b"", before: bytes = b"") -> bytes:
+               tail: bytes = b"", before: bytes = b"", flags: int = 0,
+               junk: bool = False) -> bytes:
     """An AVIF's boxes around ``obus`` (the primary image's, or its first tile's) with
     ``decoy`` OBUs (another quality) in the items beside it: an alpha plane listed first, a
     second tile. ``wide``: 32-bit item ids everywhere, and the meta box after a 64-bit mdat.
     ``lead`` and ``tail``: bytes first and last in the meta box (after ``idat``), ``before``:
-    at the top, between ``ftyp`` and ``meta``."""
+    at the top, between ``ftyp`` and ``meta``. ``flags``: of the pitm, iinf and iref boxes;
+    ``junk``: a box in iinf after the entries that is not one, laid out as an entry naming
+    the primary item something else."""
     n = 4 if wide else 2
     items = [(5, b"av01", decoy)]
     items += [(1, b"grid", bytes(8)), (2, b"av01", obus), (3, b"av01", decoy)] if grid else \
         [(1, primary, obus)]
     target = 2 if grid else 1
     v = 1 if wide else 0
-    pitm = _full(b"pitm", v, (1).to_bytes(n, "big"))
+    pitm = _full(b"pitm", v, (1).to_bytes(n, "big"), flags)
     infe = b"".join(_full(b"infe", 3 if wide else 2, i.to_bytes(n, "big") + b"\0\0" + t + b"\0")
                     for i, t, _ in items)
-    iinf = _full(b"iinf", v, len(items).to_bytes(n, "big") + infe)
+    if junk:
+        infe += _box(b"free", bytes([3 if wide else 2, 0, 0, 0]) + target.to_bytes(n, "big")
+                     + b"\0\0hvc1\0")
+    iinf = _full(b"iinf", v, len(items).to_bytes(n, "big") + infe, flags)
     ref = (5).to_bytes(n, "big") + b"\0\1" + (1).to_bytes(n, "big")
     iref = _full(b"iref", v, _box(b"auxl", ref)
                  + _box(b"dimg", (1).to_bytes(n, "big") + b"\0\2" + (2).to_bytes(n, "big")
-                        + (3).to_bytes(n, "big")))
+                        + (3).to_bytes(n, "big")), flags)
     # the data, laid out: the target item's second half before its first when split
     pieces, layout = [], {}
     for i, _, data in items:
@@ -580,7 +666,7 @@ def _avif_file(obus: bytes, decoy: bytes, *, grid: bool = False, idat: bool = Fa
     blob = b"".join(pieces)
 
     def iloc(base: int) -> bytes:
-        index = 4 if iloc_version == 2 else 0
+        index = 4 if iloc_version else 0  # each extent's index, which is not read
         body = bytes([iloc_version, 0, 0, 0, 0x44, (4 if iloc_version else 0) << 4 | index])
         w = 4 if iloc_version == 2 else 2
         body += len(items).to_bytes(w, "big")
@@ -637,6 +723,8 @@ def av1_items(tmp_path_factory):
     {"lead": _box(b"free", bytes(20), large=True)},
     {"before": _box(b"free", b"")},
     {"tail": b"\0\0\0\0free" + bytes(30)},
+    {"flags": 1, "grid": True}, {"wide": True, "flags": 1, "grid": True, "iloc_version": 2},
+    {"junk": True}, {"junk": True, "grid": True, "wide": True, "iloc_version": 1},
 ])
 def test_the_primary_images_quantizer_is_found_among_the_boxes(layout, av1_items, tmp_path):
     obus, decoy = av1_items

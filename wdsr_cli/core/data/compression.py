@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -281,8 +281,9 @@ def _primary_av1_item(boxes: dict[bytes, bytes]) -> int | None:
     pitm = _Bytes(boxes[b"pitm"])
     item = pitm.int(2 if pitm.int(4) >> 24 == 0 else 4)
     iinf = _Bytes(boxes[b"iinf"])
+    iinf.int(2 if iinf.int(4) >> 24 == 0 else 4)  # entry count
     types = {}
-    for kind, infe in _boxes(iinf.data, 4 + (2 if iinf.int(4) >> 24 == 0 else 4)):
+    for kind, infe in _boxes(iinf.data, iinf.pos):
         entry = _Bytes(infe)
         version = entry.int(4) >> 24
         if kind == b"infe" and version >= 2:
@@ -292,7 +293,7 @@ def _primary_av1_item(boxes: dict[bytes, bytes]) -> int | None:
     if types.get(item) == b"grid":
         iref = _Bytes(boxes[b"iref"])
         wide = 2 if iref.int(4) >> 24 == 0 else 4
-        tiles = [_Bytes(ref) for kind, ref in _boxes(iref.data, 4) if kind == b"dimg"]
+        tiles = [_Bytes(ref) for kind, ref in _boxes(iref.data, iref.pos) if kind == b"dimg"]
         tile = next((t for t in tiles if t.int(wide) == item), None)
         if tile is None or not tile.int(2):
             return None
@@ -346,56 +347,57 @@ def _obus(data: bytes) -> Iterator[tuple[int, int, bytes]]:
         pos += size
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Av1Sequence:
     """What an AV1 frame header's fields up to ``base_q_idx`` depend on, from the sequence
     header (AV1 spec, 5.5)."""
 
-    reduced: bool = False  # reduced_still_picture_header
-    equal_interval: bool = False
-    presentation_bits: int = 0  # frame_presentation_time_length (0: no decoder model)
-    removal_bits: int = 0  # buffer_removal_time_length
-    decoder_models: list[tuple[int, bool]] = field(default_factory=list)  # (idc, present)
-    width_bits: int = 0
-    height_bits: int = 0
-    max_width: int = 0
-    max_height: int = 0
-    frame_id_bits: int = 0  # 0: frame ids not present
-    big_superblock: bool = False
-    screen_content: int = 2  # seq_force_screen_content_tools (2: chosen per frame)
-    integer_mv: int = 2  # seq_force_integer_mv (2: chosen per frame)
-    order_hint_bits: int = 0
-    superres: bool = False
+    reduced: bool  # reduced_still_picture_header
+    presentation_bits: int  # of a frame's presentation time (0: none in its header)
+    removal_bits: int  # of a buffer removal time (0: no decoder model)
+    decoder_models: list[tuple[int, bool]]  # per operating point: (idc, decoder model)
+    width_bits: int
+    height_bits: int
+    max_width: int
+    max_height: int
+    frame_id_bits: int  # 0: frame ids not present
+    big_superblock: bool
+    screen_content: int  # seq_force_screen_content_tools (2: chosen per frame)
+    integer_mv: int  # seq_force_integer_mv (2: chosen per frame)
+    order_hint_bits: int
+    superres: bool
 
 
 def _uvlc(d: _Bits) -> int:
+    """An unsigned value of variable length (AV1 spec, 4.10.3)."""
     zeros = 0
     while not d.number(1):
         zeros += 1
-        if zeros >= 32:
-            return (1 << 32) - 1
-    return d.number(zeros) + (1 << zeros) - 1
+    return (1 << 32) - 1 if zeros >= 32 else d.number(zeros) + (1 << zeros) - 1
 
 
 def _av1_sequence(d: _Bits) -> _Av1Sequence:
     """The fields of a sequence header OBU that its frame headers depend on."""
-    s = _Av1Sequence()
     d.number(3 + 1)  # profile, still picture
-    s.reduced = bool(d.number(1))
-    if s.reduced:
+    reduced = bool(d.number(1))
+    presentation = removal = 0
+    models = []
+    if reduced:
         d.number(5)  # level
     else:
-        model, delay_bits = 0, 0
+        model = 0
         if d.number(1):  # timing info
             d.number(32 + 32)
-            s.equal_interval = bool(d.number(1))
-            if s.equal_interval:
+            equal = d.number(1)  # equal picture intervals: no presentation times
+            if equal:
                 _uvlc(d)
             model = d.number(1)  # a decoder model (only with timing info)
         if model:
-            delay_bits = d.number(5) + 1
+            delay = d.number(5) + 1
             d.number(32)
-            s.removal_bits, s.presentation_bits = d.number(5) + 1, d.number(5) + 1
+            removal, presentation = d.number(5) + 1, d.number(5) + 1
+            if equal:
+                presentation = 0
         initial_delay = d.number(1)
         for _ in range(d.number(5) + 1):  # operating points
             idc, level = d.number(12), d.number(5)
@@ -403,28 +405,29 @@ def _av1_sequence(d: _Bits) -> _Av1Sequence:
                 d.number(1)  # tier
             present = bool(model and d.number(1))
             if present:
-                d.number(2 * delay_bits + 1)
+                d.number(2 * delay + 1)
             if initial_delay and d.number(1):
                 d.number(4)
-            s.decoder_models.append((idc, present))
-    s.width_bits, s.height_bits = d.number(4) + 1, d.number(4) + 1
-    s.max_width, s.max_height = d.number(s.width_bits) + 1, d.number(s.height_bits) + 1
-    if not s.reduced and d.number(1):  # frame ids
-        s.frame_id_bits = d.number(4) + 2 + d.number(3) + 1
-    s.big_superblock = bool(d.number(1))
+            models.append((idc, present))
+    width_bits, height_bits = d.number(4) + 1, d.number(4) + 1
+    max_width, max_height = d.number(width_bits) + 1, d.number(height_bits) + 1
+    frame_id_bits = d.number(4) + d.number(3) + 3 if not reduced and d.number(1) else 0
+    big_superblock = bool(d.number(1))
     d.number(2)  # filter intra, intra edge filter
-    if not s.reduced:
+    screen_content, integer_mv, order_hint_bits = 2, 2, 0
+    if not reduced:
         d.number(4)  # inter-intra, masked compound, warped motion, dual filter
         order_hint = d.number(1)
         if order_hint:
             d.number(2)  # joint compound, reference frame motion vectors
-        s.screen_content = 2 if d.number(1) else d.number(1)
-        if s.screen_content:
-            s.integer_mv = 2 if d.number(1) else d.number(1)
+        screen_content = 2 if d.number(1) else d.number(1)
+        if screen_content:
+            integer_mv = 2 if d.number(1) else d.number(1)
         if order_hint:
-            s.order_hint_bits = d.number(3) + 1
-    s.superres = bool(d.number(1))
-    return s
+            order_hint_bits = d.number(3) + 1
+    return _Av1Sequence(reduced, presentation, removal, models, width_bits, height_bits,
+                        max_width, max_height, frame_id_bits, big_superblock, screen_content,
+                        integer_mv, order_hint_bits, superres=bool(d.number(1)))
 
 
 def _tile_log2(size: int, target: int) -> int:
@@ -479,8 +482,7 @@ def _av1_base_q_idx(frame: bytes, s: _Av1Sequence, extension: int) -> int | None
     if not s.reduced:
         if d.number(1) or d.number(2) or not d.number(1):  # shown existing, not key, not shown
             return None
-        if s.presentation_bits and not s.equal_interval:
-            d.number(s.presentation_bits)  # temporal point info
+        d.number(s.presentation_bits)  # temporal point info
     cdf_fixed = d.number(1)  # disable_cdf_update
     screen_content = d.number(1) if s.screen_content == 2 else s.screen_content
     if screen_content and s.integer_mv == 2:
@@ -488,7 +490,7 @@ def _av1_base_q_idx(frame: bytes, s: _Av1Sequence, extension: int) -> int | None
     d.number(s.frame_id_bits)  # current_frame_id
     size_override = not s.reduced and d.number(1)
     d.number(s.order_hint_bits)
-    if s.presentation_bits and d.number(1):  # buffer removal times
+    if s.removal_bits and d.number(1):  # buffer removal times
         temporal, spatial = extension >> 5, extension >> 3 & 3
         for idc, present in s.decoder_models:
             if present and (idc == 0 or (idc >> temporal & 1 and idc >> (spatial + 8) & 1)):
