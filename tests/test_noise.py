@@ -234,7 +234,8 @@ def test_which_inputs_are_read():
     assert W.reads_noise(93) and W.reads_noise(100)
     assert not W.reads_noise(92) and not W.reads_noise(50)
     assert W.reads_noise(None, "HEIC") and W.reads_noise(None, "AVIF")  # quality unread
-    assert not W.reads_noise(None, "WebP") and not W.reads_noise(None, "WebP", 99)
+    assert not W.reads_noise(None, "WebP")  # a lossy WebP whose quality is unread: photo
+    assert W.reads_noise(None, "WebP", 86) and not W.reads_noise(None, "WebP", 85)
     assert W.reads_noise(None, "AVIF", 66) and not W.reads_noise(None, "AVIF", 65)
     # every JPEG the quality alone would give the clean weights (calibrated on q93-q100)
     assert W.bundled_kind("auto", 93, 2) == ("clean", "auto: JPEG q~93; nearly lossless")

@@ -122,6 +122,8 @@ def test_the_policy_photo_for_jpeg_clean_for_lossless():
     assert W.bundled_kind("auto", None, 2, noisy, lossy="AVIF", lossy_quality=90)[:1] == \
         ("photo",)  # noisy, lightly compressed: photo, never photo-low
     assert W.bundled_kind("auto", None, 8, lossy="AVIF", lossy_quality=40)[0] == "clean"
+    assert W.bundled_kind("auto", None, 2, noisy, lossy="WebP", lossy_quality=90)[1] \
+        .startswith("auto: noisy WebP q~90; noise ~9.0 colour")
     # noise seen on the image halved only: enough in a lossy input (JPEG, HEIC, AVIF), whose
     # codec removed the finest of it; not in a lossless one (weights.py, noise.py)
     halved = NoiseReading(0.0, 0.5, 3.0, 3.0)
@@ -355,7 +357,7 @@ def test_each_input_is_decoded_once_and_each_model_loads_when_first_needed(mixed
     assert summary.to_json()["weights"] == ["clean", "photo", "photo-low"]
 
 
-def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
+def test_lossy_webp_runs_the_photo_weights_and_the_lightly_compressed_are_read_for_noise(
         tmp_path, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
@@ -369,14 +371,15 @@ def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
     PILImage.fromarray(_crop()).save(src / "site.avif", quality=80)
     # gray noise AV1 smoothed at full size, seen on the image halved (as a JPEG's is)
     grain = _crop("clock.png", 240) + np.random.default_rng(1).standard_normal((240, 240, 1)) * 4
-    PILImage.fromarray(np.clip(np.round(grain), 0, 255).astype(np.uint8)).save(
-        src / "grain.avif", quality=75)
+    grain = PILImage.fromarray(np.clip(np.round(grain), 0, 255).astype(np.uint8))
+    grain.save(src / "grain.avif", quality=75)
+    grain.save(src / "film.webp", quality=90)  # lightly compressed, but noisy
     PILImage.fromarray(_crop()).save(src / "small.avif", quality=40)
     summary, loaded, decoded = _run(src, tmp_path / "out", monkeypatch)
     rows = {Path(r["input"]).name: r for r in summary.images}
     assert sorted(decoded) == sorted(rows) == sorted(p.name for p in src.iterdir())
-    why = {name: (r["weights"], r["weights_why"].split("; noise")[0]) for name, r in
-           rows.items()}
+    why = {name: (r["weights"], r["weights_why"].split("; noise")[0].split(", noise")[0])
+           for name, r in rows.items()}
     # a WebP's quality is read to within one step of libwebp's quantizer table: on this
     # 60-pixel crop q80 reads 81 and q95 reads 96
     assert why == {
@@ -392,7 +395,8 @@ def test_lossy_webp_runs_the_photo_weights_and_heic_and_avif_are_read_for_noise(
         "web.avif": ("photo", "auto: AVIF q~61"), "site.avif": ("clean", "auto: AVIF q~81"),
         "small.avif": ("photo-low", "auto: AVIF q~41; strongly compressed"),
         "noisy.avif": ("photo", "auto: noisy AVIF q~95"),
-        "grain.avif": ("photo", "auto: noisy AVIF q~75")}
+        "grain.avif": ("photo", "auto: noisy AVIF q~75"),
+        "film.webp": ("photo", "auto: noisy WebP q~90")}
     assert rows["grain.avif"]["weights_why"].endswith(" halved")
 
 

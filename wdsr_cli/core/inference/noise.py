@@ -47,14 +47,16 @@ On 12 other photos (36 LR per level, fresh noise), no clean image at any quality
 3 in 47%, 78%, 86%. MIN_PATCHES and the two ratios were chosen together on these counts: the
 finer reading with the former ratios (2.5; 1.5) took 26 of 1,026 clean q93-96 JPEGs for noisy.
 
-HEIC and AVIF inputs (an AVIF above q65; :func:`.weights.reads_noise`) are read by the JPEG
-rules too: HEVC and AV1 remove fine noise as JPEG does, and what they leave of it costs the
-clean weights as much (x2 gray sigma 3: HEIC q50 clean +0.64 dB over bicubic, photo +1.19;
-AVIF q70 +0.66 / +1.20; AVIF q90 colour sigma 3 +0.88 / +1.42; clean, the clean weights win:
-HEIC q50 +1.27 / +1.14). On the 38 photos' x2 and x4 LR (76 per level) as HEIC q50 and q75 and
-AVIF q70, q80 and q90: no clean image is read noisy by either rule; the halved rule adds gray
-sigma 3 in 18 of 76 at HEIC q50, 9 at AVIF q70, 33 at AVIF q80, and colour sigma 3 in 29 at
-AVIF q90 (full size alone: 1, 0, 0, 3).
+HEIC, AVIF (above q65) and lossy WebP (above q85) inputs (:func:`.weights.reads_noise`) are
+read by the JPEG rules too: HEVC, AV1 and VP8 remove fine noise as JPEG does, and what they
+leave of it costs the clean weights as much (x2 gray sigma 3: HEIC q50 clean +0.64 dB over
+bicubic, photo +1.19; AVIF q70 +0.66 / +1.20; WebP q90 -0.02 / +1.24; AVIF q90 colour sigma 3
++0.88 / +1.42; clean, the clean weights win: HEIC q50 +1.27 / +1.14). On the 38 photos' x2 and
+x4 LR (76 per level) as HEIC q50 and q75 and AVIF q70, q80 and q90: no clean image is read
+noisy by either rule; the halved rule adds gray sigma 3 in 18 of 76 at HEIC q50, 9 at AVIF
+q70, 33 at AVIF q80, and colour sigma 3 in 29 at AVIF q90 (full size alone: 1, 0, 0, 3). As
+WebP q88, q92 and q96 no clean image is read noisy either, and gray sigma 3 is seen in 53, 68
+and 68 of 76.
 """
 
 from __future__ import annotations

@@ -449,8 +449,8 @@ class ByNoise:
     an input its compression alone would give the clean weights: :func:`.weights.reads_noise`)."""
 
     jpeg_quality: int | None  # None: not a JPEG
-    lossy: str | None = None  # "HEIC" or "AVIF" (data.compression.lossy_format_of), for the why
-    lossy_quality: int | None = None  # an AVIF's, if read
+    lossy: str | None = None  # "WebP", "HEIC" or "AVIF" (data.compression.lossy_format_of)
+    lossy_quality: int | None = None  # a WebP's or an AVIF's, if read
 
     def decide(self, image: Any, scale: int) -> tuple[str, str]:
         from .noise import noise_of
@@ -478,7 +478,7 @@ def choose_weights(jobs: Sequence[Job], requested: str, scale: int) -> list[Choi
     """(kind, why) of the bundled weights for each job (:func:`weights.bundled_kind`) as far
     as the file's header decides it: the photo weights (photo-low for a strongly compressed
     one) for a JPEG, a lossy WebP or an AVIF input up to a quality, unless ``requested``
-    says; a lossless or nearly lossless input, or a HEIC one, is left :class:`ByNoise`,
+    says; any other (lossless or lightly compressed, or a HEIC) is left :class:`ByNoise`,
     decided when the image is read. A video gets the photo weights: its frames are
     compressed, by how much no table says."""
     from ..checkpoints import bundled_checkpoint

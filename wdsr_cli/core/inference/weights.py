@@ -91,7 +91,8 @@ PHOTO_LOW_MAX_QUALITY = 80
 # (`scripts/lossy_gains.py`; the model card, "Other lossy formats"). A lossy WebP blocks as a
 # JPEG does: at x4 q75 clean +1.05 dB over bicubic, photo +1.27; q80 +1.26 / +1.37; q85 a tie
 # (+1.45 both, at x2 too); q90 +1.63 / +1.51. So up to q85 (read from its quantizer) it gets
-# the photo weights, above it the clean ones.
+# the photo weights, above it the clean ones unless its noise reads high (a noisy WebP q90,
+# gray sigma 3: clean -0.02 dB, photo +1.24).
 # HEIC smooths where JPEG blocks and the clean weights gain more at every quality measured (x4
 # q50 +1.43 / +1.35): its quality is not read, and it is treated as lossless inputs are (its
 # noise decides). AVIF smooths too, down to a quality: the photo weights win at q65 (x4 +1.27
@@ -184,13 +185,11 @@ def bundled_kind(requested: str, jpeg_quality: int | None, scale: int | None = N
     form = f"JPEG q~{jpeg_quality}" if jpeg_quality is not None else \
         f"{lossy} q~{lossy_quality}" if lossy_quality is not None else \
         "lossy WebP" if lossy == "WebP" else f"{lossy} input" if lossy else "lossless input"
-    if lossy == "WebP":
-        if lossy_quality is not None and lossy_quality > WEBP_PHOTO_MAX_QUALITY:
-            return "clean", why(form, ["lightly compressed"])
-    elif reads_noise(jpeg_quality, lossy, lossy_quality):  # only noise asks for photo weights
+    if reads_noise(jpeg_quality, lossy, lossy_quality):  # only noise asks for photo weights
         compressed = jpeg_quality is not None or lossy is not None
         if noise is None or not noise.noisy_at(compressed):
-            facts = ([] if jpeg_quality is None else ["nearly lossless"]) + \
+            facts = (["nearly lossless"] if jpeg_quality is not None else
+                     ["lightly compressed"] if lossy == "WebP" else []) + \
                 ([] if noise is None else [noise.describe(compressed)])
             return "clean", why(form, facts)
         form, facts = f"noisy {form}", [noise.describe(compressed)]
@@ -209,11 +208,11 @@ def reads_noise(jpeg_quality: int | None, lossy: str | None = None,
     """Whether ``--weights auto`` reads an input's noise: one its compression alone would give
     the clean weights. A lossless input (``jpeg_quality`` None), a JPEG above
     :data:`PHOTO_MAX_QUALITY`, a HEIC, an AVIF above :data:`AVIF_PHOTO_MAX_QUALITY` or of a
-    quality unread; never a lossy WebP (its quality alone decides). Noise costs the clean
+    quality unread, a lossy WebP above :data:`WEBP_PHOTO_MAX_QUALITY`. Noise costs the clean
     weights most there: at q95 x2 with gray sigma 3 they gain -0.26 dB over bicubic, the
-    photo ones +1.27 (:mod:`.noise`)."""
+    photo ones +1.27 (:mod:`.noise`); a WebP q90 -0.02 and +1.24."""
     if lossy == "WebP":
-        return False
+        return lossy_quality is not None and lossy_quality > WEBP_PHOTO_MAX_QUALITY
     if lossy == "AVIF" and lossy_quality is not None:
         return lossy_quality > AVIF_PHOTO_MAX_QUALITY
     return jpeg_quality is None or jpeg_quality > PHOTO_MAX_QUALITY
