@@ -606,7 +606,9 @@ def test_obus_are_split_by_their_headers():
     assert list(C._obus(bytes([1 << 3 | 2]) + eight + bytes([2 << 3 | 2, 0]))) == \
         [(1, 0, b""), (2, 0, b"")]
     nine = bytes([128] * 8 + [5])  # a ninth size byte is not read: it is the next OBU's header
-    assert list(C._obus(bytes([1 << 3 | 2]) + nine))[:1] == [(1, 0, b"")]
+    assert list(C._obus(bytes([1 << 3 | 2]) + nine)) == [(1, 0, b""), (0, 0, b"")]
+    # the reserved bit set: neither an extension nor a size
+    assert list(C._obus(bytes([3 << 3 | 1]) + b"rest")) == [(3, 0, b"rest")]
     assert list(C._obus(bytes([1 << 3 | 2, 128]))) == []  # the size cut short
     assert list(C._obus(bytes([6 << 3 | 4]))) == [(6, 0, b"")]  # the extension cut short
 
@@ -628,12 +630,12 @@ def _avif_file(obus: bytes, decoy: bytes, *, grid: bool = False, idat: bool = Fa
                split: bool = False, wide: bool = False, iloc_version: int = 0,
                method: int | None = None, primary: bytes = b"av01", lead: bytes = b"",
                tail: bytes = b"", before: bytes = b"", flags: int = 0,
-               junk: bool = False) -> bytes:
+               junk: bool = False, after: bytes = b"") -> bytes:
     """An AVIF's boxes around ``obus`` (the primary image's, or its first tile's) with
     ``decoy`` OBUs (another quality) in the items beside it: an alpha plane listed first, a
     second tile. ``wide``: 32-bit item ids everywhere, and the meta box after a 64-bit mdat.
     ``lead`` and ``tail``: bytes first and last in the meta box (after ``idat``), ``before``:
-    at the top, between ``ftyp`` and ``meta``. ``flags``: of the pitm, iinf and iref boxes;
+    at the top, between ``ftyp`` and ``meta`` (``after``: after it). ``flags``: of the pitm, iinf and iref boxes;
     ``junk``: a box in iinf after the entries that is not one, laid out as an entry naming
     the primary item something else."""
     n = 4 if wide else 2
@@ -695,8 +697,8 @@ def _avif_file(obus: bytes, decoy: bytes, *, grid: bool = False, idat: bool = Fa
     if wide:  # mdat (64-bit size) first, then meta
         mdat = _box(b"mdat", b"" if idat else blob, large=True)
         return ftyp + mdat + meta(len(ftyp) + 16)
-    head = len(ftyp) + len(meta(0)) + 8
-    return ftyp + meta(head) + _box(b"mdat", b"" if idat else blob)
+    head = len(ftyp) + len(meta(0)) + len(after) + 8
+    return ftyp + meta(head) + after + _box(b"mdat", b"" if idat else blob)
 
 
 @pytest.fixture(scope="module")
@@ -725,6 +727,7 @@ def av1_items(tmp_path_factory):
     {"tail": b"\0\0\0\0free" + bytes(30)},
     {"flags": 1, "grid": True}, {"wide": True, "flags": 1, "grid": True, "iloc_version": 2},
     {"junk": True}, {"junk": True, "grid": True, "wide": True, "iloc_version": 1},
+    {"after": _box(b"pitm", b"")},  # a box after meta is not one of its boxes
 ])
 def test_the_primary_images_quantizer_is_found_among_the_boxes(layout, av1_items, tmp_path):
     obus, decoy = av1_items
@@ -789,3 +792,33 @@ def test_a_location_box_cut_short_is_not_read(cut, av1_items, tmp_path):
         + data[meta + 4:]
     (tmp_path / "a.avif").write_bytes(data)
     assert C.avif_quality_of(tmp_path / "a.avif") is None
+
+
+def _meta_edit(data: bytes, kind: bytes, edit) -> bytes:
+    """``data`` with the first box ``kind`` inside meta replaced by ``edit(box)``, and meta's
+    size made to match (files whose items sit in idat: no offset moves)."""
+    at, meta = data.index(kind) - 4, data.index(b"meta") - 4
+    size = int.from_bytes(data[at:at + 4], "big")
+    new = edit(data[at:at + size])
+    data = data[:at] + new + data[at + size:]
+    grown = int.from_bytes(data[meta:meta + 4], "big") + len(new) - size
+    return data[:meta] + grown.to_bytes(4, "big") + data[meta + 4:]
+
+
+def _wide_box(box: bytes) -> bytes:
+    return b"\0\0\0\1" + box[4:8] + (len(box) + 8).to_bytes(8, "big") + box[8:]
+
+
+@pytest.mark.parametrize("edit,quality", [
+    ((b"pitm", _wide_box), 51),  # a 64-bit size
+    ((b"iinf", _wide_box), 51),
+    ((b"idat", lambda box: b"\0\0\0\0" + box[4:]), 51),  # the last box: to the end of meta
+    ((b"idat", lambda box: box[:3] + bytes([box[3] + 1]) + box[4:]), None),  # past the end
+    ((b"pitm", lambda box: _box(b"free", b"") + box), 51),  # an empty box before it
+    ((b"pitm", lambda box: b"\0\0\0\7free" + box), None),  # a box shorter than its header
+])
+def test_the_boxes_in_meta_are_walked_by_their_sizes(edit, quality, av1_items, tmp_path):
+    obus, decoy = av1_items
+    data = _meta_edit(_avif_file(obus, decoy, idat=True, iloc_version=1), *edit)
+    (tmp_path / "a.avif").write_bytes(data)
+    assert C.avif_quality_of(tmp_path / "a.avif") == quality

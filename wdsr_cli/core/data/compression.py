@@ -347,7 +347,7 @@ def _obus(data: bytes) -> Iterator[tuple[int, int, bytes]]:
         pos += size
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Av1Sequence:
     """What an AV1 frame header's fields up to ``base_q_idx`` depend on, from the sequence
     header (AV1 spec, 5.5)."""
@@ -368,12 +368,14 @@ class _Av1Sequence:
     superres: bool
 
 
-def _uvlc(d: _Bits) -> int:
-    """An unsigned value of variable length (AV1 spec, 4.10.3)."""
+def _skip_uvlc(d: _Bits) -> None:
+    """Skip an unsigned value of variable length (AV1 spec, 4.10.3): leading zeros, a one, as
+    many value bits as zeros (none after 32 zeros or more)."""
     zeros = 0
     while not d.number(1):
         zeros += 1
-    return (1 << 32) - 1 if zeros >= 32 else d.number(zeros) + (1 << zeros) - 1
+    if zeros < 32:
+        d.number(zeros)
 
 
 def _av1_sequence(d: _Bits) -> _Av1Sequence:
@@ -385,13 +387,13 @@ def _av1_sequence(d: _Bits) -> _Av1Sequence:
     if reduced:
         d.number(5)  # level
     else:
-        model = 0
-        if d.number(1):  # timing info
+        timing = d.number(1)
+        if timing:
             d.number(32 + 32)
             equal = d.number(1)  # equal picture intervals: no presentation times
             if equal:
-                _uvlc(d)
-            model = d.number(1)  # a decoder model (only with timing info)
+                _skip_uvlc(d)
+        model = timing and d.number(1)  # a decoder model (only with timing info)
         if model:
             delay = d.number(5) + 1
             d.number(32)
