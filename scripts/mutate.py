@@ -284,6 +284,21 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "head holds 12 bytes: [8:13] is [8:12]",
     ("compression", "return f.read(64)", "return f.read(65)"):
         "the frame header up to the quantizer takes at most 35 bytes; one more is never read",
+    ("compression", "while start + 8 <= len(data):", "while start - 8 <= len(data):"):
+        "the bytes after the last whole header read as a box that is shorter than its header "
+        "or runs past the end: the walk stops there either way",
+    ("compression", "while start + 8 <= len(data):", "while start + 9 <= len(data):"):
+        "it differs only for an empty box last in meta; every reader takes an empty box as a "
+        "missing one (a box cut short, no item bytes: None)",
+    ("compression", "while start + 8 <= len(data):", "while start + 8 < len(data):"):
+        "it differs only for an empty box last in meta; every reader takes an empty box as a "
+        "missing one (a box cut short, no item bytes: None)",
+    ("compression", 'size, head = int.from_bytes(data[start + 8:start + 16], "big"), 16',
+     'size, head = int.from_bytes(data[start + 9:start + 16], "big"), 16'):
+        "it drops the top byte of a 64-bit size, 0 for any box under 2**56 bytes",
+    ("compression", "size = len(data) - pos", "size = len(data) + pos"):
+        "an OBU without a size runs to the end either way: the slice stops there, and so "
+        "does the walk",
     # the noise reading (noise.py)
     ("noise", "strides = _stride(area), _stride(area // 4), _stride(area // 16)",
      "strides = _stride(area), _stride(area / 4), _stride(area // 16)"):

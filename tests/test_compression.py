@@ -351,12 +351,13 @@ def _av1_headers(q: int, seed: int = 0, *, reduced=False, timing=False, equal=Fa
                  model=False, delay=False, frame_ids=False, big=False, order_hint=False,
                  screen=2, integer_mv=2, superres=False, override=False, render=False,
                  use_superres=False, removal=False, tiles="uniform", width=200, height=120,
-                 layer=(0, 0), ticks=None) -> tuple[bytes, bytes]:
+                 layer=(0, 0), ticks=None, largest=(8192, 8192)) -> tuple[bytes, bytes]:
     """(sequence header, frame header) OBU payloads of a shown key frame, field by field as
     the AV1 spec (5.5, 5.9) orders them. The keywords choose the optional sections; what the
     reader skips (times, ids, levels, flags, lengths, the tiles' layout) is drawn from
     ``seed``, so a reader that skips the wrong number of bits does not land right by chance.
-    ``tiles``: "uniform" (spacing), or "sizes" (each tile's width and height drawn)."""
+    ``tiles``: "uniform" (spacing), or "sizes" (each tile's width and height drawn);
+    ``largest``: the sequence's largest frame, the frame's size without ``override``."""
     rng = np.random.default_rng(seed)
 
     def val(bits: int) -> int:
@@ -394,7 +395,7 @@ def _av1_headers(q: int, seed: int = 0, *, reduced=False, timing=False, equal=Fa
                 s.put(initial, 1)
                 if initial:
                     s.put(val(4), 4)
-    s.put(15, 4).put(15, 4).put(8191, 16).put(8191, 16)  # 16-bit sizes, 8192 x 8192 at most
+    s.put(15, 4).put(15, 4).put(largest[0] - 1, 16).put(largest[1] - 1, 16)  # 16-bit sizes
     id_delta, id_extra = between(0, 15), between(0, 7)
     if not reduced:
         s.put(frame_ids, 1)
@@ -443,7 +444,7 @@ def _av1_headers(q: int, seed: int = 0, *, reduced=False, timing=False, equal=Fa
             for idc, present, _ in _POINTS:
                 if present and (idc == 0 or (idc >> temporal & 1 and idc >> (spatial + 8) & 1)):
                     f.put(val(removal_bits), removal_bits)
-    w, h = (width, height) if override and not reduced else (8192, 8192)
+    w, h = (width, height) if override and not reduced else largest
     if override and not reduced:
         f.put(width - 1, 16).put(height - 1, 16)
     upscaled = w
@@ -539,6 +540,8 @@ _FIELDS = [
     {"override": True, "width": 800, "height": 640, "big": True, "tiles": "sizes"},
     {"override": True, "width": 4100, "height": 700, "tiles": "sizes"},
     {"tiles": "sizes"},  # 8192 x 8192: 8 tiles at least
+    {"largest": (65, 65), "tiles": "sizes"},  # the sequence's size: 2 superblocks each way
+    {"largest": (3000, 129), "big": True, "tiles": "sizes"},
     {"tiles": "sizes", "big": True},
 ]
 
@@ -552,12 +555,13 @@ def test_every_optional_field_before_the_quantizer_is_walked(fields):
 
 
 def test_random_frame_sizes_and_tiles_are_walked():
-    """Frames of random sizes (with and without 128-pixel superblocks and superres) and their
-    tiles, uniform or sized one by one."""
+    """Frames of random sizes, their own or the sequence's largest (with and without 128-pixel
+    superblocks and superres), and their tiles, uniform or sized one by one."""
     rng = np.random.default_rng(3)
     for seed in range(200):
-        fields = {"override": True, "width": int(rng.integers(1, 9000)),
-                  "height": int(rng.integers(1, 9000)), "big": bool(seed % 2),
+        size = int(rng.integers(1, 9000)), int(rng.integers(1, 9000))
+        fields = {"override": seed % 4 < 2, "width": size[0], "height": size[1],
+                  "largest": size[::-1] if seed % 4 else size, "big": bool(seed % 2),
                   "tiles": ("uniform", "sizes")[seed // 2 % 2],
                   "superres": seed % 3 == 0, "use_superres": seed % 6 == 0}
         sequence, frame = _av1_headers(seed % 256, seed, **fields)
