@@ -639,9 +639,9 @@ def _avif_file(obus: bytes, decoy: bytes, *, grid: bool = False, idat: bool = Fa
     ``decoy`` OBUs (another quality) in the items beside it: an alpha plane listed first, a
     second tile. ``wide``: 32-bit item ids everywhere, and the meta box after a 64-bit mdat.
     ``lead`` and ``tail``: bytes first and last in the meta box (after ``idat``), ``before``:
-    at the top, between ``ftyp`` and ``meta`` (``after``: after it). ``flags``: of the pitm, iinf and iref boxes;
-    ``junk``: a box in iinf after the entries that is not one, laid out as an entry naming
-    the primary item something else."""
+    at the top, between ``ftyp`` and ``meta`` (``after``: after it). ``flags``: of the pitm,
+    iinf and iref boxes; ``junk``: a box in iinf after the entries that is not one, laid out
+    as an entry naming the primary item something else."""
     n = 4 if wide else 2
     items = [(5, b"av01", decoy)]
     items += [(1, b"grid", bytes(8)), (2, b"av01", obus), (3, b"av01", decoy)] if grid else \
