@@ -296,6 +296,24 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("compression", 'size, head = int.from_bytes(data[start + 8:start + 16], "big"), 16',
      'size, head = int.from_bytes(data[start + 9:start + 16], "big"), 16'):
         "it drops the top byte of a 64-bit size, 0 for any box under 2**56 bytes",
+    ("compression", "sb_cols, sb_rows = (mi_cols + (1 << shift) - 1) >> shift, (mi_rows + (1 << "
+     "shift) - 1) >> shift", "sb_cols, sb_rows = (mi_cols + (1 << shift) - 2) >> shift, "
+     "(mi_rows + (1 << shift) - 1) >> shift"):
+        "mi_cols is even (2 per 8 pixels): rounding it up to a multiple of 16 or 32 from 1 or 2 "
+        "below gives the same",
+    ("compression", "sb_cols, sb_rows = (mi_cols + (1 << shift) - 1) >> shift, (mi_rows + (1 << "
+     "shift) - 1) >> shift", "sb_cols, sb_rows = (mi_cols + (1 << shift) - 1) >> shift, "
+     "(mi_rows + (1 << shift) - 2) >> shift"):
+        "mi_rows is even (2 per 8 pixels): rounding it up to a multiple of 16 or 32 from 1 or 2 "
+        "below gives the same",
+    ("compression", "max_width_sb, max_area_sb = 4096 >> (shift + 2), (4096 * 2304) >> (2 * "
+     "(shift + 2))", "max_width_sb, max_area_sb = 4097 >> (shift + 2), (4096 * 2304) >> (2 * "
+     "(shift + 2))"):
+        "4097 >> 6 and >> 7 are 4096's: 64 and 32",
+    ("compression", "max_width_sb, max_area_sb = 4096 >> (shift + 2), (4096 * 2304) >> (2 * "
+     "(shift + 2))", "max_width_sb, max_area_sb = 4096 >> (shift + 2), (4097 * 2304) >> (2 * "
+     "(shift + 2))"):
+        "4097 * 2304 >> 12 and >> 14 are 4096 * 2304's: 2304 and 576",
     ("compression", "size = len(data) - pos", "size = len(data) + pos"):
         "an OBU without a size runs to the end either way: the slice stops there, and so "
         "does the walk",

@@ -305,11 +305,12 @@ def test_a_full_sequence_header_is_walked(tmp_path):
     rng = np.random.default_rng(1)
     frames = [PILImage.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
               for _ in range(2)]
-    for quality in (0, 30, 50, 60, 75, 100):
+    aom = (*range(0, 248, 4), 249, 255)  # libaom's base_q_idx for its quantizer 0..63
+    for quality in (0, 2, 30, 50, 60, 75, 100):
         buf = io.BytesIO()
         frames[0].save(buf, "AVIF", save_all=True, append_images=frames[1:], quality=quality)
-        assert _q_index(buf.getvalue(), tmp_path) == \
-            C._AOM_Q_INDEX[((100 - quality) * 63 + 50) // 100], quality
+        assert _q_index(buf.getvalue(), tmp_path) == aom[((100 - quality) * 63 + 50) // 100], \
+            quality
 
 
 # ---------------------------------------------------------- AV1 headers written here
@@ -344,14 +345,15 @@ class _BitWriter:
 
 
 # Operating points: (idc, decoder model present, initial display delay present)
-_POINTS = ((0, True, True), (0x103, False, False), (0x201, True, False))
+_POINTS = ((0, True, True), (0x103, False, False), (0x201, True, False), (0x302, True, False))
 
 
 def _av1_headers(q: int, seed: int = 0, *, reduced=False, timing=False, equal=False,
                  model=False, delay=False, frame_ids=False, big=False, order_hint=False,
                  screen=2, integer_mv=2, superres=False, override=False, render=False,
                  use_superres=False, removal=False, tiles="uniform", width=200, height=120,
-                 layer=(0, 0), ticks=None, largest=(8192, 8192)) -> tuple[bytes, bytes]:
+                 layer=(0, 0), ticks=None, largest=(8192, 8192), coded=None
+                 ) -> tuple[bytes, bytes]:
     """(sequence header, frame header) OBU payloads of a shown key frame, field by field as
     the AV1 spec (5.5, 5.9) orders them. The keywords choose the optional sections; what the
     reader skips (times, ids, levels, flags, lengths, the tiles' layout) is drawn from
@@ -451,7 +453,7 @@ def _av1_headers(q: int, seed: int = 0, *, reduced=False, timing=False, equal=Fa
     if superres:
         f.put(use_superres, 1)
         if use_superres:
-            coded = val(3)
+            coded = val(3) if coded is None else coded
             f.put(coded, 3)
             w = (upscaled * 8 + (coded + 9) // 2) // (coded + 9)
     f.put(render, 1)
@@ -541,6 +543,15 @@ _FIELDS = [
     {"override": True, "width": 4100, "height": 700, "tiles": "sizes"},
     {"tiles": "sizes"},  # 8192 x 8192: 8 tiles at least
     {"largest": (65, 65), "tiles": "sizes"},  # the sequence's size: 2 superblocks each way
+    {"override": True, "width": 64, "height": 64, "tiles": "sizes"},  # 1 superblock
+    # superres at 8/16: 129 pixels are coded in 65 (2 superblocks)
+    {"override": True, "width": 129, "height": 64, "superres": True, "use_superres": True,
+     "coded": 7, "tiles": "sizes"},
+    # 5 x 461 superblocks, one more than a tile's 2304 at most: 2 tiles at least
+    {"override": True, "width": 320, "height": 29504, "tiles": "sizes"},
+    {"override": True, "width": 320, "height": 29504},
+    # 100 x 2 superblocks in tiles of 51 or more: a tile's height still 1 at least
+    {"override": True, "width": 6400, "height": 128, "tiles": "sizes"},
     {"largest": (3000, 129), "big": True, "tiles": "sizes"},
     {"tiles": "sizes", "big": True},
 ]
@@ -569,17 +580,18 @@ def test_random_frame_sizes_and_tiles_are_walked():
             fields
 
 
-@pytest.mark.parametrize("temporal,spatial,times", [(0, 0, 1), (0, 1, 2), (1, 1, 1),
-                                                    (1, 0, 1)])
+@pytest.mark.parametrize("temporal,spatial,times", [(0, 0, 1), (0, 1, 2), (1, 1, 2),
+                                                    (1, 0, 2), (2, 0, 1)])
 def test_buffer_removal_times_follow_the_frames_layer(temporal, spatial, times):
     """An operating point with a decoder model has a removal time in the frame header when it
     holds the frame's layer (temporal and spatial, from the OBU's extension byte) or every
-    layer (idc 0): point 0 always, point 2 (idc 0x201: temporal 0, spatial 1) at (0, 1)."""
+    layer (idc 0): point 0 always, point 2 (idc 0x201: temporal 0, spatial 1) at (0, 1), point
+    3 (0x302: temporal 1, spatial 0 and 1) at (1, 0) and (1, 1)."""
     for seed in range(4):
         sequence, frame = _av1_headers(77, seed, timing=True, model=True, removal=True,
                                        layer=(temporal, spatial))
         s = C._av1_sequence(C._Bits(sequence))
-        assert s.decoder_models == [(0, True), (0x103, False), (0x201, True)]
+        assert s.decoder_models == [(0, True), (0x103, False), (0x201, True), (0x302, True)]
         assert sum(present and (idc == 0 or (idc >> temporal & 1 and idc >> spatial + 8 & 1))
                    for idc, present in s.decoder_models) == times
         assert C._av1_base_q_idx(frame, s, temporal << 5 | spatial << 3 | 0b111) == 77
@@ -826,3 +838,27 @@ def test_the_boxes_in_meta_are_walked_by_their_sizes(edit, quality, av1_items, t
     data = _meta_edit(_avif_file(obus, decoy, idat=True, iloc_version=1), *edit)
     (tmp_path / "a.avif").write_bytes(data)
     assert C.avif_quality_of(tmp_path / "a.avif") == quality
+
+
+def _obu(kind: int, payload: bytes) -> bytes:
+    size, leb = len(payload), b""
+    while True:
+        leb += bytes([size & 127 | (128 if size > 127 else 0)])
+        size >>= 7
+        if not size:
+            return bytes([kind << 3 | 2]) + leb + payload
+
+
+def test_the_first_frame_header_is_read_whichever_obu_holds_it(av1_items, tmp_path):
+    """A frame header OBU (3) as well as a frame OBU (6), after a temporal delimiter (2) or
+    metadata (5); a later frame's header (its tile group, 4, between) is not read."""
+    sequence, frame = _av1_headers(148, 1, reduced=True)  # base_q_idx 148: q51
+    _, later = _av1_headers(20, 1, reduced=True)
+    for obus in (_obu(2, b"") + _obu(1, sequence) + _obu(3, frame) + _obu(4, bytes(300))
+                 + _obu(6, later),
+                 _obu(1, sequence) + _obu(5, b"meta") + _obu(6, frame) + _obu(3, later)):
+        (tmp_path / "a.avif").write_bytes(_avif_file(obus, av1_items[1]))
+        assert C.avif_quality_of(tmp_path / "a.avif") == 51
+    (tmp_path / "a.avif").write_bytes(_avif_file(_obu(3, frame) + _obu(1, sequence),
+                                                 av1_items[1]))
+    assert C.avif_quality_of(tmp_path / "a.avif") is None  # a frame before its sequence

@@ -455,15 +455,15 @@ def _skip_tile_info(d: _Bits, s: _Av1Sequence, width: int, height: int) -> None:
         while rows_log2 < _tile_log2(1, min(sb_rows, 64)) and d.number(1):
             rows_log2 += 1
     else:
-        widest, start, cols = 0, 0, 0
-        while start < sb_cols:
-            size = _ns(d, min(sb_cols - start, max_width_sb)) + 1
-            widest, start, cols = max(widest, size), start + size, cols + 1
+        widths: list[int] = []
+        while sum(widths) < sb_cols:
+            widths.append(_ns(d, min(sb_cols - sum(widths), max_width_sb)) + 1)
         area = (sb_rows * sb_cols) >> (min_log2_tiles + 1) if min_log2_tiles else sb_rows * sb_cols
         start, rows = 0, 0
         while start < sb_rows:
-            start, rows = start + _ns(d, min(sb_rows - start, max(area // widest, 1))) + 1, rows + 1
-        cols_log2, rows_log2 = _tile_log2(1, cols), _tile_log2(1, rows)
+            start += _ns(d, min(sb_rows - start, max(area // max(widths), 1))) + 1
+            rows += 1
+        cols_log2, rows_log2 = _tile_log2(1, len(widths)), _tile_log2(1, rows)
     if cols_log2 or rows_log2:
         d.number(cols_log2 + rows_log2 + 2)  # context_update_tile_id, tile_size_bytes_minus_1
 
@@ -514,12 +514,11 @@ def _av1_base_q_idx(frame: bytes, s: _Av1Sequence, extension: int) -> int | None
     return d.number(8)
 
 
-# libaom's quantizer steps: base_q_idx for its encoder quantizer 0..63.
-_AOM_Q_INDEX = (*range(0, 248, 4), 249, 255)
 # The base_q_idx libavif (1.4, libaom) gives a still image at each quality 0..100 (measured
 # through Pillow; the same for every photo, chroma subsampling and speed tried, as it is
 # libavif's own mapping; tests/test_compression.py checks it against the libavif installed).
-# An image sequence is quantized otherwise: ((100 - q) * 63 + 50) // 100 steps of the table.
+# An image sequence is quantized otherwise: ((100 - q) * 63 + 50) // 100 steps of libaom's
+# quantizer table (tests/test_compression.py).
 _AVIF_Q_INDEX = (
     255, 255, 255, 249, 249, 249, 244, 244, 240, 240, 236, 236, 232, 232, 228, 228, 224, 224,
     220, 220, 216, 216, 212, 212, 208, 208, 204, 204, 200, 200, 196, 196, 192, 192, 188, 184,
