@@ -197,9 +197,10 @@ UpCheckpoint = typer.Option(
     None, "--checkpoint", help="Checkpoint to use (default, or 'bundled': the weights shipped "
     "with wdsr).")
 UpWeights = typer.Option(
-    "auto", "--weights", help="Which bundled weights: auto (photo weights for JPEG and lossy "
-    "WebP inputs, photo-low for JPEGs of quality 80 or lower, clean for lossless, HEIC and "
-    "AVIF inputs and JPEGs above q92, photo when any of those reads noisy), clean (trained on "
+    "auto", "--weights", help="Which bundled weights: auto (photo weights for compressed "
+    "inputs, by the quality read from the file: photo-low for JPEGs of quality 80 or lower and "
+    "AVIFs of 50 or lower, photo for JPEGs to q92, lossy WebPs to q85 and AVIFs to q65; clean "
+    "for lossless, HEIC and lighter inputs, photo when those read noisy), clean (trained on "
     "bicubic LR), photo (trained on JPEG, noise and blur) or photo-low (heavy JPEG).")
 UpPrecision = precision("auto", "Default auto.")
 UpSelfEnsemble = typer.Option(
