@@ -60,8 +60,13 @@ def jpeg_quality_of(path: Any) -> int | None:
     luma = tables.get(0)
     if not luma:
         return None
-    total = int(sum(luma))
-    return min(_IJG_SUMS, key=lambda q: (abs(_IJG_SUMS[q] - total), -q))
+    return _nearest_quality(_IJG_SUMS, int(sum(luma)))
+
+
+def _nearest_quality(table: dict[int, int], value: int) -> int:
+    """The quality whose ``table`` value (quality -> table sum or quantizer) is nearest
+    ``value``; a tie goes to the higher quality, the file's own quality when two share it."""
+    return min(table, key=lambda q: (abs(table[q] - value), -q))
 
 
 # ------------------------------------------------------------------------------ HEIC, AVIF
@@ -195,7 +200,7 @@ def webp_quality_of(path: Any) -> int | None:
     index = None if frame is None else _vp8_quantizer(frame)
     if index is None:
         return None
-    return min(range(101), key=lambda q: (abs(_WEBP_QUANTIZER[q] - index), -q))
+    return _nearest_quality(dict(enumerate(_WEBP_QUANTIZER)), index)
 
 
 # ------------------------------------------------------------------------------------ AVIF
@@ -215,6 +220,11 @@ class _Bytes:
             raise EOFError("box cut short")
         self.pos += size
         return int.from_bytes(self.data[self.pos - size:self.pos], "big")
+
+    def full_box(self) -> int:
+        """Read a full box's version and flags; return the bytes of its item ids and counts
+        (pitm, iinf, iref: 2 in version 0, else 4)."""
+        return 2 if self.int(4) >> 24 == 0 else 4
 
 
 def _boxes(data: bytes, start: int = 0) -> Iterator[tuple[bytes, bytes]]:
@@ -279,9 +289,9 @@ def _primary_av1_item(boxes: dict[bytes, bytes]) -> int | None:
     """The id of the AV1 item that holds the primary image: the primary item, or a grid's
     first tile."""
     pitm = _Bytes(boxes[b"pitm"])
-    item = pitm.int(2 if pitm.int(4) >> 24 == 0 else 4)
+    item = pitm.int(pitm.full_box())
     iinf = _Bytes(boxes[b"iinf"])
-    iinf.int(2 if iinf.int(4) >> 24 == 0 else 4)  # entry count
+    iinf.int(iinf.full_box())  # entry count
     types = {}
     for kind, infe in _boxes(iinf.data, iinf.pos):
         entry = _Bytes(infe)
@@ -292,7 +302,7 @@ def _primary_av1_item(boxes: dict[bytes, bytes]) -> int | None:
             types[item_id] = entry.data[entry.pos:entry.pos + 4]
     if types.get(item) == b"grid":
         iref = _Bytes(boxes[b"iref"])
-        wide = 2 if iref.int(4) >> 24 == 0 else 4
+        wide = iref.full_box()
         tiles = [_Bytes(ref) for kind, ref in _boxes(iref.data, iref.pos) if kind == b"dimg"]
         tile = next((t for t in tiles if t.int(wide) == item), None)
         if tile is None or not tile.int(2):
@@ -550,4 +560,4 @@ def avif_quality_of(path: Any) -> int | None:
         return None
     if index is None:
         return None
-    return min(range(101), key=lambda q: (abs(_AVIF_Q_INDEX[q] - index), -q))
+    return _nearest_quality(dict(enumerate(_AVIF_Q_INDEX)), index)
